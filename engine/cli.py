@@ -1,0 +1,302 @@
+"""The ``charter`` command line.
+
+Exit codes: 0 success; 1 the policies are invalid, a customer's facts are bad, or a
+decision could not be made; 2 the command itself was used wrongly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from engine import population
+from engine.api import Engine
+from engine.core.bundle import build_bundle
+from engine.core.decision import Decision
+from engine.errors import CharterError, FactErrors, PolicyErrors
+from engine.plugins import build_registry
+
+DEFAULT_POLICIES = "policies"
+SNAPSHOT_DIR = Path(".charter") / "snapshots"
+
+
+# --------------------------------------------------------------------------------------------
+# reading facts: JSON (one object or an array), JSON Lines, CSV; `-` is standard input
+# --------------------------------------------------------------------------------------------
+
+
+def read_facts(source: str, fmt: str = "auto") -> Iterator[dict[str, Any]]:
+    """Stream customers from a file or stdin. JSON Lines and CSV never load the whole file."""
+    stream: IO[str] = sys.stdin if source == "-" else open(source, encoding="utf-8", newline="")  # noqa: SIM115
+    try:
+        if fmt == "auto":
+            fmt = _guess_format(source, stream)
+        if fmt == "csv":
+            for row in csv.DictReader(stream):
+                yield {k: _csv_value(v) for k, v in row.items() if v != ""}
+        elif fmt == "jsonl":
+            for n, line in enumerate(stream, 1):
+                if line.strip():
+                    yield _json_object(line, f"{source}:{n}")
+        else:
+            data = json.load(stream)
+            for item in data if isinstance(data, list) else [data]:
+                yield item
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _guess_format(source: str, stream: IO[str]) -> str:
+    suffix = Path(source).suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    if suffix == ".json":
+        return "json"
+    return "jsonl"
+
+
+def _json_object(text: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CharterError(f"{where}: not valid JSON: {exc}", code="C001",
+                           hint="each line must be one JSON object") from None
+    return value  # type: ignore[no-any-return]  # a non-object is reported by the fact checker
+
+
+def _csv_value(text: str) -> Any:
+    """CSV cells are text: numbers, booleans and JSON lists are read as such."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_now(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)  # the caller's clock, read here at the edge, never in evaluation
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise CharterError(f"`--now {text}` is not a timestamp", code="C002",
+                           hint="write it like `2025-06-30T09:00:00Z` or `2025-06-30`") from None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    paths = args.paths or [DEFAULT_POLICIES]
+    try:
+        bundle = build_bundle(paths, build_registry())
+    except PolicyErrors as exc:
+        if args.format == "json":
+            print(json.dumps([e.to_dict() for e in exc.errors], ensure_ascii=False, indent=2))
+        else:
+            for err in exc.errors:
+                print(err.describe())
+            print(f"{len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(json.dumps({"valid": True, "bundle_version": bundle.version, "files": list(bundle.files)}))
+    else:
+        print(f"ok: {len(bundle.files)} policy file(s), bundle {bundle.version}")
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    return Engine(args.policies)
+
+
+def _snapshot_for(engine: Engine, args: argparse.Namespace, now: datetime) -> None:
+    program = engine.program(args.domain)
+    if not program.needs_snapshot:
+        return
+    if args.snapshot:
+        engine.use_snapshot(population.load(args.snapshot, SNAPSHOT_DIR))
+        return
+    if args.facts == "-":
+        raise CharterError(f"the `{args.domain}` policy ranks customers, so it needs a population snapshot",
+                           code="C003", hint="run `charter snapshot --facts FILE` and pass `--snapshot ID`")
+    snap = engine.build_snapshot(read_facts(args.facts, args.format), now=now, domain=args.domain)
+    path = population.save(snap, SNAPSHOT_DIR)
+    print(f"population snapshot {snap.id} from {args.facts} ({path})", file=sys.stderr)
+    engine.use_snapshot(snap)
+
+
+class _Progress:
+    """A counter on stderr, shown only on a terminal and only once a batch runs over a second."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.shown = False
+
+    def tick(self, n: int) -> None:
+        if self.enabled and n % 512 == 0 and time.monotonic() - self.start > 1.0:
+            rate = n / (time.monotonic() - self.start)
+            sys.stderr.write(f"\r{n:,} customers ({rate:,.0f}/s)")
+            sys.stderr.flush()
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    now = parse_now(args.now)
+    engine = _engine(args)
+    _snapshot_for(engine, args, now)
+    out = sys.stdout
+    counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    bad = total = 0
+    progress = _Progress()
+    for result in engine.evaluate_batch(args.domain, read_facts(args.facts, args.format), now=now,
+                                        explain=args.explain):
+        total += 1
+        if isinstance(result, FactErrors):
+            bad += 1
+            out.write(json.dumps({"subject": result.subject, "error": result.to_dict()}, ensure_ascii=False) + "\n")
+        else:
+            out.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+            for name, value in result.outputs.items():
+                if isinstance(value, (str, bool, int)):
+                    counts[name][str(value)] += 1
+        progress.tick(total)
+    progress.done()
+    summary = "; ".join(f"{k}: " + ", ".join(f"{v} {n}" for v, n in c.most_common()) for k, c in counts.items())
+    print(f"{total} customer(s), {total - bad} decision(s), {bad} with bad facts. {summary}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    now = parse_now(args.now)
+    engine = _engine(args)
+    _snapshot_for(engine, args, now)
+    shown = 0
+    for facts in read_facts(args.facts, args.format):
+        if args.customer and str(facts.get("id")) != args.customer:
+            continue
+        try:
+            decision = engine.evaluate(args.domain, facts, now=now, explain=True)
+        except FactErrors as exc:
+            print(f"customer {exc.subject or '?'}: the facts are wrong")
+            for e in exc.errors:
+                print(f"  {e.describe()}")
+            return 1
+        print(render(decision))
+        shown += 1
+        if args.customer or shown >= args.limit:
+            break
+    if not shown:
+        print(f"no customer `{args.customer}` in {args.facts}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def render(d: Decision) -> str:
+    """A decision as readable text: outcome, the rules that decided, then the trace."""
+    lines = [f"customer {d.subject} — {d.domain} at {d.now.isoformat()}"]
+    for name, value in d.outputs.items():
+        lines.append(f"  {name}: {json.dumps(value, ensure_ascii=False)}")
+    if d.scores:
+        lines.append("  scores: " + ", ".join(f"{k} = {v:,.2f}" for k, v in d.scores.items()))
+    lines.append("because:")
+    for r in d.fired:
+        lines.append(f"  - [{r.id}] {r.message or '(no message)'}  ({r.file}:{r.line}{'; ' + r.clause if r.clause else ''})")
+    for note in d.notes:
+        lines.append(f"  ! {note}")
+    if d.trace:
+        lines.append("trace:")
+        for t in d.trace:
+            mark = {True: "yes", False: "no ", None: "n/a"}[t.matched]
+            tests = "; ".join(f"{text} {list(vals)} -> {res}" for text, vals, res in t.tests)
+            lines.append(f"  {mark} {t.step}/{t.rule}: {tests}{'  error: ' + t.error if t.error else ''}")
+    lines.append(f"bundle {d.bundle_version}, snapshot {d.snapshot_id}, engine {d.engine_version}, "
+                 f"semantics {d.semantics_version}")
+    return "\n".join(lines)
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    now = parse_now(args.now)
+    engine = _engine(args)
+    snap = engine.build_snapshot(read_facts(args.facts, args.format), now=now, domain=args.domain)
+    path = population.save(snap, SNAPSHOT_DIR)
+    print(json.dumps({"id": snap.id, "path": str(path), **snap.to_dict()}, indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="charter", description="Charter: policy engine for CRM compliance")
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="check policy files; prints path:line:col: message")
+    v.add_argument("paths", nargs="*", help=f"policy files or directories (default: {DEFAULT_POLICIES})")
+    v.add_argument("--format", choices=["text", "json"], default="text")
+    v.set_defaults(run=cmd_validate)
+
+    def facts_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--domain", default="tiering", help="policy domain (default: tiering)")
+        sp.add_argument("--facts", required=True, help="customers: .json, .jsonl or .csv file, or - for stdin")
+        sp.add_argument("--format", choices=["auto", "json", "jsonl", "csv"], default="auto")
+        sp.add_argument("--policies", default=DEFAULT_POLICIES, help="policy directory")
+        sp.add_argument("--now", help="evaluation time, e.g. 2025-06-30T00:00:00Z (default: the current time)")
+        sp.add_argument("--snapshot", help="population snapshot id or file (default: built from --facts)")
+
+    e = sub.add_parser("evaluate", help="decide for every customer; JSON Lines out")
+    facts_args(e)
+    e.add_argument("--explain", action="store_true", help="add the full trace to each decision")
+    e.set_defaults(run=cmd_evaluate)
+    x = sub.add_parser("explain", help="one customer's decision as readable text")
+    facts_args(x)
+    x.add_argument("--customer", help="customer id (default: the first customer)")
+    x.add_argument("--limit", type=int, default=1, help="how many customers to show without --customer")
+    x.set_defaults(run=cmd_explain)
+    s = sub.add_parser("snapshot", help="compute and store a population snapshot")
+    facts_args(s)
+    s.set_defaults(run=cmd_snapshot)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except PolicyErrors as exc:
+        for err in exc.errors:
+            print(err.describe(), file=sys.stderr)
+        return 1
+    except CharterError as exc:
+        print(f"error: {exc.describe()}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `charter evaluate ... | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "read_facts", "render"]

@@ -1,0 +1,92 @@
+"""The policy bundle: every policy file of a directory, loaded, validated and compiled together.
+
+The bundle version is a content hash: SHA-256 over the policy-semantics version and each
+file's name and bytes, so any edit to any file (comments included: decisions cite file
+lines) gives a new version, and the same files always give the same one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.core.compile import CompiledPolicy, compile_policy
+from engine.core.decision import SEMANTICS_VERSION
+from engine.core.load import Document, load_file, policy_files
+from engine.core.model import Policy
+from engine.core.validate import validate
+from engine.errors import Location, PolicyError, PolicyErrors
+from engine.plugins import Registry
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded policy set: compiled policies by domain and the bundle version."""
+
+    version: str
+    policies: dict[str, CompiledPolicy]
+    files: tuple[str, ...]
+
+    def policy(self, domain: str) -> Policy:
+        return self.policies[domain].policy
+
+
+def bundle_version(docs: Sequence[Document]) -> str:
+    h = hashlib.sha256(f"charter-semantics:{SEMANTICS_VERSION}\n".encode())
+    for doc in sorted(docs, key=lambda d: Path(d.path).name):
+        h.update(f"{Path(doc.path).name}\n{len(doc.raw)}\n".encode())
+        h.update(doc.raw)
+    return "b-" + h.hexdigest()[:32]
+
+
+def load_documents(paths: Sequence[str | Path]) -> list[Document]:
+    """Load every policy file named, directories expanded to their ``*.yaml`` files."""
+    files: list[Path] = []
+    errors: list[PolicyError] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files.extend(policy_files(path))
+        elif path.exists():
+            files.append(path)
+        else:
+            errors.append(PolicyError("no such file or directory", Location(str(p)), code="P009",
+                                      hint="check the path"))
+    docs = []
+    for f in files:
+        try:
+            docs.append(load_file(f))
+        except PolicyErrors as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise PolicyErrors(errors)
+    return docs
+
+
+def build_bundle(paths: Sequence[str | Path], registry: Registry) -> Bundle:
+    """Load, validate and compile a policy set. Raises ``PolicyErrors`` with every error found."""
+    docs = load_documents(paths)
+    errors: list[PolicyError] = []
+    policies: dict[str, Policy] = {}
+    for doc in docs:
+        try:
+            policy = validate(doc, registry)
+        except PolicyErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        first = policies.get(policy.kind)
+        if first is not None:
+            errors.append(PolicyError(f"a second `{policy.kind}` policy; the first is in {first.path}",
+                                      policy.location, code="P150", related=first.location,
+                                      hint="keep one policy file per domain"))
+            continue
+        policies[policy.kind] = policy
+    if not docs:
+        errors.append(PolicyError("no policy files found", Location(", ".join(str(p) for p in paths)),
+                                  code="P151", hint="policy files end in `.yaml`"))
+    if errors:
+        raise PolicyErrors(errors)
+    compiled = {kind: compile_policy(policy, registry) for kind, policy in policies.items()}
+    return Bundle(bundle_version(docs), compiled, tuple(d.path for d in docs))

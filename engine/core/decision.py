@@ -1,0 +1,102 @@
+"""The decision record: what one evaluation decided, why, and everything needed to redo it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+ENGINE_VERSION = "0.1.0"
+# Bumped whenever the same policy, facts and `now` could give a different decision
+# (expression semantics, hit policies, band rounding, missing-fact handling).
+SEMANTICS_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class FiredRule:
+    """A rule that decided part of the outcome, with where it is written."""
+
+    id: str
+    step: str
+    outputs: tuple[tuple[str, Any], ...]
+    message: str
+    file: str
+    line: int
+    clause: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "step": self.step, "set": dict(self.outputs), "message": self.message,
+                "file": self.file, "line": self.line, "clause": self.clause}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    """One rule's condition as evaluated: matched (True/False, None when undefined) and its tests."""
+
+    step: str
+    rule: str
+    matched: bool | None
+    tests: tuple[tuple[str, tuple[Any, ...], Any], ...]
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "rule": self.rule, "matched": self.matched,
+                "tests": [{"test": t, "values": [_jsonable(v) for v in vals], "result": _jsonable(r)}
+                          for t, vals, r in self.tests],
+                **({"error": self.error} if self.error else {})}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of evaluating one domain's policy for one customer at the caller's ``now``."""
+
+    domain: str
+    subject: str | None
+    outputs: dict[str, Any]
+    fired: tuple[FiredRule, ...]
+    now: datetime
+    bundle_version: str
+    policy_id: str
+    snapshot_id: str | None
+    scores: dict[str, float]
+    notes: tuple[str, ...] = ()
+    trace: tuple[TraceStep, ...] | None = None
+    engine_version: str = ENGINE_VERSION
+    semantics_version: str = SEMANTICS_VERSION
+
+    @property
+    def fired_ids(self) -> tuple[str, ...]:
+        return tuple(r.id for r in self.fired)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "domain": self.domain,
+            "subject": self.subject,
+            "now": self.now.isoformat().replace("+00:00", "Z"),
+            "outputs": {k: _jsonable(v) for k, v in self.outputs.items()},
+            "fired": [r.to_dict() for r in self.fired],
+            "scores": self.scores,
+            "notes": list(self.notes),
+            "bundle_version": self.bundle_version,
+            "policy_id": self.policy_id,
+            "snapshot_id": self.snapshot_id,
+            "engine_version": self.engine_version,
+            "semantics_version": self.semantics_version,
+        }
+        if self.trace is not None:
+            out["trace"] = [t.to_dict() for t in self.trace]
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g}s"
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Exception):
+        return str(value)
+    return value

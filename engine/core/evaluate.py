@@ -1,0 +1,104 @@
+"""Stage 4, evaluate: facts and the caller's ``now`` in, a ``Decision`` out.
+
+A ``Program`` is one compiled policy bound to a bundle version and (when its bands rank
+customers) a population snapshot. Evaluation is a pure function of those, the facts and
+``now``: it reads no clock, no randomness and no files.
+
+Scores first, then the steps in dependency order. A condition that cannot be evaluated
+(an absent fact, a division by zero) is *undefined*: it does not match and the decision's
+``notes`` say why. A scorer plugin that raises or returns something other than a number is
+reported in the notes by plugin and scorer name; the score is then absent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from engine.core.compile import CompiledPolicy, StepRun
+from engine.core.decision import Decision, FiredRule, TraceStep
+from engine.core.expr import EvalError
+from engine.errors import EvaluationError, SnapshotError
+from engine.population import Snapshot
+
+
+class Program:
+    """A compiled policy ready to decide: bound to its bundle version and snapshot."""
+
+    def __init__(self, compiled: CompiledPolicy, bundle_version: str, snapshot: Snapshot | None = None) -> None:
+        self.compiled = compiled
+        self.policy = compiled.policy
+        self.domain = compiled.policy.kind
+        self.bundle_version = bundle_version
+        self.snapshot = snapshot
+        self.snapshot_id = snapshot.id if snapshot is not None and self.needs_snapshot else None
+        assert compiled.checker is not None
+        self.check = compiled.checker.check
+        self.scores = compiled.scores
+        self.scorer_names = {name: decl.scorer for name, decl in compiled.policy.scores.items() if decl.scorer}
+        self.runs: list[StepRun] | None = None
+        self.unbound: EvaluationError | SnapshotError | None = None
+        digests = compiled.score_digests
+        cut = None
+        if snapshot is not None:
+            def cut(score: str, percentile: float) -> float:
+                return snapshot.cut(score, percentile, digests[score])
+        try:
+            self.runs = [step.bind(cut) for step in compiled.steps]
+        except (EvaluationError, SnapshotError) as exc:
+            self.unbound = exc
+
+    @property
+    def needs_snapshot(self) -> bool:
+        return any(step.needs_snapshot for step in self.compiled.steps)
+
+    def evaluate(self, facts: Mapping[str, Any], now: datetime, *, explain: bool = False) -> Decision:
+        """Decide for one customer. Raises ``FactErrors`` for bad facts."""
+        runs = self.runs
+        if runs is None:
+            assert self.unbound is not None
+            raise self.unbound
+        if not isinstance(now, datetime) or now.tzinfo is None:
+            raise EvaluationError("`now` must be a timestamp with a time zone", code="V002",
+                                  hint="pass e.g. datetime(2025, 6, 30, tzinfo=timezone.utc)")
+        customer = self.check(facts)
+        scores: dict[str, float] = {}
+        outputs: dict[str, Any] = {}
+        notes: list[str] = []
+        env = {"customer": customer, "scores": scores, "outputs": outputs, "now": now}
+        for name, fn in self.scores:
+            try:
+                value = fn(env)
+            except EvalError as exc:
+                notes.append(f"score `{name}` is undefined: {exc}")
+                continue
+            except KeyError as exc:
+                notes.append(f"score `{name}` is undefined: fact `{exc.args[0]}` is absent")
+                continue
+            except Exception as exc:  # a scorer plugin's own bug: report it by name, keep deciding
+                notes.append(f"scorer `{self.scorer_names.get(name, name)}` failed: {type(exc).__name__}: {exc}")
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                notes.append(f"scorer `{self.scorer_names.get(name, name)}` returned `{value!r}`, not a number")
+                continue
+            scores[name] = float(value)
+        fired: list[FiredRule] = []
+        trace: list[TraceStep] | None = [] if explain else None
+        for run in runs:
+            run(env, outputs, fired, notes, trace)
+        subject = facts.get("id")
+        return Decision(
+            domain=self.domain,
+            subject=str(subject) if subject is not None else None,
+            outputs=outputs,
+            fired=tuple(fired),
+            now=now,
+            bundle_version=self.bundle_version,
+            policy_id=self.policy.id,
+            snapshot_id=self.snapshot_id,
+            scores=scores,
+            notes=tuple(notes),
+            trace=tuple(trace) if trace is not None else None,
+        )

@@ -1,0 +1,283 @@
+"""Customer facts: checked against the policy's declarations before evaluation.
+
+Semantics (documented in docs/policies.md):
+
+* a declared fact that is **absent** takes its ``default`` when it has one; a ``required``
+  fact that is absent is an error; any other absent fact stays absent — a condition that
+  reads it is *undefined* (it does not match, and the decision notes why), and
+  ``has(customer.x)`` tests for it;
+* ``null`` is allowed only for facts declared ``nullable: true``;
+* ``number`` facts accept whole and decimal numbers and are read as decimals;
+  ``timestamp`` facts are RFC 3339 text with a zone (``2025-06-30T09:00:00Z``);
+* keys the policy does not declare are ignored (other domains may declare them).
+
+Checking uses ``cerberus``. Because cerberus costs tens of microseconds per customer, a
+compiled checker built from the same declarations runs first; only when it rejects a
+customer is cerberus run to name every broken field. The test suite checks that the two
+accept exactly the same documents.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import cerberus
+
+from engine.core.model import FactDecl
+from engine.errors import FactError, FactErrors, did_you_mean
+
+_ABSENT = object()
+
+
+class _Reject(Exception):
+    pass
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """An aware datetime from RFC 3339 text or an aware datetime; raises ``ValueError``."""
+    if isinstance(value, datetime):
+        stamp = value
+    elif isinstance(value, str) and 10 <= len(value) <= 40 and value[:4].isdigit():
+        stamp = datetime.fromisoformat(value)
+    else:
+        raise ValueError("not a timestamp")
+    if stamp.tzinfo is None:
+        raise ValueError("no time zone")
+    return stamp
+
+
+# --------------------------------------------------------------------------------------------
+# the fast checker: one closure per declared fact, returning the converted value
+# --------------------------------------------------------------------------------------------
+
+Converter = Callable[[Any], Any]
+
+
+def _number(decl: FactDecl) -> Converter:
+    lo, hi, allowed = decl.min, decl.max, decl.allowed
+
+    def conv(v: Any) -> Any:
+        if type(v) is float:
+            if not math.isfinite(v):
+                raise _Reject
+        elif type(v) is int:
+            if decl.type == "number":
+                v = float(v)
+        else:
+            raise _Reject
+        if decl.type == "integer" and type(v) is not int:
+            raise _Reject
+        if (lo is not None and v < lo) or (hi is not None and v > hi) or (allowed is not None and v not in allowed):
+            raise _Reject
+        return v
+
+    return conv
+
+
+def _string(decl: FactDecl) -> Converter:
+    allowed = frozenset(decl.allowed) if decl.allowed is not None else None
+    limit = decl.max_length
+
+    def conv(v: Any) -> Any:
+        if type(v) is not str or (allowed is not None and v not in allowed) or (limit is not None and len(v) > limit):
+            raise _Reject
+        return v
+
+    return conv
+
+
+def _boolean(decl: FactDecl) -> Converter:
+    def conv(v: Any) -> Any:
+        if type(v) is not bool:
+            raise _Reject
+        return v
+
+    return conv
+
+
+def _timestamp(decl: FactDecl) -> Converter:
+    def conv(v: Any) -> Any:
+        try:
+            return parse_timestamp(v)
+        except (ValueError, TypeError):
+            raise _Reject from None
+
+    return conv
+
+
+def _list(decl: FactDecl) -> Converter:
+    item = _CONVERTERS[decl.items](FactDecl(decl.name, decl.items, decl.location)) if decl.items else None
+
+    def conv(v: Any) -> Any:
+        if type(v) is not list:
+            raise _Reject
+        return [item(x) for x in v] if item is not None else list(v)
+
+    return conv
+
+
+_CONVERTERS: dict[str, Callable[[FactDecl], Converter]] = {
+    "number": _number, "integer": _number, "string": _string, "boolean": _boolean, "timestamp": _timestamp,
+    "list": _list,
+}
+
+
+class FactChecker:
+    """Checks and converts one customer's facts for a policy; ``check`` is the hot path."""
+
+    def __init__(self, facts: Mapping[str, FactDecl], policy: str) -> None:
+        self.decls = dict(facts)
+        self.policy = policy
+        self._plan = [
+            (name, _CONVERTERS[d.type](d), d.required, d.nullable,
+             _CONVERTERS[d.type](d)(d.default) if d.has_default and d.default is not None else d.default,
+             d.has_default)
+            for name, d in facts.items()
+        ]
+        self._cerberus = _Validator(cerberus_schema(facts), allow_unknown=True)
+
+    def check(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """The converted facts, or ``FactErrors`` naming every bad field."""
+        out: dict[str, Any] = {}
+        try:
+            if not isinstance(facts, Mapping):
+                raise _Reject
+            get = facts.get
+            for name, conv, required, nullable, default, has_default in self._plan:
+                v = get(name, _ABSENT)
+                if v is _ABSENT:
+                    if has_default:
+                        out[name] = default
+                    elif required:
+                        raise _Reject
+                elif v is None:
+                    if not nullable:
+                        raise _Reject
+                    out[name] = None
+                else:
+                    out[name] = conv(v)
+        except _Reject:
+            raise self.explain(facts) from None
+        return out
+
+    def explain(self, facts: Any) -> FactErrors:
+        """Every broken declaration, found by cerberus (the slow path)."""
+        subject = str(facts.get("id", "")) if isinstance(facts, Mapping) else ""
+        if not isinstance(facts, Mapping):
+            return FactErrors([FactError("the facts must be a JSON object", field="", value=facts, rule="type",
+                                         code="F001", hint="write `{\"id\": ..., ...}`")], subject=subject)
+        v = self._cerberus
+        v.validate(dict(facts))
+        errors = [self._fact_error(e) for e in _leaves(v._errors)]
+        if not errors:  # cannot happen unless the two checkers disagree; never hide a rejection
+            errors = [FactError("the facts were rejected", field="", rule="", code="F099")]
+        return FactErrors(errors, subject=subject)
+
+    def _fact_error(self, err: Any) -> FactError:
+        name = str(err.document_path[0]) if err.document_path else ""
+        decl = self.decls.get(name)
+        where = f" (declared at {decl.location})" if decl else ""
+        value, rule, constraint = err.value, err.rule or "", err.constraint
+        shown = "null" if value is None else f"`{value}`"
+        messages = {
+            "required": (f"fact `{name}` is missing", f"add `{name}` to the customer's facts"),
+            "type": (f"fact `{name}` is {shown}, not a {decl.type if decl else constraint}",
+                     _type_hint(decl)),
+            "min": (f"fact `{name}` is {shown}, below the minimum {constraint}", f"use a value of {constraint} or more"),
+            "max": (f"fact `{name}` is {shown}, above the maximum {constraint}", f"use a value of {constraint} or less"),
+            "allowed": (f"fact `{name}` is {shown}, which is not allowed",
+                        did_you_mean(str(value), [str(c) for c in constraint or ()])
+                        or "allowed: " + ", ".join(f"`{c}`" for c in constraint or ())),
+            "nullable": (f"fact `{name}` is null", f"give `{name}` a value, or declare it `nullable: true`"),
+            "maxlength": (f"fact `{name}` is longer than {constraint} characters", "shorten it"),
+            "check_with": (f"fact `{name}` is {shown}, not a timestamp with a time zone",
+                           "write it like `2025-06-30T09:00:00Z`"),
+        }
+        message, hint = messages.get(rule, (f"fact `{name}` is {shown}, which breaks `{rule}`", None))
+        return FactError(message + where, field=name, value=value, rule=f"{rule}: {constraint}" if constraint
+                         not in (None, True) else rule, hint=hint, code=f"F1{_RULE_CODES.get(rule, 99):02d}")
+
+
+_RULE_CODES = {"required": 1, "type": 2, "min": 3, "max": 4, "allowed": 5, "nullable": 6, "maxlength": 7,
+               "check_with": 8}
+
+
+def _type_hint(decl: FactDecl | None) -> str | None:
+    if decl is None:
+        return None
+    return {
+        "number": "write a number without quotes, like `1200.5`",
+        "integer": "write a whole number without quotes, like `3`",
+        "boolean": "write `true` or `false` without quotes",
+        "string": 'write text in double quotes, like `"retail"`',
+        "list": "write a list, like `[\"a\", \"b\"]`",
+        "timestamp": "write it like `2025-06-30T09:00:00Z`",
+    }.get(decl.type)
+
+
+def _leaves(errors: Any) -> list[Any]:
+    out = []
+    for e in errors:
+        if e.is_group_error:
+            out.extend(_leaves(e.child_errors))
+        else:
+            out.append(e)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# cerberus: the reference checker
+# --------------------------------------------------------------------------------------------
+
+_TYPES = cerberus.Validator.types_mapping.copy()
+_TYPES["integer"] = cerberus.TypeDefinition("integer", (int,), (bool,))
+_TYPES["number"] = cerberus.TypeDefinition("number", (int, float), (bool,))
+
+
+class _Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no type hints
+    types_mapping = _TYPES
+
+    def _check_with_timestamp(self, field: str, value: Any) -> None:
+        try:
+            parse_timestamp(value)
+        except (ValueError, TypeError):
+            self._error(field, "not a timestamp with a time zone")
+
+    def _check_with_finite(self, field: str, value: Any) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            self._error(field, "not a finite number")
+
+
+def _rule(decl: FactDecl, *, item: bool = False) -> dict[str, Any]:
+    kind = decl.type
+    rule: dict[str, Any] = {}
+    if kind == "timestamp":
+        rule["check_with"] = "timestamp"
+    elif kind == "list":
+        rule["type"] = "list"
+        if decl.items:
+            rule["schema"] = _rule(FactDecl(decl.name, decl.items, decl.location), item=True)
+    else:
+        rule["type"] = kind
+    if kind == "number":
+        rule["check_with"] = "finite"
+    if decl.min is not None:
+        rule["min"] = decl.min
+    if decl.max is not None:
+        rule["max"] = decl.max
+    if decl.allowed is not None:
+        rule["allowed"] = list(decl.allowed)
+    if decl.max_length is not None:
+        rule["maxlength"] = decl.max_length
+    if not item:
+        rule["required"] = decl.required and not decl.has_default
+        rule["nullable"] = decl.nullable
+    return rule
+
+
+def cerberus_schema(facts: Mapping[str, FactDecl]) -> dict[str, Any]:
+    """The cerberus schema equivalent to the fact declarations."""
+    return {name: _rule(decl) for name, decl in facts.items()}

@@ -1,0 +1,230 @@
+"""Stage 1, load: policy YAML into plain data, remembering where every node came from.
+
+YAML is read with PyYAML's ``SafeLoader`` only. The composed node tree is turned into
+plain Python data by hand so that:
+
+* every node's 1-based line and column is kept, keyed by its path in the document;
+* a key written twice in one mapping is an error (PyYAML would keep the last silently);
+* alias expansion is bounded (a "billion laughs" file stops at ``MAX_NODES``);
+* nesting is bounded (``MAX_DEPTH``), so no ``RecursionError`` escapes;
+* invalid UTF-8 and YAML syntax errors become located ``PolicyError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import Location, PolicyError, PolicyErrors
+
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+MAX_BYTES = 5 * 1024 * 1024
+
+DocPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a scalar node sits: start line/column (1-based) and its YAML style."""
+
+    line: int
+    column: int
+    style: str | None  # None for plain, '"' or "'" for quoted, '|' or '>' for block
+
+
+@dataclass
+class Document:
+    """One loaded policy file: its data, raw bytes and the location of every node."""
+
+    path: str
+    data: Any
+    raw: bytes
+    spans: dict[DocPath, Span] = field(default_factory=dict)
+    key_spans: dict[DocPath, Span] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+    def location(self, path: DocPath, *, key: bool = False) -> Location:
+        """The location of the node at ``path`` (or of its key), falling back to its nearest parent."""
+        table = self.key_spans if key else self.spans
+        probe = path
+        while True:
+            span = table.get(probe) or self.spans.get(probe)
+            if span is not None:
+                return Location(self.path, span.line, span.column, path)
+            if not probe:
+                return Location(self.path, 1, 1, path)
+            probe = probe[:-1]
+
+    def text_location(self, path: DocPath, offset: int) -> Location:
+        """The location of character ``offset`` inside the scalar string at ``path``."""
+        span = self.spans.get(path)
+        if span is None:
+            return self.location(path)
+        text = self.get(path)
+        before = text[:offset] if isinstance(text, str) else ""
+        line_delta = before.count("\n")
+        col_in_line = len(before) - (before.rfind("\n") + 1)
+        if span.style in ("|", ">"):
+            source_line = span.line + 1 + line_delta
+            lines = self.raw.decode("utf-8", "replace").splitlines()
+            indent = 0
+            if span.line < len(lines):  # the block's indentation is that of its first content line
+                first = lines[span.line]
+                indent = len(first) - len(first.lstrip(" "))
+            return Location(self.path, source_line, indent + 1 + col_in_line, path)
+        quote = 1 if span.style in ('"', "'") else 0
+        if line_delta:
+            return Location(self.path, span.line + line_delta, col_in_line + 1, path)
+        return Location(self.path, span.line, span.column + quote + col_in_line, path)
+
+    def get(self, path: DocPath) -> Any:
+        node = self.data
+        for part in path:
+            node = node[part]
+        return node
+
+
+class _Converter:
+    """Turns a composed YAML node tree into plain data, recording spans."""
+
+    def __init__(self, loader: yaml.SafeLoader, doc: Document) -> None:
+        self.loader = loader
+        self.doc = doc
+        self.count = 0
+        self.errors: list[PolicyError] = []
+
+    def convert(self, node: yaml.Node, path: DocPath, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _Abort(self._error(node, path, "P006", f"the file has more than {MAX_NODES} values",
+                                     "remove repeated anchors (`*name`) or split the file"))
+        if depth > MAX_DEPTH:
+            raise _Abort(self._error(node, path, "P007", f"values are nested more than {MAX_DEPTH} deep",
+                                     "flatten the structure"))
+        self.doc.spans[path] = _span(node)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        value = self.loader.construct_object(node)
+        if isinstance(value, (bytes, set)) or type(value).__name__ in ("date", "datetime"):
+            # keep dates and binary as the text the officer wrote; the schema decides
+            return str(node.value)
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: DocPath, depth: int) -> dict[str, Any]:
+        self.loader.flatten_mapping(node)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, (str, int, float, bool)) or isinstance(key, bool):
+                self.errors.append(self._error(key_node, path, "P004", "a key must be a plain word",
+                                               "write the key as text, like `id:`"))
+                continue
+            key = str(key)
+            child = (*path, key)
+            if key in out:
+                first = self.doc.key_spans[child]
+                err = self._error(key_node, child, "P005", f"key `{key}` is written twice in this mapping",
+                                  "keep one of them; YAML would silently use the last")
+                err.related = Location(self.doc.path, first.line, first.column)
+                self.errors.append(err)
+                continue
+            self.doc.key_spans[child] = _span(key_node)
+            out[key] = self.convert(value_node, child, depth + 1)
+        return out
+
+    def _error(self, node: yaml.Node, path: DocPath, code: str, message: str, hint: str) -> PolicyError:
+        span = _span(node)
+        return PolicyError(message, Location(self.doc.path, span.line, span.column, path), hint=hint, code=code)
+
+
+class _Abort(Exception):
+    def __init__(self, error: PolicyError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _span(node: yaml.Node) -> Span:
+    mark = node.start_mark
+    style = getattr(node, "style", None) if isinstance(node, yaml.ScalarNode) else None
+    return Span(mark.line + 1, mark.column + 1, style or None)
+
+
+def load_text(raw: bytes, path: str) -> Document:
+    """Load one policy file's bytes. Raises ``PolicyErrors`` with every problem found."""
+    doc = Document(path=path, data=None, raw=raw)
+    if len(raw) > MAX_BYTES:
+        raise PolicyErrors([PolicyError(f"the file is {len(raw)} bytes, more than the {MAX_BYTES} allowed",
+                                        Location(path, 1, 1), code="P008", hint="split the policy into smaller files")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise PolicyErrors([PolicyError("the file is not valid UTF-8", Location(path, line, column), code="P002",
+                                        hint="save the file as UTF-8")]) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise PolicyErrors([PolicyError("the file is empty", Location(path, 1, 1), code="P003",
+                                            hint="start with `kind:` and the policy's domain")])
+        converter = _Converter(loader, doc)
+        doc.data = converter.convert(node, (), 0)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = (exc.problem or "invalid YAML").rstrip(".")
+        raise PolicyErrors([PolicyError(f"YAML syntax: {problem}", Location(path, line, column), code="P001",
+                                        hint=_yaml_hint(problem))]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyErrors([PolicyError(f"YAML syntax: {exc}", Location(path, 1, 1), code="P001")]) from None
+    except _Abort as exc:
+        raise PolicyErrors([exc.error]) from None
+    except RecursionError:
+        raise PolicyErrors([PolicyError("values are nested too deep", Location(path, 1, 1), code="P007",
+                                        hint="flatten the structure")]) from None
+    finally:
+        loader.dispose()
+    if converter.errors:
+        raise PolicyErrors(converter.errors)
+    return doc
+
+
+def _yaml_hint(problem: str) -> str:
+    if "tab" in problem or "'\\t'" in problem:
+        return "indent with spaces, not tabs"
+    if "mapping values are not allowed" in problem:
+        return "put text containing `: ` in double quotes"
+    if "could not find expected ':'" in problem:
+        return "every key needs a `:` after it"
+    if "found character" in problem and "'@'" in problem or "'`'" in problem:
+        return "put text starting with `@` or a backtick in double quotes"
+    return "check the indentation and quoting on this line and the line before"
+
+
+def load_file(path: str | Path, *, display: str | None = None) -> Document:
+    """Load one policy file from disk."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise PolicyErrors([PolicyError(f"cannot read the file: {exc.strerror or exc}", Location(display or str(p)),
+                                        code="P009", hint="check the path and its permissions")]) from None
+    return load_text(raw, display or str(p))
+
+
+def policy_files(directory: str | Path) -> Iterator[Path]:
+    """The policy files of a directory: ``*.yaml`` and ``*.yml`` directly in it, sorted by name."""
+    d = Path(directory)
+    yield from sorted(p for p in d.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())

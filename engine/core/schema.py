@@ -1,0 +1,176 @@
+"""The JSON Schemas of policy files, one per policy kind, built from shared parts.
+
+The schemas are the first check of ``validate`` and are published for editors
+(``engine/schemas/<kind>.schema.json``, written by ``charter schema``). The test suite
+checks that the published files equal what this module builds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+ID_PATTERN = "^[a-z][a-z0-9_-]*$"
+NAME_PATTERN = "^[a-z_][a-z0-9_]*$"
+
+_text = {"type": "string", "minLength": 1}
+_id = {"type": "string", "pattern": ID_PATTERN, "description": "lowercase words joined by `-` or `_`"}
+_scalar = {"type": ["string", "number", "boolean"]}
+
+METADATA: dict[str, Any] = {
+    "title": _text,
+    "description": _text,
+    "owner": _text,
+    "clause": {**_text, "description": "the clause of the guideline or law this implements"},
+}
+
+FACT: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": ["string", "integer", "number", "boolean", "timestamp", "list"]},
+        "items": {"enum": ["string", "integer", "number", "boolean"]},
+        "required": {"type": "boolean"},
+        "nullable": {"type": "boolean"},
+        "default": {},
+        "min": {"type": "number"},
+        "max": {"type": "number"},
+        "allowed": {"type": "array", "items": _scalar, "minItems": 1},
+        "max_length": {"type": "integer", "minimum": 0},
+        "description": _text,
+        "sensitive": {"type": "boolean"},
+    },
+}
+
+SCORE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "oneOf": [{"required": ["scorer"]}, {"required": ["expr"]}],
+    "properties": {
+        "scorer": {"type": "string", "pattern": NAME_PATTERN},
+        "args": {"type": "object"},
+        "expr": _text,
+        "description": _text,
+    },
+}
+
+OUTPUT: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": ["string", "integer", "number", "boolean", "list"]},
+        "values": {"type": "array", "items": _scalar, "minItems": 1, "uniqueItems": True},
+        "description": _text,
+    },
+}
+
+RULE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "then"],
+    "properties": {
+        "id": _id,
+        "when": {"type": ["string", "boolean"]},
+        "match": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "array"]}},
+        "then": {"type": ["string", "number", "boolean", "object"]},
+        "message": _text,
+        **METADATA,
+    },
+}
+
+TABLE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "hit", "rules"],
+    "oneOf": [{"required": ["output"]}, {"required": ["outputs"]}],
+    "properties": {
+        "id": _id,
+        "hit": {"enum": ["first", "unique", "priority", "collect"]},
+        "output": {"type": "string", "pattern": NAME_PATTERN},
+        "outputs": {"type": "array", "items": {"type": "string", "pattern": NAME_PATTERN}, "minItems": 1},
+        "inputs": {"type": "object", "additionalProperties": _text},
+        "default": {"type": ["string", "number", "boolean", "object"]},
+        "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}, "minItems": 1},
+        **METADATA,
+    },
+}
+
+BAND: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "value", "from", "to"],
+    "properties": {
+        "id": _id,
+        "value": _scalar,
+        "from": {"type": "number", "minimum": 0, "maximum": 100},
+        "to": {"type": "number", "minimum": 0, "maximum": 100},
+        "message": _text,
+        **METADATA,
+    },
+}
+
+BANDS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "output", "score", "bands"],
+    "properties": {
+        "id": _id,
+        "output": {"type": "string", "pattern": NAME_PATTERN},
+        "score": {"type": "string", "pattern": NAME_PATTERN},
+        "bands": {"type": "array", "items": {"$ref": "#/$defs/band"}, "minItems": 1},
+        **METADATA,
+    },
+}
+
+
+def policy_schema(kind: str, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON Schema for a policy file of ``kind``."""
+    properties: dict[str, Any] = {
+        "charter": {"const": 1, "description": "policy file format version"},
+        "kind": {"const": kind},
+        "id": _id,
+        **METADATA,
+        "facts": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
+                  "additionalProperties": {"$ref": "#/$defs/fact"}},
+        "scores": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
+                   "additionalProperties": {"$ref": "#/$defs/score"}},
+        "outputs": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
+                    "additionalProperties": {"$ref": "#/$defs/output"}, "minProperties": 1},
+        "tables": {"type": "array", "items": {"$ref": "#/$defs/table"}},
+    }
+    properties.update(extra or {})
+    return {
+        "$schema": DIALECT,
+        "$id": f"https://charter.dev/schemas/{kind}.schema.json",
+        "title": f"Charter {kind} policy",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["charter", "kind", "id", "outputs"],
+        "properties": properties,
+        "$defs": {"fact": FACT, "score": SCORE, "output": OUTPUT, "rule": RULE, "table": TABLE, "band": BAND,
+                  "bands": BANDS},
+    }
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """Every policy kind's schema, by kind."""
+    from engine.domains import DOMAINS
+
+    return {kind: policy_schema(kind, extra=domain.schema_extra) for kind, domain in DOMAINS.items()}
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    """Write every schema as ``<kind>.schema.json`` into ``directory``; returns the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind, schema in schemas().items():
+        path = directory / f"{kind}.schema.json"
+        path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,17 @@
+"""Customer tiering (domain.md §1): value tiers by percentile band, lifecycle, risk, treatment.
+
+Tiering adds one section to the shared policy parts: ``bands``, which assign an output
+by the customer's rank in the population on a score (``from: 80, to: 100`` is the top
+20%). Ranks come from a population snapshot's cut points (``engine.population``), so a
+tiering decision names the snapshot it used and can be reproduced from it.
+"""
+
+from __future__ import annotations
+
+from engine.domains.base import Domain
+
+TIERING = Domain(
+    kind="tiering",
+    description="customer value tier, lifecycle stage, risk level and treatment",
+    schema_extra={"bands": {"type": "array", "items": {"$ref": "#/$defs/bands"}}},
+)

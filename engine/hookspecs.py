@@ -1,0 +1,39 @@
+"""Charter's plugin hooks (pluggy). One template per hook: what it is for, when it is called,
+its parameters, what to return, what ``None`` means and whether the first result wins.
+
+Built-in scorers are plugins too (``charter_plugins``), registered through these same hooks.
+Hooks only ever grow by adding arguments: pluggy lets an implementation take fewer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from engine.plugins import ScorerSpec
+
+PROJECT = "charter"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------------------------
+# Registration: called once, when a plugin manager is built, before any policy is loaded
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def charter_scorers() -> list[ScorerSpec] | None:  # type: ignore[empty-body]
+    """Declare the scorers this plugin provides.
+
+    For: named functions from a customer's facts to a number, used by policies as
+    ``scores: {value: {scorer: NAME}}``.
+    When: once per plugin manager, when it is built.
+    Parameters: none.
+    Return: a list of ``ScorerSpec``; each states its name, the facts it reads with their
+    types (checked against the policy's fact declarations at load time) and the function.
+    ``None`` means this plugin provides no scorers. Every plugin's results are used; a name
+    given by two plugins is an error naming both.
+    """

@@ -1,0 +1,1 @@
+"""Charter's built-in plugins (installed as the ``charter_plugins`` package)."""

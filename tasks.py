@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Set up and run Charter with nothing but Python 3.11 or 3.12 on the machine.
+
+    python3 tasks.py demo    # evaluate the shipped policies over the example customers
+    python3 tasks.py test    # run the whole test suite (extra arguments go to pytest)
+    python3 tasks.py bench   # run the benchmarks
+
+Each command creates ``.venv`` on first use and (re)installs Charter into it whenever
+``pyproject.toml`` changes. Standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+NOW = "2025-06-30T00:00:00Z"  # the example customers' "as of" date
+
+
+def setup() -> None:
+    if sys.version_info[:2] not in ((3, 11), (3, 12)):
+        sys.exit(f"Charter supports Python 3.11 and 3.12; this is {sys.version.split()[0]}")
+    if not PY.exists():
+        print("creating .venv ...", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / ".charter-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != want:
+        print("installing Charter and its dependencies into .venv ...", file=sys.stderr)
+        pip = [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True, cwd=ROOT)
+        stamp.write_text(want)
+
+
+def run(*cmd: str) -> int:
+    return subprocess.call(list(cmd), cwd=ROOT)
+
+
+def main(argv: list[str]) -> int:
+    task = argv[0] if argv else "help"
+    if task not in ("demo", "test", "bench"):
+        print(__doc__)
+        return 2
+    setup()
+    charter = str(BIN / "charter")
+    if task == "demo":
+        rc = run(charter, "validate", "policies")
+        if rc:
+            return rc
+        rc = run(charter, "evaluate", "--domain", "tiering", "--facts", "examples/customers.jsonl", "--now", NOW)
+        if rc:
+            return rc
+        # and one customer's decision in words, with the trace of every rule
+        return run(charter, "explain", "--domain", "tiering", "--facts", "examples/customers.jsonl",
+                   "--now", NOW, "--customer", "C000001")
+    if task == "test":
+        return run(str(PY), "-m", "pytest", *argv[1:])
+    return run(str(PY), "bench/bench_tiering.py", *argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
