@@ -12,7 +12,7 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +21,7 @@ from engine import population
 from engine.api import Engine
 from engine.core.bundle import build_bundle
 from engine.core.decision import Decision
+from engine.core.model import FactDecl
 from engine.errors import CharterError, FactErrors, PolicyErrors
 from engine.plugins import build_registry
 
@@ -33,15 +34,22 @@ SNAPSHOT_DIR = Path(".charter") / "snapshots"
 # --------------------------------------------------------------------------------------------
 
 
-def read_facts(source: str, fmt: str = "auto") -> Iterator[dict[str, Any]]:
-    """Stream customers from a file or stdin. JSON Lines and CSV never load the whole file."""
+def read_facts(source: str, fmt: str = "auto", declared: Mapping[str, FactDecl] | None = None
+               ) -> Iterator[dict[str, Any]]:
+    """Stream customers from a file or stdin. JSON Lines and CSV never load the whole file.
+
+    CSV cells are text; a cell of a fact declared as a number, integer, boolean or list is
+    read as JSON (`12.5`, `true`, `["a"]`), so the fact checker sees the intended type. An
+    empty cell is an absent fact.
+    """
     stream: IO[str] = sys.stdin if source == "-" else open(source, encoding="utf-8", newline="")  # noqa: SIM115
     try:
         if fmt == "auto":
             fmt = _guess_format(source, stream)
         if fmt == "csv":
+            typed = {n for n, d in (declared or {}).items() if d.type not in ("string", "timestamp")}
             for row in csv.DictReader(stream):
-                yield {k: _csv_value(v) for k, v in row.items() if v != ""}
+                yield {k: _csv_value(v) if k in typed else v for k, v in row.items() if v not in ("", None)}
         elif fmt == "jsonl":
             for n, line in enumerate(stream, 1):
                 if line.strip():
@@ -76,7 +84,6 @@ def _json_object(text: str, where: str) -> dict[str, Any]:
 
 
 def _csv_value(text: str) -> Any:
-    """CSV cells are text: numbers, booleans and JSON lists are read as such."""
     try:
         return json.loads(text)
     except ValueError:
@@ -122,6 +129,10 @@ def _engine(args: argparse.Namespace) -> Engine:
     return Engine(args.policies)
 
 
+def _customers(engine: Engine, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    return read_facts(args.facts, args.format, engine.program(args.domain).policy.facts)
+
+
 def _snapshot_for(engine: Engine, args: argparse.Namespace, now: datetime) -> None:
     program = engine.program(args.domain)
     if not program.needs_snapshot:
@@ -132,7 +143,7 @@ def _snapshot_for(engine: Engine, args: argparse.Namespace, now: datetime) -> No
     if args.facts == "-":
         raise CharterError(f"the `{args.domain}` policy ranks customers, so it needs a population snapshot",
                            code="C003", hint="run `charter snapshot --facts FILE` and pass `--snapshot ID`")
-    snap = engine.build_snapshot(read_facts(args.facts, args.format), now=now, domain=args.domain)
+    snap = engine.build_snapshot(_customers(engine, args), now=now, domain=args.domain)
     path = population.save(snap, SNAPSHOT_DIR)
     print(f"population snapshot {snap.id} from {args.facts} ({path})", file=sys.stderr)
     engine.use_snapshot(snap)
@@ -166,7 +177,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     bad = total = 0
     progress = _Progress()
-    for result in engine.evaluate_batch(args.domain, read_facts(args.facts, args.format), now=now,
+    for result in engine.evaluate_batch(args.domain, _customers(engine, args), now=now,
                                         explain=args.explain):
         total += 1
         if isinstance(result, FactErrors):
@@ -189,7 +200,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     engine = _engine(args)
     _snapshot_for(engine, args, now)
     shown = 0
-    for facts in read_facts(args.facts, args.format):
+    for facts in _customers(engine, args):
         if args.customer and str(facts.get("id")) != args.customer:
             continue
         try:
@@ -235,7 +246,7 @@ def render(d: Decision) -> str:
 def cmd_snapshot(args: argparse.Namespace) -> int:
     now = parse_now(args.now)
     engine = _engine(args)
-    snap = engine.build_snapshot(read_facts(args.facts, args.format), now=now, domain=args.domain)
+    snap = engine.build_snapshot(_customers(engine, args), now=now, domain=args.domain)
     path = population.save(snap, SNAPSHOT_DIR)
     print(json.dumps({"id": snap.id, "path": str(path), **snap.to_dict()}, indent=2))
     return 0

@@ -116,7 +116,9 @@ def _translate(doc: Document, err: jsonschema.ValidationError) -> list[PolicyErr
         allowed = list(err.schema.get("properties", {}))
         known = set(allowed)
         return [PolicyError(f"unknown key `{k}`", doc.location((*path, k), key=True), code="P020",
-                            hint=did_you_mean(k, allowed) or "allowed here: " + ", ".join(f"`{a}`" for a in allowed))
+                            hint=did_you_mean(k, allowed) or (
+                                "inside `{...}`, text with a comma must be in double quotes" if value[k] is None
+                                and " " in k else "allowed here: " + ", ".join(f"`{a}`" for a in allowed)))
                 for k in value if k not in known]
     if err.validator == "required":
         missing = str(err.message).split("'")[1] if "'" in err.message else "?"

@@ -1,0 +1,122 @@
+"""The `charter` command line, run as a real subprocess where the exit code matters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, MINIMAL, POLICIES, ROOT
+
+from engine.cli import main, read_facts
+from engine.core.model import FactDecl
+from engine.errors import Location
+
+HERE = Location("p.yaml", 1, 1)
+
+
+def charter(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], input=stdin, capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_validate_shipped_policies_exit_0() -> None:
+    r = charter("validate", str(POLICIES))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("ok: 1 policy file(s), bundle b-")
+
+
+def test_validate_prints_path_line_col_and_hint(write_policy: Callable[[str], Path]) -> None:
+    d = write_policy(MINIMAL.replace("then: gold", "then: gould"))
+    r = charter("validate", str(d))
+    assert r.returncode == 1
+    first, hint = r.stdout.splitlines()[:2]
+    assert first.startswith(f"{d / 'tiering.yaml'}:16:15: `gould` is not a value of output `tier`")
+    assert hint.strip() == "help: did you mean `gold`?"
+
+
+def test_validate_json_format(write_policy: Callable[[str], Path]) -> None:
+    d = write_policy(MINIMAL.replace("hit: first", "hit: frist"))
+    r = charter("validate", "--format", "json", str(d))
+    assert r.returncode == 1
+    errors = json.loads(r.stdout)
+    assert errors[0]["line"] == 11 and errors[0]["code"] == "P022" and errors[0]["path"] == "tables[0].hit"
+
+
+def test_evaluate_jsonl_over_examples(tmp_path: Path) -> None:
+    r = charter("evaluate", "--domain", "tiering", "--facts", str(EXAMPLES), "--policies", str(POLICIES),
+                "--now", "2025-06-30T00:00:00Z", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    n = sum(1 for line in EXAMPLES.read_text().splitlines() if line.strip())
+    assert len(lines) == n
+    first = json.loads(lines[0])
+    assert first["domain"] == "tiering" and first["now"] == "2025-06-30T00:00:00Z"
+    assert first["snapshot_id"].startswith("pop-") and first["fired"]
+    assert (tmp_path / ".charter" / "snapshots" / f"{first['snapshot_id']}.json").exists()
+    assert "decision(s), 0 with bad facts" in r.stderr
+
+
+def test_evaluate_stdin_csv_and_json_with_snapshot(tmp_path: Path, write_policy: Callable[[str], Path]) -> None:
+    d = write_policy(MINIMAL)
+    csv_text = "id,clv,complaints\nc1,60000,0\nc2,100,0\nc3,-4,0\n"
+    r = charter("evaluate", "--facts", "-", "--format", "csv", "--policies", str(d), "--now", "2025-01-01")
+    assert r.returncode == 1  # one customer had bad facts
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row.get("outputs", {}).get("tier") for row in rows] == ["gold", "silver", None]
+    assert rows[2]["error"]["errors"][0]["field"] == "clv"
+    f = tmp_path / "one.json"
+    f.write_text(json.dumps({"id": "c9", "clv": 99999}))
+    r = charter("evaluate", "--facts", str(f), "--policies", str(d), "--now", "2025-01-01", "--explain")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["outputs"]["tier"] == "gold" and out["trace"][0]["matched"] is True
+
+
+def test_explain_reads_like_text(tmp_path: Path) -> None:
+    r = charter("explain", "--facts", str(EXAMPLES), "--policies", str(POLICIES), "--now", "2025-06-30",
+                "--customer", "C000001", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("customer C000001 — tiering")
+    assert "because:" in r.stdout and "tiering.yaml:" in r.stdout and "trace:" in r.stdout
+
+
+def test_bad_now_is_a_usage_error_in_words(tmp_path: Path) -> None:
+    r = charter("evaluate", "--facts", str(EXAMPLES), "--policies", str(POLICIES), "--now", "tomorrow",
+                cwd=tmp_path)
+    assert r.returncode == 1 and "`--now tomorrow` is not a timestamp" in r.stderr
+
+
+def test_stdin_tiering_without_snapshot_says_what_to_do(tmp_path: Path) -> None:
+    r = charter("evaluate", "--facts", "-", "--policies", str(POLICIES), "--now", "2025-06-30", stdin="{}\n",
+                cwd=tmp_path)
+    assert r.returncode == 1 and "charter snapshot" in r.stderr
+
+
+def test_snapshot_command_then_reuse(tmp_path: Path) -> None:
+    r = charter("snapshot", "--facts", str(EXAMPLES), "--policies", str(POLICIES), "--now", "2025-06-30",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    snap_id = json.loads(r.stdout)["id"]
+    one = EXAMPLES.read_text().splitlines()[0]
+    r = charter("evaluate", "--facts", "-", "--policies", str(POLICIES), "--now", "2025-06-30", "--snapshot", snap_id,
+                stdin=one + "\n", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["snapshot_id"] == snap_id
+
+
+def test_read_facts_formats(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text('[{"id": "1"}, {"id": "2"}]')
+    (tmp_path / "b.csv").write_text('id,tags,score\n1,"[""a""]",2.5\n')
+    assert [c["id"] for c in read_facts(str(tmp_path / "a.json"))] == ["1", "2"]
+    decls = {"tags": FactDecl("tags", "list", HERE), "score": FactDecl("score", "number", HERE)}
+    assert list(read_facts(str(tmp_path / "b.csv"), declared=decls)) == [{"id": "1", "tags": ["a"], "score": 2.5}]
+
+
+def test_main_returns_exit_codes(write_policy: Callable[[str], Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(write_policy(MINIMAL))]) == 0
+    assert main(["validate", str(write_policy(MINIMAL.replace("kind: tiering", "kind: x")))]) == 1
+    out = capsys.readouterr().out
+    assert "unknown policy kind `x`" in out
