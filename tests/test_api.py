@@ -43,7 +43,7 @@ def test_bad_reload_keeps_the_old_policies(write_policy: Callable[[str], Path], 
 
 
 def test_concurrent_evaluation_never_sees_a_mix(tmp_path: Path, now: datetime) -> None:
-    """8 threads decide while another reloads between two bundles (and some invalid ones)."""
+    """8 threads decide while the main thread reloads 60 times between two bundles and an invalid one."""
     dirs = {}
     for name, threshold in (("a", "50000"), ("b", "70000")):
         d = tmp_path / name
@@ -74,7 +74,7 @@ def test_concurrent_evaluation_never_sees_a_mix(tmp_path: Path, now: datetime) -
     for t in threads:
         t.start()
     failed = 0
-    for i in range(200):
+    for i in range(60):
         target = [dirs["a"], dirs["b"], bad][i % 3]
         try:
             eng.reload(target)
@@ -83,7 +83,7 @@ def test_concurrent_evaluation_never_sees_a_mix(tmp_path: Path, now: datetime) -
     stop.set()
     for t in threads:
         t.join()
-    assert failed > 60 and not problems, problems[:5]
+    assert failed == 20 and not problems, problems[:5]
 
 
 def test_batch_streams_one_in_one_out(write_policy: Callable[[str], Path], now: datetime) -> None:

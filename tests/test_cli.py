@@ -63,7 +63,8 @@ def test_evaluate_jsonl_over_examples(tmp_path: Path) -> None:
 def test_evaluate_stdin_csv_and_json_with_snapshot(tmp_path: Path, write_policy: Callable[[str], Path]) -> None:
     d = write_policy(MINIMAL)
     csv_text = "id,clv,complaints\nc1,60000,0\nc2,100,0\nc3,-4,0\n"
-    r = charter("evaluate", "--facts", "-", "--format", "csv", "--policies", str(d), "--now", "2025-01-01")
+    r = charter("evaluate", "--facts", "-", "--format", "csv", "--policies", str(d), "--now", "2025-01-01",
+                stdin=csv_text)
     assert r.returncode == 1  # one customer had bad facts
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [row.get("outputs", {}).get("tier") for row in rows] == ["gold", "silver", None]

@@ -33,7 +33,7 @@ def edit(old: str, new: str, base: str = MINIMAL) -> str:
 
 # (case id, policy text, code (or code prefix), line, column, words in the message, words in the hint)
 CASES = [
-    ("yaml-syntax", edit("values: [gold, silver]}", "values: [gold, silver}"), "P001", 8, 41, "YAML syntax", ""),
+    ("yaml-syntax", edit("values: [gold, silver]}", "values: [gold, silver}"), "P001", 8, 45, "YAML syntax", ""),
     ("yaml-tab", edit("  clv: {type", "\tclv: {type"), "P001", 5, 1, "YAML syntax", "spaces"),
     ("duplicate-key", edit("    hit: first\n", "    hit: first\n    hit: unique\n"), "P005", 12, 5,
      "`hit` is written twice", "keep one"),
@@ -41,7 +41,7 @@ CASES = [
      "unknown key `whenn`", "did you mean `when`?"),
     ("unknown-top-key", edit("outputs:\n", "output:\n"), "P020", 7, 1, "unknown key `output`",
      "did you mean `outputs`?"),
-    ("wrong-type", edit("min: 0,", "min: zero,"), "P023", 5, 31, "expected a number, found `zero`", "without quotes"),
+    ("wrong-type", edit("min: 0,", "min: zero,"), "P023", 5, 28, "expected a number, found `zero`", "without quotes"),
     ("bad-enum", edit("hit: first", "hit: frist"), "P022", 11, 10, "`frist` is not allowed", "did you mean `first`?"),
     ("missing-key", edit("        then: gold\n", ""), "P021", 14, 9, "missing key `then`", "add `then:`"),
     ("bad-expression", edit(">= 50000 && customer", ">= 50000 and customer"), "E1", 15, 37, "", ""),
@@ -56,7 +56,7 @@ CASES = [
      "did you mean `tiering`?"),
     ("not-boolean", edit("when: customer.clv >= 50000 && customer.complaints < 3", "when: customer.clv + 1.0"),
      "E150", 15, 15, "gives a double, not a bool", ""),
-    ("min-above-max", edit("min: 0,", "min: 10, max: 5,"), "P101", 5, 31, "`min` 10 is above `max` 5", "swap"),
+    ("min-above-max", edit("min: 0,", "min: 10, max: 5,"), "P101", 5, 28, "`min` 10 is above `max` 5", "swap"),
     ("unused-output", edit("  tier: {type: string, values: [gold, silver]}\n",
                            "  tier: {type: string, values: [gold, silver]}\n  spare: {type: string}\n"),
      "P141", 9, 3, "no table sets output `spare`", ""),
@@ -159,7 +159,7 @@ def test_band_gap_names_both_bands(tmp_path: Path) -> None:
 def test_unknown_scorer_is_located_with_suggestion(tmp_path: Path) -> None:
     errors = errors_for(BANDS.replace("scorer: clv", "scorer: cvl").replace("to: 70", "to: 80"), tmp_path)
     assert [e.code for e in errors] == ["P110"]
-    assert (errors[0].location.line, errors[0].location.column) == (9, 20)
+    assert (errors[0].location.line, errors[0].location.column) == (9, 19)
     assert errors[0].hint == "did you mean `clv`?"
 
 

@@ -151,7 +151,7 @@ def test_lifecycle_stages(engine: Engine, now: datetime, over: dict[str, Any], s
     ({"default_risk": 0.7}, "high", ["default"], True),
     ({"default_risk": 0.4}, "medium", ["default"], False),
     ({"compliance_violations": 2, "default_risk": 0.4}, "high", ["default", "compliance"], True),
-    ({"complaints_90d": 3, "satisfaction": 2.0}, "low", [], False),
+    ({"complaints_90d": 3, "satisfaction": 4.0}, "low", [], False),
     ({"complaints_90d": 3, "satisfaction": 2.0, "last_purchase_at": "2025-01-01T00:00:00Z"}, "medium", ["churn"],
      False),
 ])

@@ -56,14 +56,14 @@ class Program:
 
     def evaluate(self, facts: Mapping[str, Any], now: datetime, *, explain: bool = False) -> Decision:
         """Decide for one customer. Raises ``FactErrors`` for bad facts."""
-        runs = self.runs
-        if runs is None:
-            assert self.unbound is not None
-            raise self.unbound
         if not isinstance(now, datetime) or now.tzinfo is None:
             raise EvaluationError("`now` must be a timestamp with a time zone", code="V002",
                                   hint="pass e.g. datetime(2025, 6, 30, tzinfo=timezone.utc)")
         customer = self.check(facts)
+        runs = self.runs
+        if runs is None:
+            assert self.unbound is not None
+            raise self.unbound
         scores: dict[str, float] = {}
         outputs: dict[str, Any] = {}
         notes: list[str] = []

@@ -181,24 +181,37 @@ class FactChecker:
         decl = self.decls.get(name)
         where = f" (declared at {decl.location})" if decl else ""
         value, rule, constraint = err.value, err.rule or "", err.constraint
+        if not rule and decl is not None:  # our own check_with errors carry no rule name
+            rule, constraint = "check_with", "timestamp" if decl.type == "timestamp" else "finite"
         shown = "null" if value is None else f"`{value}`"
-        messages = {
-            "required": (f"fact `{name}` is missing", f"add `{name}` to the customer's facts"),
-            "type": (f"fact `{name}` is {shown}, not a {decl.type if decl else constraint}",
-                     _type_hint(decl)),
-            "min": (f"fact `{name}` is {shown}, below the minimum {constraint}", f"use a value of {constraint} or more"),
-            "max": (f"fact `{name}` is {shown}, above the maximum {constraint}", f"use a value of {constraint} or less"),
-            "allowed": (f"fact `{name}` is {shown}, which is not allowed",
-                        did_you_mean(str(value), [str(c) for c in constraint or ()])
-                        or "allowed: " + ", ".join(f"`{c}`" for c in constraint or ())),
-            "nullable": (f"fact `{name}` is null", f"give `{name}` a value, or declare it `nullable: true`"),
-            "maxlength": (f"fact `{name}` is longer than {constraint} characters", "shorten it"),
-            "check_with": (f"fact `{name}` is {shown}, not a timestamp with a time zone",
-                           "write it like `2025-06-30T09:00:00Z`"),
-        }
-        message, hint = messages.get(rule, (f"fact `{name}` is {shown}, which breaks `{rule}`", None))
-        return FactError(message + where, field=name, value=value, rule=f"{rule}: {constraint}" if constraint
-                         not in (None, True) else rule, hint=hint, code=f"F1{_RULE_CODES.get(rule, 99):02d}")
+        message, hint = _describe(rule, name, shown, value, constraint, decl)
+        return FactError(message + where, field=name, value=value, rule=f"{rule}: {constraint}" if constraint is not None else rule, hint=hint, code=f"F1{_RULE_CODES.get(rule, 99):02d}")
+
+
+def _describe(rule: str, name: str, shown: str, value: Any, constraint: Any,
+              decl: FactDecl | None) -> tuple[str, str | None]:
+    """The message and hint for one broken cerberus rule."""
+    if rule == "required":
+        return f"fact `{name}` is missing", f"add `{name}` to the customer's facts"
+    if rule == "type":
+        return f"fact `{name}` is {shown}, not a {decl.type if decl else constraint}", _type_hint(decl)
+    if rule == "min":
+        return f"fact `{name}` is {shown}, below the minimum {constraint}", f"use a value of {constraint} or more"
+    if rule == "max":
+        return f"fact `{name}` is {shown}, above the maximum {constraint}", f"use a value of {constraint} or less"
+    if rule == "allowed":
+        choices = [str(c) for c in constraint or ()]
+        return (f"fact `{name}` is {shown}, which is not allowed",
+                did_you_mean(str(value), choices) or "allowed: " + ", ".join(f"`{c}`" for c in choices))
+    if rule == "nullable":
+        return f"fact `{name}` is null", f"give `{name}` a value, or declare it `nullable: true`"
+    if rule == "maxlength":
+        return f"fact `{name}` is longer than {constraint} characters", "shorten it"
+    if rule == "check_with" and constraint == "timestamp":
+        return f"fact `{name}` is {shown}, not a timestamp with a time zone", "write it like `2025-06-30T09:00:00Z`"
+    if rule == "check_with":
+        return f"fact `{name}` is {shown}, not a finite number", "write an ordinary number"
+    return f"fact `{name}` is {shown}, which breaks `{rule}`", None
 
 
 _RULE_CODES = {"required": 1, "type": 2, "min": 3, "max": 4, "allowed": 5, "nullable": 6, "maxlength": 7,

@@ -105,7 +105,10 @@ def check_schema(doc: Document) -> list[PolicyError]:
             if key not in seen:
                 seen.add(key)
                 out.append(located)
-    return out
+    # `output:` for `outputs:` is one mistake, not two: drop "missing `outputs`" when a
+    # misspelt key next to it is already reported with "did you mean `outputs`?"
+    suggested = {e.hint for e in out if e.code == "P020" and e.hint}
+    return [e for e in out if not (e.code == "P021" and f"did you mean `{e.message.split('`')[1]}`?" in suggested)]
 
 
 def _translate(doc: Document, err: jsonschema.ValidationError) -> list[PolicyError]:
@@ -469,8 +472,9 @@ class _Semantics:
                                                    hint="let one table set each output"))
                 else:
                     producer[name] = step
+        unknown_refs = any(e.code == "P121" for e in self.errors)  # a misspelt output explains the unset one
         for name, out in self.outputs.items():
-            if name not in producer:
+            if name not in producer and not unknown_refs:
                 self.errors.append(PolicyError(f"no table sets output `{name}`", out.location, code="P141",
                                                hint="add a table for it or remove the declaration"))
         deps = {s.id: {producer[n].id for n in _reads(s) if n in producer} - {s.id} for s in steps}
