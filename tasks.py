@@ -60,8 +60,18 @@ def main(argv: list[str]) -> int:
         if rc:
             return rc
         # and one customer's decision in words, with the trace of every rule
-        return run(charter, "explain", "--domain", "tiering", "--facts", "examples/customers.jsonl",
-                   "--now", NOW, "--customer", "C000001")
+        return run(
+            charter,
+            "explain",
+            "--domain",
+            "tiering",
+            "--facts",
+            "examples/customers.jsonl",
+            "--now",
+            NOW,
+            "--customer",
+            "C000001",
+        )
     if task == "test":
         return run(str(PY), "-m", "pytest", *argv[1:])
     return run(str(PY), "bench/bench_tiering.py", *argv[1:])

@@ -83,8 +83,7 @@ def main() -> int:
             pass
 
     batch_rates = [n / timed(batch) for _ in range(args.repeat)]
-    explain = [timed(lambda: [evaluate(c, NOW, explain=True) for c in customers]) / n * 1e6
-               for _ in range(args.repeat)]
+    explain = [timed(lambda: [evaluate(c, NOW, explain=True) for c in customers]) / n * 1e6 for _ in range(args.repeat)]
 
     results = {
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
@@ -97,8 +96,10 @@ def main() -> int:
     }
     print(f"tiering over {n} example customers, {args.repeat} runs, CPython {platform.python_version()}")
     print(f"  load + compile policies    {results['load_compile_ms']['median']:8.2f} ms")
-    print(f"  decision, loop mean        {results['tiering_us_per_call']['median']:8.2f} µs "
-          f"(runs {min(per_call):.2f}–{max(per_call):.2f})")
+    print(
+        f"  decision, loop mean        {results['tiering_us_per_call']['median']:8.2f} µs "
+        f"(runs {min(per_call):.2f}–{max(per_call):.2f})"
+    )
     print(f"  decision, single call      {p50:8.2f} µs median, {p99:.2f} µs p99")
     print(f"  decision with --explain    {results['tiering_explain_us_per_call']['median']:8.2f} µs")
     print(f"  batch (evaluate_batch)     {results['tiering_batch_per_s']['median']:8,.0f} customers/s")

@@ -43,8 +43,14 @@ class _State:
 class Engine:
     """Charter's engine over one policy set. Safe to share between threads."""
 
-    def __init__(self, policies: str | Path | Sequence[str | Path] = "policies", *, snapshot: Snapshot | None = None,
-                 plugins: Sequence[object] = (), registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        policies: str | Path | Sequence[str | Path] = "policies",
+        *,
+        snapshot: Snapshot | None = None,
+        plugins: Sequence[object] = (),
+        registry: Registry | None = None,
+    ) -> None:
         self._paths = [policies] if isinstance(policies, (str, Path)) else list(policies)
         self.registry = registry if registry is not None else build_registry(plugins)
         self._lock = threading.Lock()
@@ -78,8 +84,11 @@ class Engine:
         programs = self._state.programs
         program = programs.get(domain)
         if program is None:
-            raise EvaluationError(f"no `{domain}` policy is loaded", code="V003",
-                                  hint=did_you_mean(domain, programs) or "loaded: " + ", ".join(programs))
+            raise EvaluationError(
+                f"no `{domain}` policy is loaded",
+                code="V003",
+                hint=did_you_mean(domain, programs) or "loaded: " + ", ".join(programs),
+            )
         return program
 
     # -- deciding ----------------------------------------------------------------------------
@@ -88,9 +97,15 @@ class Engine:
         """Decide for one customer. Raises ``FactErrors`` for bad facts, ``EvaluationError`` otherwise."""
         return self.program(domain).evaluate(facts, now, explain=explain)
 
-    def evaluate_batch(self, domain: str, customers: Iterable[Mapping[str, Any]], *, now: datetime,
-                       explain: bool = False, errors: Literal["raise", "yield"] = "yield"
-                       ) -> Iterator[Decision | FactErrors]:
+    def evaluate_batch(
+        self,
+        domain: str,
+        customers: Iterable[Mapping[str, Any]],
+        *,
+        now: datetime,
+        explain: bool = False,
+        errors: Literal["raise", "yield"] = "yield",
+    ) -> Iterator[Decision | FactErrors]:
         """Decide for each customer in turn, streaming: one in, one out, nothing held.
 
         The whole batch uses the policies loaded when it started, even if a reload happens
@@ -114,8 +129,9 @@ class Engine:
 
         Raises ``PolicyErrors`` when any file is wrong; the old policies keep serving.
         """
-        paths = self._paths if policies is None else (
-            [policies] if isinstance(policies, (str, Path)) else list(policies))
+        paths = (
+            self._paths if policies is None else ([policies] if isinstance(policies, (str, Path)) else list(policies))
+        )
         bundle = build_bundle(paths, self.registry)
         with self._lock:
             self._state = self._build(bundle, self._state.snapshot)
@@ -127,8 +143,9 @@ class Engine:
         with self._lock:
             self._state = self._build(self._state.bundle, snapshot)
 
-    def build_snapshot(self, customers: Iterable[Mapping[str, Any]], *, now: datetime,
-                       domain: str = "tiering") -> Snapshot:
+    def build_snapshot(
+        self, customers: Iterable[Mapping[str, Any]], *, now: datetime, domain: str = "tiering"
+    ) -> Snapshot:
         """Compute a population snapshot for ``domain``'s bands from a stream of customers.
 
         Customers whose facts are bad, or whose score cannot be computed, are skipped and
@@ -150,7 +167,11 @@ class Engine:
                 continue
             for name, value in row:
                 values[name].append(value)
-        cuts = {name: ScoreCuts(name, compiled.score_digests[name], len(values[name]),
-                                cut_points(values[name], needed[name])) for name in needed}
+        cuts = {
+            name: ScoreCuts(
+                name, compiled.score_digests[name], len(values[name]), cut_points(values[name], needed[name])
+            )
+            for name in needed
+        }
         stamp = now.isoformat().replace("+00:00", "Z")
         return Snapshot(compiled.policy.id, cuts, skipped, as_of=stamp)

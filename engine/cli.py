@@ -34,8 +34,9 @@ SNAPSHOT_DIR = Path(".charter") / "snapshots"
 # --------------------------------------------------------------------------------------------
 
 
-def read_facts(source: str, fmt: str = "auto", declared: Mapping[str, FactDecl] | None = None
-               ) -> Iterator[dict[str, Any]]:
+def read_facts(
+    source: str, fmt: str = "auto", declared: Mapping[str, FactDecl] | None = None
+) -> Iterator[dict[str, Any]]:
     """Stream customers from a file or stdin. JSON Lines and CSV never load the whole file.
 
     CSV cells are text; a cell of a fact declared as a number, integer, boolean or list is
@@ -56,8 +57,7 @@ def read_facts(source: str, fmt: str = "auto", declared: Mapping[str, FactDecl] 
                     yield _json_object(line, f"{source}:{n}")
         else:
             data = json.load(stream)
-            for item in data if isinstance(data, list) else [data]:
-                yield item
+            yield from data if isinstance(data, list) else [data]
     finally:
         if stream is not sys.stdin:
             stream.close()
@@ -78,8 +78,9 @@ def _json_object(text: str, where: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise CharterError(f"{where}: not valid JSON: {exc}", code="C001",
-                           hint="each line must be one JSON object") from None
+        raise CharterError(
+            f"{where}: not valid JSON: {exc}", code="C001", hint="each line must be one JSON object"
+        ) from None
     return value  # type: ignore[no-any-return]  # a non-object is reported by the fact checker
 
 
@@ -96,8 +97,11 @@ def parse_now(text: str | None) -> datetime:
     try:
         stamp = datetime.fromisoformat(text)
     except ValueError:
-        raise CharterError(f"`--now {text}` is not a timestamp", code="C002",
-                           hint="write it like `2025-06-30T09:00:00Z` or `2025-06-30`") from None
+        raise CharterError(
+            f"`--now {text}` is not a timestamp",
+            code="C002",
+            hint="write it like `2025-06-30T09:00:00Z` or `2025-06-30`",
+        ) from None
     return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
@@ -141,8 +145,11 @@ def _snapshot_for(engine: Engine, args: argparse.Namespace, now: datetime) -> No
         engine.use_snapshot(population.load(args.snapshot, SNAPSHOT_DIR))
         return
     if args.facts == "-":
-        raise CharterError(f"the `{args.domain}` policy ranks customers, so it needs a population snapshot",
-                           code="C003", hint="run `charter snapshot --facts FILE` and pass `--snapshot ID`")
+        raise CharterError(
+            f"the `{args.domain}` policy ranks customers, so it needs a population snapshot",
+            code="C003",
+            hint="run `charter snapshot --facts FILE` and pass `--snapshot ID`",
+        )
     snap = engine.build_snapshot(_customers(engine, args), now=now, domain=args.domain)
     path = population.save(snap, SNAPSHOT_DIR)
     print(f"population snapshot {snap.id} from {args.facts} ({path})", file=sys.stderr)
@@ -177,8 +184,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     bad = total = 0
     progress = _Progress()
-    for result in engine.evaluate_batch(args.domain, _customers(engine, args), now=now,
-                                        explain=args.explain):
+    for result in engine.evaluate_batch(args.domain, _customers(engine, args), now=now, explain=args.explain):
         total += 1
         if isinstance(result, FactErrors):
             bad += 1
@@ -229,7 +235,9 @@ def render(d: Decision) -> str:
         lines.append("  scores: " + ", ".join(f"{k} = {v:,.2f}" for k, v in d.scores.items()))
     lines.append("because:")
     for r in d.fired:
-        lines.append(f"  - [{r.id}] {r.message or '(no message)'}  ({r.file}:{r.line}{'; ' + r.clause if r.clause else ''})")
+        lines.append(
+            f"  - [{r.id}] {r.message or '(no message)'}  ({r.file}:{r.line}{'; ' + r.clause if r.clause else ''})"
+        )
     for note in d.notes:
         lines.append(f"  ! {note}")
     if d.trace:
@@ -238,8 +246,10 @@ def render(d: Decision) -> str:
             mark = {True: "yes", False: "no ", None: "n/a"}[t.matched]
             tests = "; ".join(f"{text} {list(vals)} -> {res}" for text, vals, res in t.tests)
             lines.append(f"  {mark} {t.step}/{t.rule}: {tests}{'  error: ' + t.error if t.error else ''}")
-    lines.append(f"bundle {d.bundle_version}, snapshot {d.snapshot_id}, engine {d.engine_version}, "
-                 f"semantics {d.semantics_version}")
+    lines.append(
+        f"bundle {d.bundle_version}, snapshot {d.snapshot_id}, engine {d.engine_version}, "
+        f"semantics {d.semantics_version}"
+    )
     return "\n".join(lines)
 
 

@@ -174,7 +174,11 @@ class FactErrors(FactError):
     def __init__(self, errors: Sequence[FactError], *, subject: str = "") -> None:
         first = errors[0]
         super().__init__(
-            first.message, field=first.field, value=first.value, rule=first.rule, hint=first.hint,
+            first.message,
+            field=first.field,
+            value=first.value,
+            rule=first.rule,
+            hint=first.hint,
             code=first.code,
         )
         self.errors = list(errors)

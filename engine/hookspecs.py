@@ -25,7 +25,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def charter_scorers() -> list[ScorerSpec] | None:  # type: ignore[empty-body]
+def charter_scorers() -> list[ScorerSpec] | None:
     """Declare the scorers this plugin provides.
 
     For: named functions from a customer's facts to a number, used by policies as

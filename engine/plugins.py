@@ -46,8 +46,9 @@ class Registry:
 BUILTIN_PLUGINS = ("charter_plugins.scorers",)
 
 
-def build_registry(extra: Sequence[object] = (), *, builtins: Sequence[str] = BUILTIN_PLUGINS,
-                   entry_points: bool = True) -> Registry:
+def build_registry(
+    extra: Sequence[object] = (), *, builtins: Sequence[str] = BUILTIN_PLUGINS, entry_points: bool = True
+) -> Registry:
     """Load plugins and collect what they provide. Duplicate names raise ``PluginError``."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -63,7 +64,7 @@ def build_registry(extra: Sequence[object] = (), *, builtins: Sequence[str] = BU
     for impl in pm.hook.charter_scorers.get_hookimpls():
         plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
         try:
-            specs = impl.function()
+            specs: Any = impl.function()
         except Exception as exc:  # a plugin's own failure is reported by plugin name
             raise PluginError(f"plugin `{plugin_name}` failed in `charter_scorers`: {exc}", plugin=plugin_name) from exc
         for spec in specs or ():
@@ -71,10 +72,14 @@ def build_registry(extra: Sequence[object] = (), *, builtins: Sequence[str] = BU
                 raise PluginError(f"plugin `{plugin_name}` returned something that is not a scorer", plugin=plugin_name)
             if spec.name in scorers:
                 other = scorers[spec.name].plugin
-                raise PluginError(f"scorer `{spec.name}` is provided by both `{other}` and `{plugin_name}`",
-                                  plugin=plugin_name, hint="uninstall or rename one of them")
-            scorers[spec.name] = ScorerSpec(spec.name, spec.func, spec.reads, spec.args, spec.version,
-                                            spec.description, plugin_name)
+                raise PluginError(
+                    f"scorer `{spec.name}` is provided by both `{other}` and `{plugin_name}`",
+                    plugin=plugin_name,
+                    hint="uninstall or rename one of them",
+                )
+            scorers[spec.name] = ScorerSpec(
+                spec.name, spec.func, spec.reads, spec.args, spec.version, spec.description, plugin_name
+            )
     names = [pm.get_name(p) or repr(p) for p in pm.get_plugins()]
     return Registry(scorers=scorers, plugins=sorted(names))
 

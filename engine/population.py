@@ -40,8 +40,11 @@ class ScoreCuts:
     cuts: dict[float, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"definition": self.definition, "count": self.count,
-                "cuts": {_pct_key(p): v for p, v in sorted(self.cuts.items())}}
+        return {
+            "definition": self.definition,
+            "count": self.count,
+            "cuts": {_pct_key(p): v for p, v in sorted(self.cuts.items())},
+        }
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,13 @@ class Snapshot:
     method: str = METHOD
 
     def to_dict(self) -> dict[str, Any]:
-        return {"policy_id": self.policy_id, "method": self.method, "skipped": self.skipped, "as_of": self.as_of,
-                "scores": {name: s.to_dict() for name, s in sorted(self.scores.items())}}
+        return {
+            "policy_id": self.policy_id,
+            "method": self.method,
+            "skipped": self.skipped,
+            "as_of": self.as_of,
+            "scores": {name: s.to_dict() for name, s in sorted(self.scores.items())},
+        }
 
     def canonical(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
@@ -69,31 +77,49 @@ class Snapshot:
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
         try:
             scores = {
-                name: ScoreCuts(name, str(s["definition"]), int(s["count"]),
-                                {float(p): float(v) for p, v in s["cuts"].items()})
+                name: ScoreCuts(
+                    name, str(s["definition"]), int(s["count"]), {float(p): float(v) for p, v in s["cuts"].items()}
+                )
                 for name, s in data["scores"].items()
             }
-            snap = cls(str(data["policy_id"]), scores, int(data.get("skipped", 0)), str(data.get("as_of", "")),
-                       str(data["method"]))
+            snap = cls(
+                str(data["policy_id"]),
+                scores,
+                int(data.get("skipped", 0)),
+                str(data.get("as_of", "")),
+                str(data["method"]),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SnapshotError(f"the snapshot is malformed: {exc}", code="S001") from None
         if snap.method != METHOD:
-            raise SnapshotError(f"unknown snapshot method `{snap.method}`", code="S002",
-                                hint=f"rebuild the snapshot; this engine computes `{METHOD}`")
+            raise SnapshotError(
+                f"unknown snapshot method `{snap.method}`",
+                code="S002",
+                hint=f"rebuild the snapshot; this engine computes `{METHOD}`",
+            )
         return snap
 
     def cut(self, score: str, percentile: float, definition: str) -> float:
         """The cut point of ``score`` at ``percentile``; raises if the snapshot does not fit."""
         cuts = self.scores.get(score)
         if cuts is None:
-            raise SnapshotError(f"snapshot `{self.id}` has no cut points for score `{score}`", code="S003",
-                                hint="rebuild the snapshot with `charter snapshot`")
+            raise SnapshotError(
+                f"snapshot `{self.id}` has no cut points for score `{score}`",
+                code="S003",
+                hint="rebuild the snapshot with `charter snapshot`",
+            )
         if cuts.definition != definition:
-            raise SnapshotError(f"snapshot `{self.id}` was computed with another definition of score `{score}`",
-                                code="S004", hint="the score changed since; rebuild the snapshot with `charter snapshot`")
+            raise SnapshotError(
+                f"snapshot `{self.id}` was computed with another definition of score `{score}`",
+                code="S004",
+                hint="the score changed since; rebuild the snapshot with `charter snapshot`",
+            )
         if percentile not in cuts.cuts:
-            raise SnapshotError(f"snapshot `{self.id}` has no cut point at percentile {percentile:g} of `{score}`",
-                                code="S005", hint="the bands changed since; rebuild the snapshot")
+            raise SnapshotError(
+                f"snapshot `{self.id}` has no cut point at percentile {percentile:g} of `{score}`",
+                code="S005",
+                hint="the bands changed since; rebuild the snapshot",
+            )
         return cuts.cuts[percentile]
 
 
@@ -106,8 +132,11 @@ def cut_points(values: array[float] | list[float], percentiles: Iterable[float])
     ordered = sorted(values)
     n = len(ordered)
     if n == 0:
-        raise SnapshotError("no customer could be scored, so there are no cut points", code="S006",
-                            hint="check that the customers have the facts the score reads")
+        raise SnapshotError(
+            "no customer could be scored, so there are no cut points",
+            code="S006",
+            hint="check that the customers have the facts the score reads",
+        )
     return {p: ordered[min(int(p / 100.0 * n), n - 1)] for p in percentiles}
 
 
@@ -131,12 +160,16 @@ def load(path_or_id: str | Path, directory: str | Path | None = None) -> Snapsho
     try:
         data = json.loads(path.read_bytes())
     except OSError:
-        raise SnapshotError(f"no snapshot `{path_or_id}`", code="S007", hint="build one with `charter snapshot`") \
-            from None
+        raise SnapshotError(
+            f"no snapshot `{path_or_id}`", code="S007", hint="build one with `charter snapshot`"
+        ) from None
     except ValueError:
         raise SnapshotError(f"snapshot `{path_or_id}` is not valid JSON", code="S001") from None
     snap = Snapshot.from_dict(data)
     if path.stem.startswith("pop-") and path.stem != snap.id:
-        raise SnapshotError(f"snapshot `{path.stem}` does not match its content (it hashes to `{snap.id}`)",
-                            code="S008", hint="the file was changed; rebuild it")
+        raise SnapshotError(
+            f"snapshot `{path.stem}` does not match its content (it hashes to `{snap.id}`)",
+            code="S008",
+            hint="the file was changed; rebuild it",
+        )
     return snap

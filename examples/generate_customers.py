@@ -18,16 +18,61 @@ from pathlib import Path
 from typing import Any
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
-GIVEN = ["芳", "伟", "娜", "敏", "静", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超", "秀英", "建华", "志强",
-         "海燕", "晓东"]
+GIVEN = [
+    "芳",
+    "伟",
+    "娜",
+    "敏",
+    "静",
+    "磊",
+    "洋",
+    "艳",
+    "勇",
+    "军",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "秀英",
+    "建华",
+    "志强",
+    "海燕",
+    "晓东",
+]
 COMPANY_PREFIX = ["华科", "中信", "东方", "金桥", "远景", "恒通", "新纪元", "瑞丰", "天成", "博安", "海川", "星辰"]
 COMPANY_KIND = ["电子", "贸易", "物流", "医疗器械", "能源", "软件", "食品", "机械", "教育科技", "金融服务"]
-REGIONS = {"shanghai": "上海市", "beijing": "北京市", "guangdong": "广东省广州市", "zhejiang": "浙江省杭州市",
-           "jiangsu": "江苏省南京市", "sichuan": "四川省成都市", "hubei": "湖北省武汉市", "shandong": "山东省济南市"}
-AREA_CODES = {"shanghai": "310101", "beijing": "110101", "guangdong": "440103", "zhejiang": "330102",
-              "jiangsu": "320102", "sichuan": "510104", "hubei": "420102", "shandong": "370102"}
-INDUSTRIES = ["manufacturing", "finance", "technology", "retail", "healthcare", "logistics", "energy", "education",
-              "other"]
+REGIONS = {
+    "shanghai": "上海市",
+    "beijing": "北京市",
+    "guangdong": "广东省广州市",
+    "zhejiang": "浙江省杭州市",
+    "jiangsu": "江苏省南京市",
+    "sichuan": "四川省成都市",
+    "hubei": "湖北省武汉市",
+    "shandong": "山东省济南市",
+}
+AREA_CODES = {
+    "shanghai": "310101",
+    "beijing": "110101",
+    "guangdong": "440103",
+    "zhejiang": "330102",
+    "jiangsu": "320102",
+    "sichuan": "510104",
+    "hubei": "420102",
+    "shandong": "370102",
+}
+INDUSTRIES = [
+    "manufacturing",
+    "finance",
+    "technology",
+    "retail",
+    "healthcare",
+    "logistics",
+    "energy",
+    "education",
+    "other",
+]
 CATEGORIES = ["hardware", "software", "services", "consumables", "training", "maintenance", "consulting", "logistics"]
 STREETS = ["人民路", "解放路", "中山路", "建设大道", "科技园路", "世纪大道"]
 CONDITIONS = ["diabetes", "hypertension", "asthma", "pregnancy", "allergy to penicillin"]
@@ -113,7 +158,7 @@ def customer(rng: random.Random, n: int, as_of: datetime) -> dict[str, Any]:
     c["compliance_violations"] = rng.randint(1, 3) if rng.random() < 0.03 else 0
     c["complaints_90d"] = min(int(rng.expovariate(1.0 if churnish else 3.0)), 6)
     c["satisfaction"] = round(min(max(rng.gauss(2.6 if churnish else 4.1, 0.7), 1.0), 5.0), 1)
-    c["nps"] = min(max(int(round(c["satisfaction"] * 2 + rng.gauss(0, 1.2))), 0), 10)
+    c["nps"] = min(max(round(c["satisfaction"] * 2 + rng.gauss(0, 1.2)), 0), 10)
     c["consent_marketing"] = rng.random() < 0.7
     if rng.random() < 0.05:
         c["relationship_ended_at"] = stamp(last + timedelta(days=rng.randint(1, 60)) if last < as_of else as_of)

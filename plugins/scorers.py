@@ -39,8 +39,11 @@ def clv(facts: Mapping[str, Any], args: Mapping[str, Any]) -> float:
     ratio = retention / (1.0 + args["discount_rate"])
     years = int(args["horizon_years"])
     # geometric series: sum_{t=1..H} r^(t-1) / (1+d)^t = (1 - ratio^H) / ((1+d) * (1 - ratio))
-    factor = years / (1.0 + args["discount_rate"]) if ratio == 1.0 else (1.0 - ratio**years) / (
-        (1.0 + args["discount_rate"]) * (1.0 - ratio))
+    factor = (
+        years / (1.0 + args["discount_rate"])
+        if ratio == 1.0
+        else (1.0 - ratio**years) / ((1.0 + args["discount_rate"]) * (1.0 - ratio))
+    )
     return round(margin * factor, 6)
 
 

@@ -19,8 +19,9 @@ HERE = Location("p.yaml", 1, 1)
 
 
 def charter(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], input=stdin, capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], input=stdin, capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 def test_validate_shipped_policies_exit_0() -> None:
@@ -47,8 +48,18 @@ def test_validate_json_format(write_policy: Callable[[str], Path]) -> None:
 
 
 def test_evaluate_jsonl_over_examples(tmp_path: Path) -> None:
-    r = charter("evaluate", "--domain", "tiering", "--facts", str(EXAMPLES), "--policies", str(POLICIES),
-                "--now", "2025-06-30T00:00:00Z", cwd=tmp_path)
+    r = charter(
+        "evaluate",
+        "--domain",
+        "tiering",
+        "--facts",
+        str(EXAMPLES),
+        "--policies",
+        str(POLICIES),
+        "--now",
+        "2025-06-30T00:00:00Z",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     n = sum(1 for line in EXAMPLES.read_text().splitlines() if line.strip())
@@ -63,8 +74,9 @@ def test_evaluate_jsonl_over_examples(tmp_path: Path) -> None:
 def test_evaluate_stdin_csv_and_json_with_snapshot(tmp_path: Path, write_policy: Callable[[str], Path]) -> None:
     d = write_policy(MINIMAL)
     csv_text = "id,clv,complaints\nc1,60000,0\nc2,100,0\nc3,-4,0\n"
-    r = charter("evaluate", "--facts", "-", "--format", "csv", "--policies", str(d), "--now", "2025-01-01",
-                stdin=csv_text)
+    r = charter(
+        "evaluate", "--facts", "-", "--format", "csv", "--policies", str(d), "--now", "2025-01-01", stdin=csv_text
+    )
     assert r.returncode == 1  # one customer had bad facts
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [row.get("outputs", {}).get("tier") for row in rows] == ["gold", "silver", None]
@@ -77,33 +89,53 @@ def test_evaluate_stdin_csv_and_json_with_snapshot(tmp_path: Path, write_policy:
 
 
 def test_explain_reads_like_text(tmp_path: Path) -> None:
-    r = charter("explain", "--facts", str(EXAMPLES), "--policies", str(POLICIES), "--now", "2025-06-30",
-                "--customer", "C000001", cwd=tmp_path)
+    r = charter(
+        "explain",
+        "--facts",
+        str(EXAMPLES),
+        "--policies",
+        str(POLICIES),
+        "--now",
+        "2025-06-30",
+        "--customer",
+        "C000001",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("customer C000001 — tiering")
     assert "because:" in r.stdout and "tiering.yaml:" in r.stdout and "trace:" in r.stdout
 
 
 def test_bad_now_is_a_usage_error_in_words(tmp_path: Path) -> None:
-    r = charter("evaluate", "--facts", str(EXAMPLES), "--policies", str(POLICIES), "--now", "tomorrow",
-                cwd=tmp_path)
+    r = charter("evaluate", "--facts", str(EXAMPLES), "--policies", str(POLICIES), "--now", "tomorrow", cwd=tmp_path)
     assert r.returncode == 1 and "`--now tomorrow` is not a timestamp" in r.stderr
 
 
 def test_stdin_tiering_without_snapshot_says_what_to_do(tmp_path: Path) -> None:
-    r = charter("evaluate", "--facts", "-", "--policies", str(POLICIES), "--now", "2025-06-30", stdin="{}\n",
-                cwd=tmp_path)
+    r = charter(
+        "evaluate", "--facts", "-", "--policies", str(POLICIES), "--now", "2025-06-30", stdin="{}\n", cwd=tmp_path
+    )
     assert r.returncode == 1 and "charter snapshot" in r.stderr
 
 
 def test_snapshot_command_then_reuse(tmp_path: Path) -> None:
-    r = charter("snapshot", "--facts", str(EXAMPLES), "--policies", str(POLICIES), "--now", "2025-06-30",
-                cwd=tmp_path)
+    r = charter("snapshot", "--facts", str(EXAMPLES), "--policies", str(POLICIES), "--now", "2025-06-30", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     snap_id = json.loads(r.stdout)["id"]
     one = EXAMPLES.read_text().splitlines()[0]
-    r = charter("evaluate", "--facts", "-", "--policies", str(POLICIES), "--now", "2025-06-30", "--snapshot", snap_id,
-                stdin=one + "\n", cwd=tmp_path)
+    r = charter(
+        "evaluate",
+        "--facts",
+        "-",
+        "--policies",
+        str(POLICIES),
+        "--now",
+        "2025-06-30",
+        "--snapshot",
+        snap_id,
+        stdin=one + "\n",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["snapshot_id"] == snap_id
 

@@ -25,11 +25,14 @@ CHECKER = FactChecker(DECLS, "p")
 CERBERUS = _Validator(cerberus_schema(DECLS), allow_unknown=True)
 
 values = st.one_of(
-    st.none(), st.booleans(), st.integers(-10, 200), st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 200),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(["a", "b", "c", "abcd", "2025-01-01T00:00:00Z", "2025-01-01T00:00:00", "2025-13-01T00:00:00Z"]),
     st.lists(st.sampled_from(["x", 1, None]), max_size=3),
 )
-documents = st.dictionaries(st.sampled_from(list(DECLS) + ["extra"]), values, max_size=8)
+documents = st.dictionaries(st.sampled_from([*list(DECLS), "extra"]), values, max_size=8)
 
 
 @settings(max_examples=1500, deadline=None, derandomize=True)

@@ -35,40 +35,120 @@ def edit(old: str, new: str, base: str = MINIMAL) -> str:
 CASES = [
     ("yaml-syntax", edit("values: [gold, silver]}", "values: [gold, silver}"), "P001", 8, 45, "YAML syntax", ""),
     ("yaml-tab", edit("  clv: {type", "\tclv: {type"), "P001", 5, 1, "YAML syntax", "spaces"),
-    ("duplicate-key", edit("    hit: first\n", "    hit: first\n    hit: unique\n"), "P005", 12, 5,
-     "`hit` is written twice", "keep one"),
-    ("unknown-key", edit("        when: customer.clv", "        whenn: customer.clv"), "P020", 15, 9,
-     "unknown key `whenn`", "did you mean `when`?"),
-    ("unknown-top-key", edit("outputs:\n", "output:\n"), "P020", 7, 1, "unknown key `output`",
-     "did you mean `outputs`?"),
+    (
+        "duplicate-key",
+        edit("    hit: first\n", "    hit: first\n    hit: unique\n"),
+        "P005",
+        12,
+        5,
+        "`hit` is written twice",
+        "keep one",
+    ),
+    (
+        "unknown-key",
+        edit("        when: customer.clv", "        whenn: customer.clv"),
+        "P020",
+        15,
+        9,
+        "unknown key `whenn`",
+        "did you mean `when`?",
+    ),
+    (
+        "unknown-top-key",
+        edit("outputs:\n", "output:\n"),
+        "P020",
+        7,
+        1,
+        "unknown key `output`",
+        "did you mean `outputs`?",
+    ),
     ("wrong-type", edit("min: 0,", "min: zero,"), "P023", 5, 28, "expected a number, found `zero`", "without quotes"),
     ("bad-enum", edit("hit: first", "hit: frist"), "P022", 11, 10, "`frist` is not allowed", "did you mean `first`?"),
     ("missing-key", edit("        then: gold\n", ""), "P021", 14, 9, "missing key `then`", "add `then:`"),
     ("bad-expression", edit(">= 50000 && customer", ">= 50000 and customer"), "E1", 15, 37, "", ""),
-    ("unknown-fact", edit("customer.clv >= 50000", "customer.clvv >= 50000"), "E1", 15, 15, "clvv",
-     "did you mean `customer.clv`?"),
-    ("duplicate-id", edit("      - id: silver", "      - id: gold"), "P120", 17, 13, "rule id `gold` is used twice", ""),
-    ("unknown-value", edit("        then: gold", "        then: gould"), "P123", 16, 15,
-     "`gould` is not a value of output `tier`", "did you mean `gold`?"),
-    ("unknown-output", edit("    output: tier", "    output: tire"), "P121", 12, 13, "unknown output `tire`",
-     "did you mean `tier`?"),
-    ("unknown-kind", edit("kind: tiering", "kind: tierin"), "P011", 2, 7, "unknown policy kind `tierin`",
-     "did you mean `tiering`?"),
-    ("not-boolean", edit("when: customer.clv >= 50000 && customer.complaints < 3", "when: customer.clv + 1.0"),
-     "E150", 15, 15, "gives a double, not a bool", ""),
+    (
+        "unknown-fact",
+        edit("customer.clv >= 50000", "customer.clvv >= 50000"),
+        "E1",
+        15,
+        15,
+        "clvv",
+        "did you mean `customer.clv`?",
+    ),
+    (
+        "duplicate-id",
+        edit("      - id: silver", "      - id: gold"),
+        "P120",
+        17,
+        13,
+        "rule id `gold` is used twice",
+        "",
+    ),
+    (
+        "unknown-value",
+        edit("        then: gold", "        then: gould"),
+        "P123",
+        16,
+        15,
+        "`gould` is not a value of output `tier`",
+        "did you mean `gold`?",
+    ),
+    (
+        "unknown-output",
+        edit("    output: tier", "    output: tire"),
+        "P121",
+        12,
+        13,
+        "unknown output `tire`",
+        "did you mean `tier`?",
+    ),
+    (
+        "unknown-kind",
+        edit("kind: tiering", "kind: tierin"),
+        "P011",
+        2,
+        7,
+        "unknown policy kind `tierin`",
+        "did you mean `tiering`?",
+    ),
+    (
+        "not-boolean",
+        edit("when: customer.clv >= 50000 && customer.complaints < 3", "when: customer.clv + 1.0"),
+        "E150",
+        15,
+        15,
+        "gives a double, not a bool",
+        "",
+    ),
     ("min-above-max", edit("min: 0,", "min: 10, max: 5,"), "P101", 5, 28, "`min` 10 is above `max` 5", "swap"),
-    ("unused-output", edit("  tier: {type: string, values: [gold, silver]}\n",
-                           "  tier: {type: string, values: [gold, silver]}\n  spare: {type: string}\n"),
-     "P141", 9, 3, "no table sets output `spare`", ""),
-    ("not-utf8", MINIMAL.replace("id: t\n", "id: t\n# \xff\n").encode("latin-1"), "P002", 4, 3, "not valid UTF-8",
-     "UTF-8"),
+    (
+        "unused-output",
+        edit(
+            "  tier: {type: string, values: [gold, silver]}\n",
+            "  tier: {type: string, values: [gold, silver]}\n  spare: {type: string}\n",
+        ),
+        "P141",
+        9,
+        3,
+        "no table sets output `spare`",
+        "",
+    ),
+    (
+        "not-utf8",
+        MINIMAL.replace("id: t\n", "id: t\n# \xff\n").encode("latin-1"),
+        "P002",
+        4,
+        3,
+        "not valid UTF-8",
+        "UTF-8",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "text", "code", "line", "column", "words", "hint"), CASES,
-                         ids=[c[0] for c in CASES])
-def test_error_is_located(case: str, text: str, code: str, line: int, column: int, words: str, hint: str,
-                          tmp_path: Path) -> None:
+@pytest.mark.parametrize(("case", "text", "code", "line", "column", "words", "hint"), CASES, ids=[c[0] for c in CASES])
+def test_error_is_located(
+    case: str, text: str, code: str, line: int, column: int, words: str, hint: str, tmp_path: Path
+) -> None:
     errors = errors_for(text, tmp_path)
     first = errors[0]
     assert first.code.startswith(code), [str(e) for e in errors]
@@ -79,7 +159,8 @@ def test_error_is_located(case: str, text: str, code: str, line: int, column: in
         assert first.hint is not None and hint in first.hint, first.hint
 
 
-UNIQUE = edit("""  - id: tiering
+UNIQUE = edit(
+    """  - id: tiering
     hit: first
     output: tier
     rules:
@@ -89,7 +170,8 @@ UNIQUE = edit("""  - id: tiering
       - id: silver
         when: "true"
         then: silver
-""", """  - id: tiering
+""",
+    """  - id: tiering
     hit: unique
     output: tier
     inputs: {clv: customer.clv}
@@ -100,7 +182,8 @@ UNIQUE = edit("""  - id: tiering
       - id: silver
         match: {clv: "[0 .. 60000]"}
         then: silver
-""")
+""",
+)
 
 
 def test_overlapping_unique_rows_name_both_rows(tmp_path: Path) -> None:
@@ -179,7 +262,9 @@ def test_removing_the_plugin_fails_validation_not_evaluation(tmp_path: Path) -> 
 
 
 def test_cycle_between_tables_is_an_error(tmp_path: Path) -> None:
-    text = MINIMAL + """\
+    text = (
+        MINIMAL
+        + """\
   - id: a
     hit: first
     output: x
@@ -191,6 +276,7 @@ def test_cycle_between_tables_is_an_error(tmp_path: Path) -> None:
     rules:
       - {id: b1, when: outputs.x == "1", then: "1"}
 """
+    )
     text = text.replace("outputs:\n", "outputs:\n  x: {type: string}\n  y: {type: string}\n", 1)
     errors = errors_for(text, tmp_path)
     assert [e.code for e in errors] == ["P143"]

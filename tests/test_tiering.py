@@ -49,19 +49,26 @@ def test_higher_value_never_gets_a_lower_tier(decisions: list[Decision]) -> None
     assert tiers == sorted(tiers)
 
 
-@pytest.mark.parametrize(("tier", "service", "cadence", "loyalty"), [
-    ("high", "dedicated", 7, "vip_benefits"),
-    ("medium", "regular", 14, "member_points"),
-    ("low", "basic", 30, "win_back"),
-    ("minimal", "self_service", 90, "none"),
-])
-def test_treatment_follows_the_tier(decisions: list[Decision], tier: str, service: str, cadence: int,
-                                    loyalty: str) -> None:
+@pytest.mark.parametrize(
+    ("tier", "service", "cadence", "loyalty"),
+    [
+        ("high", "dedicated", 7, "vip_benefits"),
+        ("medium", "regular", 14, "member_points"),
+        ("low", "basic", 30, "win_back"),
+        ("minimal", "self_service", 90, "none"),
+    ],
+)
+def test_treatment_follows_the_tier(
+    decisions: list[Decision], tier: str, service: str, cadence: int, loyalty: str
+) -> None:
     chosen = [d for d in decisions if d.outputs["value_tier"] == tier]
     assert chosen
     for d in chosen:
         assert (d.outputs["service_level"], d.outputs["contact_cadence_days"], d.outputs["loyalty_programme"]) == (
-            service, cadence, loyalty)
+            service,
+            cadence,
+            loyalty,
+        )
         assert f"treat-{tier}" in d.fired_ids
 
 
@@ -80,13 +87,13 @@ def test_decision_carries_what_replay_needs(decisions: list[Decision], engine: E
 
 def test_same_inputs_same_decision(engine: Engine, customers: list[dict[str, Any]], now: datetime) -> None:
     a = [engine.evaluate("tiering", c, now=now).to_dict() for c in customers[:200]]
-    b = [Engine(POLICIES, snapshot=engine.snapshot).evaluate("tiering", c, now=now).to_dict()
-         for c in customers[:200]]
+    b = [Engine(POLICIES, snapshot=engine.snapshot).evaluate("tiering", c, now=now).to_dict() for c in customers[:200]]
     assert a == b
 
 
-def test_snapshot_round_trips_and_is_content_addressed(engine: Engine, tmp_path: Path,
-                                                       customers: list[dict[str, Any]], now: datetime) -> None:
+def test_snapshot_round_trips_and_is_content_addressed(
+    engine: Engine, tmp_path: Path, customers: list[dict[str, Any]], now: datetime
+) -> None:
     from engine import population
 
     snap = engine.snapshot
@@ -113,9 +120,9 @@ def test_tiering_without_snapshot_is_a_clear_error(customers: list[dict[str, Any
         eng.evaluate("tiering", customers[0], now=now)
 
 
-def test_snapshot_of_another_score_definition_is_refused(engine: Engine, customers: list[dict[str, Any]],
-                                                         now: datetime, write_policy: Any,
-                                                         shipped_text: str) -> None:
+def test_snapshot_of_another_score_definition_is_refused(
+    engine: Engine, customers: list[dict[str, Any]], now: datetime, write_policy: Any, shipped_text: str
+) -> None:
     changed = shipped_text.replace("    scorer: clv\n", "    scorer: clv\n    args: {discount_rate: 0.1}\n")
     eng = Engine(write_policy(changed), snapshot=engine.snapshot)
     with pytest.raises(Exception, match="another definition of score `value`"):
@@ -124,8 +131,13 @@ def test_snapshot_of_another_score_definition_is_refused(engine: Engine, custome
 
 def base_customer(now: datetime, **over: Any) -> dict[str, Any]:
     c: dict[str, Any] = {
-        "id": "T1", "industry": "retail", "annual_sales": 100000.0, "profit_contribution": 20000.0,
-        "relationship_years": 5.0, "loyalty_score": 0.5, "purchases_12m": 12,
+        "id": "T1",
+        "industry": "retail",
+        "annual_sales": 100000.0,
+        "profit_contribution": 20000.0,
+        "relationship_years": 5.0,
+        "loyalty_score": 0.5,
+        "purchases_12m": 12,
         "first_purchase_at": (now - timedelta(days=5 * 365)).isoformat(),
         "last_purchase_at": (now - timedelta(days=10)).isoformat(),
     }
@@ -133,30 +145,41 @@ def base_customer(now: datetime, **over: Any) -> dict[str, Any]:
     return c
 
 
-@pytest.mark.parametrize(("over", "stage"), [
-    ({"first_purchase_at": "2025-03-01T00:00:00+00:00"}, "new"),
-    ({"purchases_12m": 0}, "decline"),
-    ({"last_purchase_at": "2024-11-01T00:00:00+00:00"}, "decline"),
-    ({"relationship_years": 2.0}, "growth"),
-    ({}, "mature"),
-])
+@pytest.mark.parametrize(
+    ("over", "stage"),
+    [
+        ({"first_purchase_at": "2025-03-01T00:00:00+00:00"}, "new"),
+        ({"purchases_12m": 0}, "decline"),
+        ({"last_purchase_at": "2024-11-01T00:00:00+00:00"}, "decline"),
+        ({"relationship_years": 2.0}, "growth"),
+        ({}, "mature"),
+    ],
+)
 def test_lifecycle_stages(engine: Engine, now: datetime, over: dict[str, Any], stage: str) -> None:
     d = engine.evaluate("tiering", base_customer(now, **over), now=now)
     assert d.outputs["lifecycle_stage"] == stage
 
 
-@pytest.mark.parametrize(("over", "level", "flags", "monitored"), [
-    ({}, "low", [], False),
-    ({"fraud_flags": 1}, "high", ["fraud"], True),
-    ({"default_risk": 0.7}, "high", ["default"], True),
-    ({"default_risk": 0.4}, "medium", ["default"], False),
-    ({"compliance_violations": 2, "default_risk": 0.4}, "high", ["default", "compliance"], True),
-    ({"complaints_90d": 3, "satisfaction": 4.0}, "low", [], False),
-    ({"complaints_90d": 3, "satisfaction": 2.0, "last_purchase_at": "2025-01-01T00:00:00Z"}, "medium", ["churn"],
-     False),
-])
-def test_risk_priority_and_flags(engine: Engine, now: datetime, over: dict[str, Any], level: str,
-                                 flags: list[str], monitored: bool) -> None:
+@pytest.mark.parametrize(
+    ("over", "level", "flags", "monitored"),
+    [
+        ({}, "low", [], False),
+        ({"fraud_flags": 1}, "high", ["fraud"], True),
+        ({"default_risk": 0.7}, "high", ["default"], True),
+        ({"default_risk": 0.4}, "medium", ["default"], False),
+        ({"compliance_violations": 2, "default_risk": 0.4}, "high", ["default", "compliance"], True),
+        ({"complaints_90d": 3, "satisfaction": 4.0}, "low", [], False),
+        (
+            {"complaints_90d": 3, "satisfaction": 2.0, "last_purchase_at": "2025-01-01T00:00:00Z"},
+            "medium",
+            ["churn"],
+            False,
+        ),
+    ],
+)
+def test_risk_priority_and_flags(
+    engine: Engine, now: datetime, over: dict[str, Any], level: str, flags: list[str], monitored: bool
+) -> None:
     d = engine.evaluate("tiering", base_customer(now, **over), now=now)
     assert d.outputs["risk_level"] == level
     assert d.outputs["risk_flags"] == flags
@@ -171,17 +194,21 @@ def test_absent_optional_fact_is_undefined_not_an_error(engine: Engine, now: dat
     assert d.outputs["risk_level"] == "medium"
 
 
-@pytest.mark.parametrize(("over", "field", "words"), [
-    ({"annual_sales": -1}, "annual_sales", "below the minimum 0"),
-    ({"annual_sales": "lots"}, "annual_sales", "not a number"),
-    ({"industry": "retial"}, "industry", "not allowed"),
-    ({"purchases_12m": 2.5}, "purchases_12m", "not a integer"),
-    ({"last_purchase_at": "yesterday"}, "last_purchase_at", "not a timestamp"),
-    ({"fraud_flags": True}, "fraud_flags", "not a integer"),
-    ({"loyalty_score": None}, "loyalty_score", "null"),
-])
-def test_bad_facts_name_the_field_value_and_rule(engine: Engine, now: datetime, over: dict[str, Any], field: str,
-                                                 words: str) -> None:
+@pytest.mark.parametrize(
+    ("over", "field", "words"),
+    [
+        ({"annual_sales": -1}, "annual_sales", "below the minimum 0"),
+        ({"annual_sales": "lots"}, "annual_sales", "not a number"),
+        ({"industry": "retial"}, "industry", "not allowed"),
+        ({"purchases_12m": 2.5}, "purchases_12m", "not a integer"),
+        ({"last_purchase_at": "yesterday"}, "last_purchase_at", "not a timestamp"),
+        ({"fraud_flags": True}, "fraud_flags", "not a integer"),
+        ({"loyalty_score": None}, "loyalty_score", "null"),
+    ],
+)
+def test_bad_facts_name_the_field_value_and_rule(
+    engine: Engine, now: datetime, over: dict[str, Any], field: str, words: str
+) -> None:
     with pytest.raises(FactErrors) as info:
         engine.evaluate("tiering", base_customer(now, **over), now=now)
     err = info.value.errors[0]

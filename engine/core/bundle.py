@@ -52,8 +52,9 @@ def load_documents(paths: Sequence[str | Path]) -> list[Document]:
         elif path.exists():
             files.append(path)
         else:
-            errors.append(PolicyError("no such file or directory", Location(str(p)), code="P009",
-                                      hint="check the path"))
+            errors.append(
+                PolicyError("no such file or directory", Location(str(p)), code="P009", hint="check the path")
+            )
     docs = []
     for f in files:
         try:
@@ -78,14 +79,26 @@ def build_bundle(paths: Sequence[str | Path], registry: Registry) -> Bundle:
             continue
         first = policies.get(policy.kind)
         if first is not None:
-            errors.append(PolicyError(f"a second `{policy.kind}` policy; the first is in {first.path}",
-                                      policy.location, code="P150", related=first.location,
-                                      hint="keep one policy file per domain"))
+            errors.append(
+                PolicyError(
+                    f"a second `{policy.kind}` policy; the first is in {first.path}",
+                    policy.location,
+                    code="P150",
+                    related=first.location,
+                    hint="keep one policy file per domain",
+                )
+            )
             continue
         policies[policy.kind] = policy
     if not docs:
-        errors.append(PolicyError("no policy files found", Location(", ".join(str(p) for p in paths)),
-                                  code="P151", hint="policy files end in `.yaml`"))
+        errors.append(
+            PolicyError(
+                "no policy files found",
+                Location(", ".join(str(p) for p in paths)),
+                code="P151",
+                hint="policy files end in `.yaml`",
+            )
+        )
     if errors:
         raise PolicyErrors(errors)
     compiled = {kind: compile_policy(policy, registry) for kind, policy in policies.items()}

@@ -59,8 +59,7 @@ def parse_cell(raw: Any) -> Cell:
         low, high = float(m.group(2)), float(m.group(3))
         if low > high:
             raise ValueError(f"the range `{text}` is empty")
-        return Cell("range", low=low, high=high, low_closed=m.group(1) == "[", high_closed=m.group(4) == "]",
-                    text=text)
+        return Cell("range", low=low, high=high, low_closed=m.group(1) == "[", high_closed=m.group(4) == "]", text=text)
     if text[:1] in "[(":
         raise ValueError(f"`{text}` is not a range")
     m = _CMP.match(text)
@@ -88,8 +87,11 @@ def _interval(cell: Cell) -> _Interval | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     return {
-        "eq": (v, True, v, True), "lt": (-math.inf, False, v, False), "le": (-math.inf, False, v, True),
-        "gt": (v, False, math.inf, False), "ge": (v, True, math.inf, False),
+        "eq": (v, True, v, True),
+        "lt": (-math.inf, False, v, False),
+        "le": (-math.inf, False, v, True),
+        "gt": (v, False, math.inf, False),
+        "ge": (v, True, math.inf, False),
     }.get(cell.op)
 
 
@@ -113,7 +115,7 @@ def cells_meet(a: Cell, b: Cell) -> bool:
         return True
     va, vb = _values(a), _values(b)
     if va is not None and vb is not None:
-        return any(x == y and type(x) is type(y) or _same_number(x, y) for x in va for y in vb)
+        return any((x == y and type(x) is type(y)) or _same_number(x, y) for x in va for y in vb)
     for values, other in ((va, b), (vb, a)):
         if values is not None:
             return any(test(other)(v) for v in values)
@@ -127,15 +129,20 @@ def cells_meet(a: Cell, b: Cell) -> bool:
 
 def _same_number(x: Any, y: Any) -> bool:
     numeric = (int, float)
-    return isinstance(x, numeric) and isinstance(y, numeric) and not isinstance(x, bool) \
-        and not isinstance(y, bool) and x == y
+    return (
+        isinstance(x, numeric)
+        and isinstance(y, numeric)
+        and not isinstance(x, bool)
+        and not isinstance(y, bool)
+        and x == y
+    )
 
 
 def overlaps(rules: Sequence[RuleDecl], inputs: Sequence[str]) -> list[tuple[RuleDecl, RuleDecl]]:
     """Every pair of rows that some input could match together."""
     out = []
     for i, a in enumerate(rules):
-        for b in rules[i + 1:]:
+        for b in rules[i + 1 :]:
             if all(cells_meet(a.match.get(name, Cell("any")), b.match.get(name, Cell("any"))) for name in inputs):
                 out.append((a, b))
     return out
@@ -146,7 +153,11 @@ def overlaps(rules: Sequence[RuleDecl], inputs: Sequence[str]) -> list[tuple[Rul
 # --------------------------------------------------------------------------------------------
 
 _PY_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge, "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "ne": operator.ne,
 }
 
 
@@ -162,6 +173,7 @@ def test(cell: Cell) -> Callable[[Any], bool]:
         return lambda x: any(x == y and (type(x) is type(y) or _same_number(x, y)) for y in values)
     if op == "range":
         lo, hi = cell.low, cell.high
+        assert lo is not None and hi is not None
         lo_ok = operator.le if cell.low_closed else operator.lt
         hi_ok = operator.le if cell.high_closed else operator.lt
         return lambda x: _is_number(x) and lo_ok(lo, x) and hi_ok(x, hi)

@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.core import cells
 from engine.core.decision import FiredRule, TraceStep
-from engine.core.expr import EvalError, Node, compile_expr, compile_traced, source
+from engine.core.expr import EvalError, compile_expr, compile_traced, source
 from engine.core.expr import TraceStep as ExprStep
 from engine.core.facts import FactChecker
 from engine.core.model import BandsDecl, Policy, RuleDecl, Step, TableDecl
@@ -62,8 +62,11 @@ class StepProgram:
             return self._run
         assert isinstance(self.decl, BandsDecl)
         if cut is None:
-            raise EvaluationError(f"`{self.decl.id}` ranks customers and needs a population snapshot", code="V001",
-                                  hint="build one with `charter snapshot` or pass `snapshot=` to the engine")
+            raise EvaluationError(
+                f"`{self.decl.id}` ranks customers and needs a population snapshot",
+                code="V001",
+                hint="build one with `charter snapshot` or pass `snapshot=` to the engine",
+            )
         return _bands_run(self.decl, cut)
 
 
@@ -138,14 +141,28 @@ def compile_policy(policy: Policy, registry: Registry, *, stop_after: str | None
 
 def _bands_run(decl: BandsDecl, cut: Callable[[str, float], float]) -> StepRun:
     ordered = sorted(decl.bands, key=lambda b: b.low, reverse=True)
-    table = [(-math.inf if b.low <= 0 else cut(decl.score, b.low), b.value, b.low,
-              FiredRule(b.id, decl.id, ((decl.output, b.value),), b.message,
-                        b.location.file, b.location.line, b.clause or decl.clause))
-             for b in ordered]
+    table = [
+        (
+            -math.inf if b.low <= 0 else cut(decl.score, b.low),
+            b.value,
+            b.low,
+            FiredRule(
+                b.id,
+                decl.id,
+                ((decl.output, b.value),),
+                b.message,
+                b.location.file,
+                b.location.line,
+                b.clause or decl.clause,
+            ),
+        )
+        for b in ordered
+    ]
     score, output, step_id = decl.score, decl.output, decl.id
 
-    def run(env: Env, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str],
-            trace: list[TraceStep] | None) -> None:
+    def run(
+        env: Env, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str], trace: list[TraceStep] | None
+    ) -> None:
         value = env["scores"].get(score)
         if value is None:
             outputs[output] = None
@@ -156,9 +173,14 @@ def _bands_run(decl: BandsDecl, cut: Callable[[str, float], float]) -> StepRun:
                 outputs[output] = band_value
                 fired.append(rule)
                 if trace is not None:
-                    trace.append(TraceStep(step_id, rule.id, True,
-                                           ((f"scores.{score} >= cut point at percentile {low:g}",
-                                             (value, threshold), True),)))
+                    trace.append(
+                        TraceStep(
+                            step_id,
+                            rule.id,
+                            True,
+                            ((f"scores.{score} >= cut point at percentile {low:g}", (value, threshold), True),),
+                        )
+                    )
                 return
 
     return run
@@ -181,8 +203,15 @@ class _Row:
 
 
 def _row(table: TableDecl, rule: RuleDecl, env: Mapping[str, Any]) -> _Row:
-    fired = FiredRule(rule.id, table.id, tuple(rule.then.items()), rule.message, rule.location.file,
-                      rule.location.line, rule.clause or table.clause)
+    fired = FiredRule(
+        rule.id,
+        table.id,
+        tuple(rule.then.items()),
+        rule.message,
+        rule.location.file,
+        rule.location.line,
+        rule.clause or table.clause,
+    )
     when = compile_expr(rule.when, env) if rule.when is not None else None
     traced = compile_traced(rule.when, env) if rule.when is not None else None
     tests = tuple((name, cells.test(cell), cell.text) for name, cell in rule.match.items())
@@ -196,10 +225,7 @@ def _matches(row: _Row, env: Env, values: dict[str, Any], notes: list[str]) -> b
         except EvalError as exc:
             notes.append(f"rule `{row.rule.id}` is undefined: {exc}")
             return False
-    for name, test, _ in row.tests:
-        if not test(values.get(name, _UNDEF)):
-            return False
-    return True
+    return all(test(values.get(name, _UNDEF)) for name, test, _ in row.tests)
 
 
 def _traced(row: _Row, env: Env, values: dict[str, Any], trace: list[TraceStep]) -> None:
@@ -213,8 +239,9 @@ def _traced(row: _Row, env: Env, values: dict[str, Any], trace: list[TraceStep])
             matched, error = None, str(exc)
         tests = tuple((s.text, tuple(s.operands), s.result) for s in steps)
     else:
-        tests = tuple((f"{name} {text}", (values.get(name),), test(values.get(name, _UNDEF)))
-                      for name, test, text in row.tests)
+        tests = tuple(
+            (f"{name} {text}", (values.get(name),), test(values.get(name, _UNDEF))) for name, test, text in row.tests
+        )
         matched = all(t[2] for t in tests)
     trace.append(TraceStep(row.fired.step, row.rule.id, matched, tests, error))
 
@@ -227,8 +254,9 @@ def _table_run(table: TableDecl, policy: Policy) -> StepRun:
     priority = _priority(table, policy)
     index = _index(rows, list(table.inputs)) if hit == "unique" else None
 
-    def run(env: Env, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str],
-            trace: list[TraceStep] | None) -> None:
+    def run(
+        env: Env, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str], trace: list[TraceStep] | None
+    ) -> None:
         values: dict[str, Any] = {}
         for name, fn in inputs:
             try:
@@ -240,8 +268,8 @@ def _table_run(table: TableDecl, policy: Policy) -> StepRun:
                 _traced(row, env, values, trace)
         if index is not None:
             key = tuple(values.get(name, _UNDEF) for name, _ in inputs)
-            row = index.get(key) if all(type(k) is str for k in key) else None
-            matched = [row] if row is not None else []
+            hit_row = index.get(key) if all(type(k) is str for k in key) else None
+            matched = [hit_row] if hit_row is not None else []
         elif hit == "first":
             matched = []
             for row in rows:
@@ -266,15 +294,24 @@ def _index(rows: list[_Row], inputs: list[str]) -> dict[tuple[Any, ...], _Row] |
     for row in rows:
         cells_by_name = row.rule.match
         if set(cells_by_name) != set(inputs) or any(
-                c.op != "eq" or type(c.value) is not str for c in cells_by_name.values()):
+            c.op != "eq" or type(c.value) is not str for c in cells_by_name.values()
+        ):
             return None
         index[tuple(cells_by_name[name].value for name in inputs)] = row
     return index
 
 
-def _apply(matched: list[_Row], hit: str, priority: dict[Any, int], outs: tuple[str, ...],
-           default: dict[str, Any] | None, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str],
-           step_id: str) -> None:
+def _apply(
+    matched: list[_Row],
+    hit: str,
+    priority: dict[Any, int],
+    outs: tuple[str, ...],
+    default: dict[str, Any] | None,
+    outputs: dict[str, Any],
+    fired: list[FiredRule],
+    notes: list[str],
+    step_id: str,
+) -> None:
     if hit == "collect":
         for name in outs:
             collected: list[Any] = []

@@ -25,8 +25,15 @@ class FiredRule:
     clause: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "step": self.step, "set": dict(self.outputs), "message": self.message,
-                "file": self.file, "line": self.line, "clause": self.clause}
+        return {
+            "id": self.id,
+            "step": self.step,
+            "set": dict(self.outputs),
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "clause": self.clause,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +47,15 @@ class TraceStep:
     error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "rule": self.rule, "matched": self.matched,
-                "tests": [{"test": t, "values": [_jsonable(v) for v in vals], "result": _jsonable(r)}
-                          for t, vals, r in self.tests],
-                **({"error": self.error} if self.error else {})}
+        return {
+            "step": self.step,
+            "rule": self.rule,
+            "matched": self.matched,
+            "tests": [
+                {"test": t, "values": [_jsonable(v) for v in vals], "result": _jsonable(r)} for t, vals, r in self.tests
+            ],
+            **({"error": self.error} if self.error else {}),
+        }
 
 
 @dataclass(frozen=True, slots=True)

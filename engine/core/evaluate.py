@@ -43,8 +43,10 @@ class Program:
         digests = compiled.score_digests
         cut = None
         if snapshot is not None:
+
             def cut(score: str, percentile: float) -> float:
                 return snapshot.cut(score, percentile, digests[score])
+
         try:
             self.runs = [step.bind(cut) for step in compiled.steps]
         except (EvaluationError, SnapshotError) as exc:
@@ -57,8 +59,11 @@ class Program:
     def evaluate(self, facts: Mapping[str, Any], now: datetime, *, explain: bool = False) -> Decision:
         """Decide for one customer. Raises ``FactErrors`` for bad facts."""
         if not isinstance(now, datetime) or now.tzinfo is None:
-            raise EvaluationError("`now` must be a timestamp with a time zone", code="V002",
-                                  hint="pass e.g. datetime(2025, 6, 30, tzinfo=timezone.utc)")
+            raise EvaluationError(
+                "`now` must be a timestamp with a time zone",
+                code="V002",
+                hint="pass e.g. datetime(2025, 6, 30, tzinfo=timezone.utc)",
+            )
         customer = self.check(facts)
         runs = self.runs
         if runs is None:

@@ -120,7 +120,11 @@ def _list(decl: FactDecl) -> Converter:
 
 
 _CONVERTERS: dict[str, Callable[[FactDecl], Converter]] = {
-    "number": _number, "integer": _number, "string": _string, "boolean": _boolean, "timestamp": _timestamp,
+    "number": _number,
+    "integer": _number,
+    "string": _string,
+    "boolean": _boolean,
+    "timestamp": _timestamp,
     "list": _list,
 }
 
@@ -132,9 +136,14 @@ class FactChecker:
         self.decls = dict(facts)
         self.policy = policy
         self._plan = [
-            (name, _CONVERTERS[d.type](d), d.required, d.nullable,
-             _CONVERTERS[d.type](d)(d.default) if d.has_default and d.default is not None else d.default,
-             d.has_default)
+            (
+                name,
+                _CONVERTERS[d.type](d),
+                d.required,
+                d.nullable,
+                _CONVERTERS[d.type](d)(d.default) if d.has_default and d.default is not None else d.default,
+                d.has_default,
+            )
             for name, d in facts.items()
         ]
         self._cerberus = _Validator(cerberus_schema(facts), allow_unknown=True)
@@ -167,8 +176,19 @@ class FactChecker:
         """Every broken declaration, found by cerberus (the slow path)."""
         subject = str(facts.get("id", "")) if isinstance(facts, Mapping) else ""
         if not isinstance(facts, Mapping):
-            return FactErrors([FactError("the facts must be a JSON object", field="", value=facts, rule="type",
-                                         code="F001", hint="write `{\"id\": ..., ...}`")], subject=subject)
+            return FactErrors(
+                [
+                    FactError(
+                        "the facts must be a JSON object",
+                        field="",
+                        value=facts,
+                        rule="type",
+                        code="F001",
+                        hint='write `{"id": ..., ...}`',
+                    )
+                ],
+                subject=subject,
+            )
         v = self._cerberus
         v.validate(dict(facts))
         errors = [self._fact_error(e) for e in _leaves(v._errors)]
@@ -185,11 +205,19 @@ class FactChecker:
             rule, constraint = "check_with", "timestamp" if decl.type == "timestamp" else "finite"
         shown = "null" if value is None else f"`{value}`"
         message, hint = _describe(rule, name, shown, value, constraint, decl)
-        return FactError(message + where, field=name, value=value, rule=f"{rule}: {constraint}" if constraint is not None else rule, hint=hint, code=f"F1{_RULE_CODES.get(rule, 99):02d}")
+        return FactError(
+            message + where,
+            field=name,
+            value=value,
+            rule=f"{rule}: {constraint}" if constraint is not None else rule,
+            hint=hint,
+            code=f"F1{_RULE_CODES.get(rule, 99):02d}",
+        )
 
 
-def _describe(rule: str, name: str, shown: str, value: Any, constraint: Any,
-              decl: FactDecl | None) -> tuple[str, str | None]:
+def _describe(
+    rule: str, name: str, shown: str, value: Any, constraint: Any, decl: FactDecl | None
+) -> tuple[str, str | None]:
     """The message and hint for one broken cerberus rule."""
     if rule == "required":
         return f"fact `{name}` is missing", f"add `{name}` to the customer's facts"
@@ -201,8 +229,10 @@ def _describe(rule: str, name: str, shown: str, value: Any, constraint: Any,
         return f"fact `{name}` is {shown}, above the maximum {constraint}", f"use a value of {constraint} or less"
     if rule == "allowed":
         choices = [str(c) for c in constraint or ()]
-        return (f"fact `{name}` is {shown}, which is not allowed",
-                did_you_mean(str(value), choices) or "allowed: " + ", ".join(f"`{c}`" for c in choices))
+        return (
+            f"fact `{name}` is {shown}, which is not allowed",
+            did_you_mean(str(value), choices) or "allowed: " + ", ".join(f"`{c}`" for c in choices),
+        )
     if rule == "nullable":
         return f"fact `{name}` is null", f"give `{name}` a value, or declare it `nullable: true`"
     if rule == "maxlength":
@@ -214,8 +244,16 @@ def _describe(rule: str, name: str, shown: str, value: Any, constraint: Any,
     return f"fact `{name}` is {shown}, which breaks `{rule}`", None
 
 
-_RULE_CODES = {"required": 1, "type": 2, "min": 3, "max": 4, "allowed": 5, "nullable": 6, "maxlength": 7,
-               "check_with": 8}
+_RULE_CODES = {
+    "required": 1,
+    "type": 2,
+    "min": 3,
+    "max": 4,
+    "allowed": 5,
+    "nullable": 6,
+    "maxlength": 7,
+    "check_with": 8,
+}
 
 
 def _type_hint(decl: FactDecl | None) -> str | None:
@@ -226,7 +264,7 @@ def _type_hint(decl: FactDecl | None) -> str | None:
         "integer": "write a whole number without quotes, like `3`",
         "boolean": "write `true` or `false` without quotes",
         "string": 'write text in double quotes, like `"retail"`',
-        "list": "write a list, like `[\"a\", \"b\"]`",
+        "list": 'write a list, like `["a", "b"]`',
         "timestamp": "write it like `2025-06-30T09:00:00Z`",
     }.get(decl.type)
 

@@ -105,11 +105,21 @@ class _Converter:
     def convert(self, node: yaml.Node, path: DocPath, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise _Abort(self._error(node, path, "P006", f"the file has more than {MAX_NODES} values",
-                                     "remove repeated anchors (`*name`) or split the file"))
+            raise _Abort(
+                self._error(
+                    node,
+                    path,
+                    "P006",
+                    f"the file has more than {MAX_NODES} values",
+                    "remove repeated anchors (`*name`) or split the file",
+                )
+            )
         if depth > MAX_DEPTH:
-            raise _Abort(self._error(node, path, "P007", f"values are nested more than {MAX_DEPTH} deep",
-                                     "flatten the structure"))
+            raise _Abort(
+                self._error(
+                    node, path, "P007", f"values are nested more than {MAX_DEPTH} deep", "flatten the structure"
+                )
+            )
         self.doc.spans[path] = _span(node)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
@@ -127,15 +137,23 @@ class _Converter:
         for key_node, value_node in node.value:
             key = self.loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, (str, int, float, bool)) or isinstance(key, bool):
-                self.errors.append(self._error(key_node, path, "P004", "a key must be a plain word",
-                                               "write the key as text, like `id:`"))
+                self.errors.append(
+                    self._error(
+                        key_node, path, "P004", "a key must be a plain word", "write the key as text, like `id:`"
+                    )
+                )
                 continue
             key = str(key)
             child = (*path, key)
             if key in out:
                 first = self.doc.key_spans[child]
-                err = self._error(key_node, child, "P005", f"key `{key}` is written twice in this mapping",
-                                  "keep one of them; YAML would silently use the last")
+                err = self._error(
+                    key_node,
+                    child,
+                    "P005",
+                    f"key `{key}` is written twice in this mapping",
+                    "keep one of them; YAML would silently use the last",
+                )
                 err.related = Location(self.doc.path, first.line, first.column)
                 self.errors.append(err)
                 continue
@@ -164,36 +182,66 @@ def load_text(raw: bytes, path: str) -> Document:
     """Load one policy file's bytes. Raises ``PolicyErrors`` with every problem found."""
     doc = Document(path=path, data=None, raw=raw)
     if len(raw) > MAX_BYTES:
-        raise PolicyErrors([PolicyError(f"the file is {len(raw)} bytes, more than the {MAX_BYTES} allowed",
-                                        Location(path, 1, 1), code="P008", hint="split the policy into smaller files")])
+        raise PolicyErrors(
+            [
+                PolicyError(
+                    f"the file is {len(raw)} bytes, more than the {MAX_BYTES} allowed",
+                    Location(path, 1, 1),
+                    code="P008",
+                    hint="split the policy into smaller files",
+                )
+            ]
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise PolicyErrors([PolicyError("the file is not valid UTF-8", Location(path, line, column), code="P002",
-                                        hint="save the file as UTF-8")]) from None
+        raise PolicyErrors(
+            [
+                PolicyError(
+                    "the file is not valid UTF-8",
+                    Location(path, line, column),
+                    code="P002",
+                    hint="save the file as UTF-8",
+                )
+            ]
+        ) from None
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
-            raise PolicyErrors([PolicyError("the file is empty", Location(path, 1, 1), code="P003",
-                                            hint="start with `kind:` and the policy's domain")])
+            raise PolicyErrors(
+                [
+                    PolicyError(
+                        "the file is empty",
+                        Location(path, 1, 1),
+                        code="P003",
+                        hint="start with `kind:` and the policy's domain",
+                    )
+                ]
+            )
         converter = _Converter(loader, doc)
         doc.data = converter.convert(node, (), 0)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = (exc.problem or "invalid YAML").rstrip(".")
-        raise PolicyErrors([PolicyError(f"YAML syntax: {problem}", Location(path, line, column), code="P001",
-                                        hint=_yaml_hint(problem))]) from None
+        raise PolicyErrors(
+            [
+                PolicyError(
+                    f"YAML syntax: {problem}", Location(path, line, column), code="P001", hint=_yaml_hint(problem)
+                )
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         raise PolicyErrors([PolicyError(f"YAML syntax: {exc}", Location(path, 1, 1), code="P001")]) from None
     except _Abort as exc:
         raise PolicyErrors([exc.error]) from None
     except RecursionError:
-        raise PolicyErrors([PolicyError("values are nested too deep", Location(path, 1, 1), code="P007",
-                                        hint="flatten the structure")]) from None
+        raise PolicyErrors(
+            [PolicyError("values are nested too deep", Location(path, 1, 1), code="P007", hint="flatten the structure")]
+        ) from None
     finally:
         loader.dispose()
     if converter.errors:
@@ -208,7 +256,7 @@ def _yaml_hint(problem: str) -> str:
         return "put text containing `: ` in double quotes"
     if "could not find expected ':'" in problem:
         return "every key needs a `:` after it"
-    if "found character" in problem and "'@'" in problem or "'`'" in problem:
+    if ("found character" in problem and "'@'" in problem) or "'`'" in problem:
         return "put text starting with `@` or a backtick in double quotes"
     return "check the indentation and quoting on this line and the line before"
 
@@ -219,8 +267,16 @@ def load_file(path: str | Path, *, display: str | None = None) -> Document:
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise PolicyErrors([PolicyError(f"cannot read the file: {exc.strerror or exc}", Location(display or str(p)),
-                                        code="P009", hint="check the path and its permissions")]) from None
+        raise PolicyErrors(
+            [
+                PolicyError(
+                    f"cannot read the file: {exc.strerror or exc}",
+                    Location(display or str(p)),
+                    code="P009",
+                    hint="check the path and its permissions",
+                )
+            ]
+        ) from None
     return load_text(raw, display or str(p))
 
 

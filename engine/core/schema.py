@@ -136,12 +136,22 @@ def policy_schema(kind: str, *, extra: dict[str, Any] | None = None) -> dict[str
         "kind": {"const": kind},
         "id": _id,
         **METADATA,
-        "facts": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
-                  "additionalProperties": {"$ref": "#/$defs/fact"}},
-        "scores": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
-                   "additionalProperties": {"$ref": "#/$defs/score"}},
-        "outputs": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
-                    "additionalProperties": {"$ref": "#/$defs/output"}, "minProperties": 1},
+        "facts": {
+            "type": "object",
+            "propertyNames": {"pattern": NAME_PATTERN},
+            "additionalProperties": {"$ref": "#/$defs/fact"},
+        },
+        "scores": {
+            "type": "object",
+            "propertyNames": {"pattern": NAME_PATTERN},
+            "additionalProperties": {"$ref": "#/$defs/score"},
+        },
+        "outputs": {
+            "type": "object",
+            "propertyNames": {"pattern": NAME_PATTERN},
+            "additionalProperties": {"$ref": "#/$defs/output"},
+            "minProperties": 1,
+        },
         "tables": {"type": "array", "items": {"$ref": "#/$defs/table"}},
     }
     properties.update(extra or {})
@@ -153,8 +163,15 @@ def policy_schema(kind: str, *, extra: dict[str, Any] | None = None) -> dict[str
         "additionalProperties": False,
         "required": ["charter", "kind", "id", "outputs"],
         "properties": properties,
-        "$defs": {"fact": FACT, "score": SCORE, "output": OUTPUT, "rule": RULE, "table": TABLE, "band": BAND,
-                  "bands": BANDS},
+        "$defs": {
+            "fact": FACT,
+            "score": SCORE,
+            "output": OUTPUT,
+            "rule": RULE,
+            "table": TABLE,
+            "band": BAND,
+            "bands": BANDS,
+        },
     }
 
 

@@ -34,7 +34,7 @@ from engine.core.expr import (
     parse,
     references,
 )
-from engine.core.load import Document, DocPath
+from engine.core.load import DocPath, Document
 from engine.core.model import (
     BandDecl,
     BandsDecl,
@@ -53,7 +53,11 @@ from engine.errors import Location, PolicyError, PolicyErrors, did_you_mean
 from engine.plugins import Registry
 
 FACT_EXPR_TYPES: dict[str, Type] = {
-    "string": STRING, "integer": INT, "number": DOUBLE, "boolean": BOOL, "timestamp": TIMESTAMP,
+    "string": STRING,
+    "integer": INT,
+    "number": DOUBLE,
+    "boolean": BOOL,
+    "timestamp": TIMESTAMP,
 }
 _validators: dict[str, jsonschema.protocols.Validator] = {}
 
@@ -85,8 +89,14 @@ def validate(doc: Document, registry: Registry) -> Policy:
 def check_schema(doc: Document) -> list[PolicyError]:
     data = doc.data
     if not isinstance(data, dict):
-        return [PolicyError("a policy file must be a mapping of keys to values", doc.location(()), code="P010",
-                            hint="start the file with `kind:` and the policy's domain")]
+        return [
+            PolicyError(
+                "a policy file must be a mapping of keys to values",
+                doc.location(()),
+                code="P010",
+                hint="start the file with `kind:` and the policy's domain",
+            )
+        ]
     kind = data.get("kind")
     if kind not in DOMAINS:
         where = doc.location(("kind",)) if "kind" in data else doc.location(())
@@ -115,34 +125,65 @@ def _translate(doc: Document, err: jsonschema.ValidationError) -> list[PolicyErr
     path: DocPath = tuple(err.absolute_path)
     where = doc.location(path)
     value = err.instance
+    schema: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
+    expected: Any = err.validator_value
     if err.validator == "additionalProperties" and isinstance(value, dict):
-        allowed = list(err.schema.get("properties", {}))
+        allowed = list(schema.get("properties", {}))
         known = set(allowed)
-        return [PolicyError(f"unknown key `{k}`", doc.location((*path, k), key=True), code="P020",
-                            hint=did_you_mean(k, allowed) or (
-                                "inside `{...}`, text with a comma must be in double quotes" if value[k] is None
-                                and " " in k else "allowed here: " + ", ".join(f"`{a}`" for a in allowed)))
-                for k in value if k not in known]
+        return [
+            PolicyError(
+                f"unknown key `{k}`",
+                doc.location((*path, k), key=True),
+                code="P020",
+                hint=did_you_mean(k, allowed)
+                or (
+                    "inside `{...}`, text with a comma must be in double quotes"
+                    if value[k] is None and " " in k
+                    else "allowed here: " + ", ".join(f"`{a}`" for a in allowed)
+                ),
+            )
+            for k in value
+            if k not in known
+        ]
     if err.validator == "required":
         missing = str(err.message).split("'")[1] if "'" in err.message else "?"
         return [PolicyError(f"missing key `{missing}`", where, code="P021", hint=f"add `{missing}:` here")]
     if err.validator in ("enum", "const"):
-        choices = err.validator_value if err.validator == "enum" else [err.validator_value]
+        choices = expected if err.validator == "enum" else [expected]
         words = [str(c) for c in choices]
-        return [PolicyError(f"`{value}` is not allowed here", where, code="P022",
-                            hint=did_you_mean(str(value), words) or "write one of " + ", ".join(f"`{w}`" for w in words))]
+        return [
+            PolicyError(
+                f"`{value}` is not allowed here",
+                where,
+                code="P022",
+                hint=did_you_mean(str(value), words) or "write one of " + ", ".join(f"`{w}`" for w in words),
+            )
+        ]
     if err.validator == "type":
-        wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
-        return [PolicyError(f"expected {' or '.join(_TYPE_WORDS.get(w, w) for w in wanted)}, found "
-                            f"{_describe(value)}", where, code="P023", hint=_type_hint(wanted))]
+        wanted: list[str] = expected if isinstance(expected, list) else [expected]
+        return [
+            PolicyError(
+                f"expected {' or '.join(_TYPE_WORDS.get(w, w) for w in wanted)}, found {_describe(value)}",
+                where,
+                code="P023",
+                hint=_type_hint(wanted),
+            )
+        ]
     if err.validator == "pattern":
-        return [PolicyError(f"`{value}` is not a valid name", where, code="P024",
-                            hint="use lowercase letters, digits, `-` and `_`, starting with a letter")]
+        return [
+            PolicyError(
+                f"`{value}` is not a valid name",
+                where,
+                code="P024",
+                hint="use lowercase letters, digits, `-` and `_`, starting with a letter",
+            )
+        ]
     if err.validator == "oneOf" and isinstance(value, dict):
         return [_one_of(err, where, value)]
     if err.validator in ("minimum", "maximum"):
-        return [PolicyError(f"`{value}` is out of range", where, code="P025",
-                            hint=f"the {err.validator} is {err.validator_value}")]
+        return [
+            PolicyError(f"`{value}` is out of range", where, code="P025", hint=f"the {err.validator} is {expected}")
+        ]
     if err.validator in ("minItems", "minProperties"):
         return [PolicyError("this must not be empty", where, code="P026", hint="add at least one entry")]
     if err.validator == "uniqueItems":
@@ -150,8 +191,14 @@ def _translate(doc: Document, err: jsonschema.ValidationError) -> list[PolicyErr
     return [PolicyError(str(err.message), where, code="P029")]
 
 
-_TYPE_WORDS = {"string": "text", "number": "a number", "integer": "a whole number", "boolean": "true or false",
-               "object": "a mapping (`key: value` lines)", "array": "a list (`- item` lines)"}
+_TYPE_WORDS = {
+    "string": "text",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+    "object": "a mapping (`key: value` lines)",
+    "array": "a list (`- item` lines)",
+}
 
 
 def _describe(value: Any) -> str:
@@ -177,14 +224,20 @@ def _type_hint(wanted: Sequence[str]) -> str:
 
 
 def _one_of(err: jsonschema.ValidationError, where: Location, value: dict[str, Any]) -> PolicyError:
-    options = [s.get("required", []) for s in err.validator_value]
+    expected: Any = err.validator_value
+    options = [s.get("required", []) for s in expected]
     keys = [k[0] for k in options if k]
     present = [k for k in keys if k in value]
     if len(present) > 1:
-        return PolicyError(f"write only one of {' and '.join(f'`{k}`' for k in present)}", where, code="P028",
-                           hint="remove one of them")
-    return PolicyError(f"missing one of {' or '.join(f'`{k}`' for k in keys)}", where, code="P021",
-                       hint=f"add `{keys[0]}:` here")
+        return PolicyError(
+            f"write only one of {' and '.join(f'`{k}`' for k in present)}",
+            where,
+            code="P028",
+            hint="remove one of them",
+        )
+    return PolicyError(
+        f"missing one of {' or '.join(f'`{k}`' for k in keys)}", where, code="P021", hint=f"add `{keys[0]}:` here"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,10 +253,19 @@ class _Semantics:
         self.errors: list[PolicyError] = []
         self.rule_ids: dict[str, Location] = {}
 
-    def error(self, message: str, path: DocPath, code: str, hint: str | None = None, *, key: bool = False,
-              related: Location | None = None) -> None:
-        self.errors.append(PolicyError(message, self.doc.location(path, key=key), code=code, hint=hint,
-                                       related=related))
+    def error(
+        self,
+        message: str,
+        path: DocPath,
+        code: str,
+        hint: str | None = None,
+        *,
+        key: bool = False,
+        related: Location | None = None,
+    ) -> None:
+        self.errors.append(
+            PolicyError(message, self.doc.location(path, key=key), code=code, hint=hint, related=related)
+        )
 
     def run(self) -> Policy:
         facts = {name: self.fact(name, spec) for name, spec in self.data.get("facts", {}).items()}
@@ -222,10 +284,22 @@ class _Semantics:
         for i, spec in enumerate(self.data.get("tables", [])):
             steps.append(self.table(("tables", i), spec))
         ordered = self.order(steps)
-        meta = {k: str(self.data[k]) for k in ("title", "description", "owner", "clause") if k in self.data}
-        return Policy(kind=self.data["kind"], id=self.data["id"], path=self.doc.path, digest=self.doc.digest,
-                      location=self.doc.location(()), facts=facts, scores=scores, outputs=outputs,
-                      steps=tuple(ordered), env=dict(self.env), metadata=meta)
+        meta: dict[str, str] = {
+            k: str(self.data[k]) for k in ("title", "description", "owner", "clause") if k in self.data
+        }
+        return Policy(
+            kind=self.data["kind"],
+            id=self.data["id"],
+            path=self.doc.path,
+            digest=self.doc.digest,
+            location=self.doc.location(()),
+            facts=facts,
+            scores=scores,
+            outputs=outputs,
+            steps=tuple(ordered),
+            env=dict(self.env),
+            metadata=meta,
+        )
 
     # -- declarations ------------------------------------------------------------------------
 
@@ -239,15 +313,24 @@ class _Semantics:
             self.error("`items` only applies to `type: list`", (*path, "items"), "P102", "remove `items`")
         if ("min" in spec or "max" in spec) and kind not in ("integer", "number"):
             self.error(f"`min` and `max` only apply to numbers, not `{kind}`", path, "P102", "remove them")
-        decl = FactDecl(name=name, type=kind, location=self.doc.location(path, key=True), items=spec.get("items"),
-                        required=bool(spec.get("required", False)), nullable=bool(spec.get("nullable", False)),
-                        default=spec.get("default"), has_default="default" in spec, min=lo, max=hi,
-                        allowed=tuple(spec["allowed"]) if "allowed" in spec else None,
-                        max_length=spec.get("max_length"), sensitive=bool(spec.get("sensitive", False)),
-                        description=str(spec.get("description", "")))
+        decl = FactDecl(
+            name=name,
+            type=kind,
+            location=self.doc.location(path, key=True),
+            items=spec.get("items"),
+            required=bool(spec.get("required", False)),
+            nullable=bool(spec.get("nullable", False)),
+            default=spec.get("default"),
+            has_default="default" in spec,
+            min=lo,
+            max=hi,
+            allowed=tuple(spec["allowed"]) if "allowed" in spec else None,
+            max_length=spec.get("max_length"),
+            sensitive=bool(spec.get("sensitive", False)),
+            description=str(spec.get("description", "")),
+        )
         if decl.has_default and not _fits(kind, decl.default):
-            self.error(f"default `{decl.default}` is not a {kind}", (*path, "default"), "P103",
-                       f"write a {kind} value")
+            self.error(f"default `{decl.default}` is not a {kind}", (*path, "default"), "P103", f"write a {kind} value")
         return decl
 
     def output(self, name: str, spec: dict[str, Any]) -> OutputDecl:
@@ -257,8 +340,13 @@ class _Semantics:
         for i, v in enumerate(values or ()):
             if kind != "list" and not _fits(kind, v):
                 self.error(f"value `{v}` is not a {kind}", (*path, "values", i), "P104", f"write a {kind} value")
-        return OutputDecl(name=name, type=kind, location=self.doc.location(path, key=True), values=values,
-                          description=str(spec.get("description", "")))
+        return OutputDecl(
+            name=name,
+            type=kind,
+            location=self.doc.location(path, key=True),
+            values=values,
+            description=str(spec.get("description", "")),
+        )
 
     def score(self, name: str, spec: dict[str, Any], facts: Mapping[str, FactDecl]) -> ScoreDecl:
         path: DocPath = ("scores", name)
@@ -271,28 +359,46 @@ class _Semantics:
         args = dict(spec.get("args", {}))
         scorer = self.registry.scorers.get(scorer_name)
         if scorer is None:
-            self.error(f"no plugin provides the scorer `{scorer_name}`", (*path, "scorer"), "P110",
-                       did_you_mean(scorer_name, self.registry.scorers)
-                       or "install the plugin that provides it, or see `charter plugins`")
+            self.error(
+                f"no plugin provides the scorer `{scorer_name}`",
+                (*path, "scorer"),
+                "P110",
+                did_you_mean(scorer_name, self.registry.scorers)
+                or "install the plugin that provides it, or see `charter plugins`",
+            )
             return ScoreDecl(name, where, scorer=scorer_name, args=args, description=desc)
         for fact, kind in scorer.reads.items():
             decl = facts.get(fact)
             if decl is None:
-                self.error(f"scorer `{scorer_name}` reads the fact `{fact}`, which this policy does not declare",
-                           (*path, "scorer"), "P111", f"declare it under `facts:` as `{fact}: {{type: {kind}}}`")
+                self.error(
+                    f"scorer `{scorer_name}` reads the fact `{fact}`, which this policy does not declare",
+                    (*path, "scorer"),
+                    "P111",
+                    f"declare it under `facts:` as `{fact}: {{type: {kind}}}`",
+                )
             elif decl.type != kind and not (kind == "number" and decl.type == "integer"):
-                self.error(f"scorer `{scorer_name}` reads `{fact}` as a {kind}, but it is declared as {decl.type}",
-                           (*path, "scorer"), "P112", f"declare `{fact}` with `type: {kind}`")
+                self.error(
+                    f"scorer `{scorer_name}` reads `{fact}` as a {kind}, but it is declared as {decl.type}",
+                    (*path, "scorer"),
+                    "P112",
+                    f"declare `{fact}` with `type: {kind}`",
+                )
         for arg in args:
             if arg not in scorer.args:
-                self.error(f"scorer `{scorer_name}` takes no argument `{arg}`", (*path, "args", arg), "P113",
-                           did_you_mean(arg, scorer.args) or "arguments: " + ", ".join(scorer.args), key=True)
+                self.error(
+                    f"scorer `{scorer_name}` takes no argument `{arg}`",
+                    (*path, "args", arg),
+                    "P113",
+                    did_you_mean(arg, scorer.args) or "arguments: " + ", ".join(scorer.args),
+                    key=True,
+                )
         return ScoreDecl(name, where, scorer=scorer_name, args={**scorer.args, **args}, description=desc)
 
     # -- expressions -------------------------------------------------------------------------
 
-    def expression(self, path: DocPath, text: Any, want: Type | None,
-                   allowed_roots: Sequence[str] | None = None) -> Node | None:
+    def expression(
+        self, path: DocPath, text: Any, want: Type | None, allowed_roots: Sequence[str] | None = None
+    ) -> Node | None:
         if isinstance(text, bool):
             text = "true" if text else "false"
         try:
@@ -300,12 +406,17 @@ class _Semantics:
             env = self.env if allowed_roots is None else {k: v for k, v in self.env.items() if k in allowed_roots}
             got = check(node, env)
         except ExprError as exc:
-            self.errors.append(PolicyError(exc.message, self.doc.text_location(path, exc.offset), code=exc.code,
-                                           hint=exc.hint))
+            self.errors.append(
+                PolicyError(exc.message, self.doc.text_location(path, exc.offset), code=exc.code, hint=exc.hint)
+            )
             return None
         if want is not None and got != want and got != DYN and not (want == DOUBLE and got == INT):
-            self.error(f"this condition gives a {got}, not a {want}", path, "E150",
-                       "compare with `==`, `<`, `>=` ... to get true or false" if want == BOOL else None)
+            self.error(
+                f"this condition gives a {got}, not a {want}",
+                path,
+                "E150",
+                "compare with `==`, `<`, `>=` ... to get true or false" if want == BOOL else None,
+            )
             return None
         return node
 
@@ -315,16 +426,21 @@ class _Semantics:
         where = self.doc.location((*path, "id"))
         first = self.rule_ids.get(rule_id)
         if first is not None:
-            self.error(f"rule id `{rule_id}` is used twice", (*path, "id"), "P120", "give each rule its own id",
-                       related=first)
+            self.error(
+                f"rule id `{rule_id}` is used twice", (*path, "id"), "P120", "give each rule its own id", related=first
+            )
         else:
             self.rule_ids[rule_id] = where
 
     def known_output(self, name: str, path: DocPath) -> OutputDecl | None:
         decl = self.outputs.get(name)
         if decl is None:
-            self.error(f"unknown output `{name}`", path, "P121",
-                       did_you_mean(name, self.outputs) or "declare it under `outputs:`")
+            self.error(
+                f"unknown output `{name}`",
+                path,
+                "P121",
+                did_you_mean(name, self.outputs) or "declare it under `outputs:`",
+            )
         return decl
 
     def check_value(self, out: OutputDecl, value: Any, path: DocPath) -> None:
@@ -333,21 +449,33 @@ class _Semantics:
         else:
             values = [value]
             if not _fits(out.type, value):
-                self.error(f"`{value}` is not a {out.type}, as output `{out.name}` requires", path, "P122",
-                           f"write a {out.type} value")
+                self.error(
+                    f"`{value}` is not a {out.type}, as output `{out.name}` requires",
+                    path,
+                    "P122",
+                    f"write a {out.type} value",
+                )
                 return
         for v in values:
             if out.values is not None and v not in out.values:
                 words = [str(x) for x in out.values]
-                self.error(f"`{v}` is not a value of output `{out.name}`", path, "P123",
-                           did_you_mean(str(v), words) or "write one of " + ", ".join(f"`{w}`" for w in words))
+                self.error(
+                    f"`{v}` is not a value of output `{out.name}`",
+                    path,
+                    "P123",
+                    did_you_mean(str(v), words) or "write one of " + ", ".join(f"`{w}`" for w in words),
+                )
 
     def bands(self, path: DocPath, spec: dict[str, Any]) -> BandsDecl:
         self.claim_id(spec["id"], path)
         out = self.known_output(spec["output"], (*path, "output"))
         if spec["score"] not in self.scores:
-            self.error(f"unknown score `{spec['score']}`", (*path, "score"), "P124",
-                       did_you_mean(spec["score"], self.scores) or "declare it under `scores:`")
+            self.error(
+                f"unknown score `{spec['score']}`",
+                (*path, "score"),
+                "P124",
+                did_you_mean(spec["score"], self.scores) or "declare it under `scores:`",
+            )
         items = []
         for i, b in enumerate(spec["bands"]):
             bpath = (*path, "bands", i)
@@ -355,13 +483,32 @@ class _Semantics:
             if out is not None:
                 self.check_value(out, b["value"], (*bpath, "value"))
             if b["from"] >= b["to"]:
-                self.error(f"band `{b['id']}` runs from {b['from']} to {b['to']}", (*bpath, "from"), "P125",
-                           "`from` must be below `to`; `from: 80, to: 100` is the top 20%")
-            items.append(BandDecl(b["id"], b["value"], float(b["from"]), float(b["to"]), self.doc.location(bpath),
-                                  str(b.get("message", "")), str(b.get("clause", ""))))
+                self.error(
+                    f"band `{b['id']}` runs from {b['from']} to {b['to']}",
+                    (*bpath, "from"),
+                    "P125",
+                    "`from` must be below `to`; `from: 80, to: 100` is the top 20%",
+                )
+            items.append(
+                BandDecl(
+                    b["id"],
+                    b["value"],
+                    float(b["from"]),
+                    float(b["to"]),
+                    self.doc.location(bpath),
+                    str(b.get("message", "")),
+                    str(b.get("clause", "")),
+                )
+            )
         self.check_tiling(path, items)
-        return BandsDecl(spec["id"], spec["output"], spec["score"], tuple(items), self.doc.location(path),
-                         str(spec.get("clause", "")))
+        return BandsDecl(
+            spec["id"],
+            spec["output"],
+            spec["score"],
+            tuple(items),
+            self.doc.location(path),
+            str(spec.get("clause", "")),
+        )
 
     def check_tiling(self, path: DocPath, bands: list[BandDecl]) -> None:
         ordered = sorted(bands, key=lambda b: b.low)
@@ -369,17 +516,35 @@ class _Semantics:
         for b in ordered:
             if b.low > edge:
                 what = f"between {edge:g} and {b.low:g}"
-                self.errors.append(PolicyError(f"no band covers percentiles {what}", b.location, code="P126",
-                                               hint=f"set `from: {edge:g}` here or add a band for {what}",
-                                               related=prev.location if prev else None))
+                self.errors.append(
+                    PolicyError(
+                        f"no band covers percentiles {what}",
+                        b.location,
+                        code="P126",
+                        hint=f"set `from: {edge:g}` here or add a band for {what}",
+                        related=prev.location if prev else None,
+                    )
+                )
             elif b.low < edge and prev is not None:
-                self.errors.append(PolicyError(f"bands `{prev.id}` and `{b.id}` overlap from {b.low:g} to {edge:g}",
-                                               b.location, code="P127", hint=f"set `from: {edge:g}` here",
-                                               related=prev.location))
+                self.errors.append(
+                    PolicyError(
+                        f"bands `{prev.id}` and `{b.id}` overlap from {b.low:g} to {edge:g}",
+                        b.location,
+                        code="P127",
+                        hint=f"set `from: {edge:g}` here",
+                        related=prev.location,
+                    )
+                )
             edge, prev = max(edge, b.high), b
         if edge < 100 and prev is not None:
-            self.errors.append(PolicyError(f"no band covers percentiles {edge:g} to 100", prev.location,
-                                           code="P126", hint="the top band needs `to: 100`"))
+            self.errors.append(
+                PolicyError(
+                    f"no band covers percentiles {edge:g} to 100",
+                    prev.location,
+                    code="P126",
+                    hint="the top band needs `to: 100`",
+                )
+            )
 
     def table(self, path: DocPath, spec: dict[str, Any]) -> TableDecl:
         self.claim_id(spec["id"], path)
@@ -393,40 +558,78 @@ class _Semantics:
             if node is not None:
                 inputs[name] = node
         if hit == "priority" and any(o is not None and o.values is None for o in outs):
-            self.error("a `priority` table needs its output's `values` listed, highest priority first",
-                       (*path, "hit"), "P130", "add `values: [...]` to the output, or use `hit: first`")
+            self.error(
+                "a `priority` table needs its output's `values` listed, highest priority first",
+                (*path, "hit"),
+                "P130",
+                "add `values: [...]` to the output, or use `hit: first`",
+            )
         if hit == "collect" and any(o is not None and o.type != "list" for o in outs):
-            self.error("a `collect` table gathers every match into a list", (*path, "hit"), "P131",
-                       "declare the output with `type: list`, or use `hit: first`")
-        rules = tuple(self.rule((*path, "rules", i), r, names, outs, spec)
-                      for i, r in enumerate(spec["rules"]))
+            self.error(
+                "a `collect` table gathers every match into a list",
+                (*path, "hit"),
+                "P131",
+                "declare the output with `type: list`, or use `hit: first`",
+            )
+        rules = tuple(self.rule((*path, "rules", i), r, names, outs, spec) for i, r in enumerate(spec["rules"]))
         default = None
         if "default" in spec:
             default = self.outcome((*path, "default"), spec["default"], names, outs)
         if hit == "unique":
             for a, b in cells.overlaps(rules, list(spec.get("inputs", {}))):
-                self.errors.append(PolicyError(f"rows `{a.id}` and `{b.id}` can both match in this `unique` table",
-                                               b.location, code="P132", related=a.location,
-                                               hint="make their `match` cells exclusive, or use `hit: first`"))
-        return TableDecl(spec["id"], hit, names, rules, self.doc.location(path), inputs,
-                         dict(spec.get("inputs", {})), default, str(spec.get("clause", "")))
+                self.errors.append(
+                    PolicyError(
+                        f"rows `{a.id}` and `{b.id}` can both match in this `unique` table",
+                        b.location,
+                        code="P132",
+                        related=a.location,
+                        hint="make their `match` cells exclusive, or use `hit: first`",
+                    )
+                )
+        return TableDecl(
+            spec["id"],
+            hit,
+            names,
+            rules,
+            self.doc.location(path),
+            inputs,
+            dict(spec.get("inputs", {})),
+            default,
+            str(spec.get("clause", "")),
+        )
 
-    def rule(self, path: DocPath, spec: dict[str, Any], names: tuple[str, ...], outs: list[OutputDecl | None],
-             table: dict[str, Any]) -> RuleDecl:
+    def rule(
+        self,
+        path: DocPath,
+        spec: dict[str, Any],
+        names: tuple[str, ...],
+        outs: list[OutputDecl | None],
+        table: dict[str, Any],
+    ) -> RuleDecl:
         self.claim_id(spec["id"], path)
         when = None
         if "when" in spec:
             if table["hit"] == "unique":
-                self.error("rows of a `unique` table are written with `match:`, not `when:`", (*path, "when"), "P133",
-                           "declare `inputs:` on the table and give each row `match: {input: value}`", key=True)
+                self.error(
+                    "rows of a `unique` table are written with `match:`, not `when:`",
+                    (*path, "when"),
+                    "P133",
+                    "declare `inputs:` on the table and give each row `match: {input: value}`",
+                    key=True,
+                )
             else:
                 when = self.expression((*path, "when"), spec["when"], BOOL)
         match: dict[str, Cell] = {}
         declared_inputs = table.get("inputs", {})
         for name, raw in spec.get("match", {}).items():
             if name not in declared_inputs:
-                self.error(f"unknown input `{name}`", (*path, "match", name), "P134",
-                           did_you_mean(name, declared_inputs) or "declare it under the table's `inputs:`", key=True)
+                self.error(
+                    f"unknown input `{name}`",
+                    (*path, "match", name),
+                    "P134",
+                    did_you_mean(name, declared_inputs) or "declare it under the table's `inputs:`",
+                    key=True,
+                )
                 continue
             try:
                 match[name] = cells.parse_cell(raw)
@@ -435,20 +638,37 @@ class _Semantics:
         if "when" not in spec and "match" not in spec:
             self.error("a rule needs `when:` or `match:`", path, "P136", 'write `when: "true"` for a catch-all rule')
         then = self.outcome((*path, "then"), spec["then"], names, outs)
-        return RuleDecl(spec["id"], self.doc.location(path), then, when, str(spec.get("when", "")), match,
-                        str(spec.get("message", "")), str(spec.get("clause", "")))
+        return RuleDecl(
+            spec["id"],
+            self.doc.location(path),
+            then,
+            when,
+            str(spec.get("when", "")),
+            match,
+            str(spec.get("message", "")),
+            str(spec.get("clause", "")),
+        )
 
     def outcome(self, path: DocPath, raw: Any, names: tuple[str, ...], outs: list[OutputDecl | None]) -> dict[str, Any]:
         if len(names) > 1 or isinstance(raw, dict):
             if not isinstance(raw, dict):
-                self.error("this table sets several outputs: write `{output: value, ...}`", path, "P137",
-                           "name each output: " + ", ".join(f"`{n}: ...`" for n in names))
+                self.error(
+                    "this table sets several outputs: write `{output: value, ...}`",
+                    path,
+                    "P137",
+                    "name each output: " + ", ".join(f"`{n}: ...`" for n in names),
+                )
                 return {}
             result = {}
             for key, value in raw.items():
                 if key not in names:
-                    self.error(f"this table does not set `{key}`", (*path, key), "P138",
-                               did_you_mean(key, names) or "outputs: " + ", ".join(names), key=True)
+                    self.error(
+                        f"this table does not set `{key}`",
+                        (*path, key),
+                        "P138",
+                        did_you_mean(key, names) or "outputs: " + ", ".join(names),
+                        key=True,
+                    )
                     continue
                 out = outs[names.index(key)]
                 if out is not None:
@@ -467,21 +687,39 @@ class _Semantics:
             for name in step.outputs:
                 if name in producer:
                     first = producer[name]
-                    self.errors.append(PolicyError(f"output `{name}` is set by both `{first.id}` and `{step.id}`",
-                                                   step.location, code="P140", related=first.location,
-                                                   hint="let one table set each output"))
+                    self.errors.append(
+                        PolicyError(
+                            f"output `{name}` is set by both `{first.id}` and `{step.id}`",
+                            step.location,
+                            code="P140",
+                            related=first.location,
+                            hint="let one table set each output",
+                        )
+                    )
                 else:
                     producer[name] = step
         unknown_refs = any(e.code == "P121" for e in self.errors)  # a misspelt output explains the unset one
         for name, out in self.outputs.items():
             if name not in producer and not unknown_refs:
-                self.errors.append(PolicyError(f"no table sets output `{name}`", out.location, code="P141",
-                                               hint="add a table for it or remove the declaration"))
+                self.errors.append(
+                    PolicyError(
+                        f"no table sets output `{name}`",
+                        out.location,
+                        code="P141",
+                        hint="add a table for it or remove the declaration",
+                    )
+                )
         deps = {s.id: {producer[n].id for n in _reads(s) if n in producer} - {s.id} for s in steps}
         self_loops = [s for s in steps if any(producer.get(n) is s for n in _reads(s))]
         for s in self_loops:
-            self.errors.append(PolicyError(f"`{s.id}` reads an output it sets itself", s.location, code="P142",
-                                           hint="read another table's output instead"))
+            self.errors.append(
+                PolicyError(
+                    f"`{s.id}` reads an output it sets itself",
+                    s.location,
+                    code="P142",
+                    hint="read another table's output instead",
+                )
+            )
         return _toposort(steps, deps, self.errors)
 
 
@@ -491,7 +729,7 @@ def _reads(step: Step) -> set[str]:
     if isinstance(step, TableDecl):
         nodes.extend(step.inputs.values())
         nodes.extend(r.when for r in step.rules)
-    found = set()
+    found: set[str] = set()
     for node in nodes:
         if node is not None:
             found.update(ref.split(".")[1] for ref in references(node) if ref.startswith("outputs."))
@@ -508,9 +746,15 @@ def _toposort(steps: list[Step], deps: dict[str, set[str]], errors: list[PolicyE
         if not ready:
             cycle = sorted(pending, key=lambda s: s.location)
             a, b = cycle[0], cycle[-1]
-            errors.append(PolicyError("tables " + ", ".join(f"`{s.id}`" for s in cycle) + " read each other's outputs",
-                                      a.location, code="P143", related=b.location,
-                                      hint="break the cycle: one of them must not read the other's output"))
+            errors.append(
+                PolicyError(
+                    "tables " + ", ".join(f"`{s.id}`" for s in cycle) + " read each other's outputs",
+                    a.location,
+                    code="P143",
+                    related=b.location,
+                    hint="break the cycle: one of them must not read the other's output",
+                )
+            )
             return done + pending
         for s in ready:  # keep file order among independent steps
             done.append(s)

@@ -7,7 +7,6 @@ what lets ``customer.clv >= 50000`` work on a decimal fact.
 
 from __future__ import annotations
 
-
 from collections.abc import Callable
 
 from engine.core.expr import functions
@@ -33,10 +32,21 @@ from engine.core.expr.types import (
 from engine.errors import did_you_mean
 
 _ARITH: dict[str, list[tuple[Type, Type, Type]]] = {
-    "+": [(INT, INT, INT), (DOUBLE, DOUBLE, DOUBLE), (STRING, STRING, STRING), (TIMESTAMP, DURATION, TIMESTAMP),
-          (DURATION, TIMESTAMP, TIMESTAMP), (DURATION, DURATION, DURATION)],
-    "-": [(INT, INT, INT), (DOUBLE, DOUBLE, DOUBLE), (TIMESTAMP, TIMESTAMP, DURATION),
-          (TIMESTAMP, DURATION, TIMESTAMP), (DURATION, DURATION, DURATION)],
+    "+": [
+        (INT, INT, INT),
+        (DOUBLE, DOUBLE, DOUBLE),
+        (STRING, STRING, STRING),
+        (TIMESTAMP, DURATION, TIMESTAMP),
+        (DURATION, TIMESTAMP, TIMESTAMP),
+        (DURATION, DURATION, DURATION),
+    ],
+    "-": [
+        (INT, INT, INT),
+        (DOUBLE, DOUBLE, DOUBLE),
+        (TIMESTAMP, TIMESTAMP, DURATION),
+        (TIMESTAMP, DURATION, TIMESTAMP),
+        (DURATION, DURATION, DURATION),
+    ],
     "*": [(INT, INT, INT), (DOUBLE, DOUBLE, DOUBLE)],
     "/": [(INT, INT, INT), (DOUBLE, DOUBLE, DOUBLE)],
     "%": [(INT, INT, INT)],
@@ -98,8 +108,12 @@ class Checker:
             customer = self.lookup("customer")
             if hint is None and isinstance(customer, ObjectType) and node.name in customer.fields:
                 hint = f"write `customer.{node.name}`"
-            raise _err(node, f"unknown name `{node.name}`", "E110", hint or "names start with `customer.`, "
-                       "`scores.`, `outputs.` or are `now`")
+            raise _err(
+                node,
+                f"unknown name `{node.name}`",
+                "E110",
+                hint or "names start with `customer.`, `scores.`, `outputs.` or are `now`",
+            )
         return t
 
     def _select(self, node: Node) -> Type:
@@ -112,7 +126,9 @@ class Checker:
                 full = dotted(node) or node.field
                 close = did_you_mean(node.field, base.fields)
                 section = "facts" if base.name == "customer" else base.name
-                hint = close.replace("`", f"`{base.name}.", 1) if close else f"declare `{node.field}` under `{section}:`"
+                hint = (
+                    close.replace("`", f"`{base.name}.", 1) if close else f"declare `{node.field}` under `{section}:`"
+                )
                 raise _err(node, f"unknown {what} `{full}`", "E111", hint)
             return t
         if isinstance(base, MapType):
@@ -152,19 +168,31 @@ class Checker:
         if op in ("&&", "||"):
             for side, t in ((node.left, lt), (node.right, rt)):
                 if t not in (BOOL, DYN):
-                    raise _err(side, f"`{op}` needs true or false on both sides, not a {t}", "E121",
-                               "compare it with `==`, `<`, `>=` ...")
+                    raise _err(
+                        side,
+                        f"`{op}` needs true or false on both sides, not a {t}",
+                        "E121",
+                        "compare it with `==`, `<`, `>=` ...",
+                    )
             return BOOL
         if op in ("==", "!="):
             if not comparable(lt, rt):
-                raise _err(node, f"cannot compare `{self._text(node.left)}` ({lt}) with `{self._text(node.right)}` "
-                           f"({rt})", "E122", _literal_hint(lt, rt))
+                raise _err(
+                    node,
+                    f"cannot compare `{self._text(node.left)}` ({lt}) with `{self._text(node.right)}` ({rt})",
+                    "E122",
+                    _literal_hint(lt, rt),
+                )
             return BOOL
         if op in ("<", "<=", ">", ">="):
             if DYN in (lt, rt) or (lt in NUMERIC and rt in NUMERIC) or (lt == rt and lt in _ORDERED):
                 return BOOL
-            raise _err(node, f"cannot compare `{self._text(node.left)}` ({lt}) with `{self._text(node.right)}` "
-                       f"({rt})", "E122", _literal_hint(lt, rt))
+            raise _err(
+                node,
+                f"cannot compare `{self._text(node.left)}` ({lt}) with `{self._text(node.right)}` ({rt})",
+                "E122",
+                _literal_hint(lt, rt),
+            )
         if op == "in":
             if isinstance(rt, ListType):
                 if not comparable(lt, rt.elem):
@@ -172,8 +200,9 @@ class Checker:
                 return BOOL
             if isinstance(rt, MapType) or rt == DYN:
                 return BOOL
-            raise _err(node.right, f"`in` needs a list on its right, not a {rt}", "E122",
-                       'write a list like `["a", "b"]`')
+            raise _err(
+                node.right, f"`in` needs a list on its right, not a {rt}", "E122", 'write a list like `["a", "b"]`'
+            )
         return self._arith(node, lt, rt)
 
     def _arith(self, node: Binary, lt: Type, rt: Type) -> Type:
@@ -187,7 +216,9 @@ class Checker:
                 return result
         hint = None
         if lt in NUMERIC and rt in NUMERIC:
-            hint = "whole numbers and decimals do not mix in arithmetic: write `2.0` instead of `2`, or use `double(...)`"
+            hint = (
+                "whole numbers and decimals do not mix in arithmetic: write `2.0` instead of `2`, or use `double(...)`"
+            )
         raise _err(node, f"cannot apply `{node.op}` to {lt} and {rt}", "E123", hint)
 
     def _cond(self, node: Node) -> Type:
@@ -200,8 +231,7 @@ class Checker:
             return a
         if a == NULL or DYN in (a, b):
             return b if a == NULL else DYN
-        raise _err(node, f"both branches of `? :` must have one type, not {a} and {b}", "E124",
-                   _literal_hint(a, b))
+        raise _err(node, f"both branches of `? :` must have one type, not {a} and {b}", "E124", _literal_hint(a, b))
 
     def _listlit(self, node: Node) -> Type:
         assert isinstance(node, ListLit)
@@ -222,10 +252,15 @@ class Checker:
             shown = f"{target}.{node.name}" if target is not None else node.name
             known = functions.names(method=target is not None)
             if node.name not in known:
-                raise _err(node, f"unknown function `{node.name}`", "E126",
-                           did_you_mean(node.name, known) or "see docs/expressions.md for the functions")
-            raise _err(node, f"`{shown}` does not take ({', '.join(str(a) for a in args)})", "E127",
-                       functions.usage(node.name))
+                raise _err(
+                    node,
+                    f"unknown function `{node.name}`",
+                    "E126",
+                    did_you_mean(node.name, known) or "see docs/expressions.md for the functions",
+                )
+            raise _err(
+                node, f"`{shown}` does not take ({', '.join(str(a) for a in args)})", "E127", functions.usage(node.name)
+            )
         if sig.literal_check is not None:
             arg = node.args[-1]
             if not isinstance(arg, Lit) or not isinstance(arg.value, str):
@@ -271,5 +306,3 @@ def _literal_hint(a: Type, b: Type) -> str | None:
 def check(node: Node, env: TypeEnv) -> Type:
     """Type-check ``node`` against the variables in ``env``; returns its type."""
     return Checker(env).check(node)
-
-

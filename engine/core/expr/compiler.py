@@ -75,8 +75,11 @@ def _ordered(op: str) -> Callable[[Any, Any], bool]:
 
     def compare(a: Any, b: Any) -> bool:
         ta, tb = type(a), type(b)
-        if (ta is tb and ta in (int, float, str, bool, timedelta)) or (_num(a) and _num(b)) or (
-                isinstance(a, datetime) and isinstance(b, datetime)):
+        if (
+            (ta is tb and ta in (int, float, str, bool, timedelta))
+            or (_num(a) and _num(b))
+            or (isinstance(a, datetime) and isinstance(b, datetime))
+        ):
             return bool(py(a, b))
         raise NoSuchOverload(f"cannot compare {_tn(a)} with {_tn(b)}")
 
@@ -84,8 +87,16 @@ def _ordered(op: str) -> Callable[[Any, Any], bool]:
 
 
 def _tn(x: Any) -> str:
-    return {bool: "bool", int: "int", float: "double", str: "string", list: "list", dict: "map",
-            type(None): "null", timedelta: "duration"}.get(type(x), "timestamp" if isinstance(x, datetime) else "value")
+    return {
+        bool: "bool",
+        int: "int",
+        float: "double",
+        str: "string",
+        list: "list",
+        dict: "map",
+        type(None): "null",
+        timedelta: "duration",
+    }.get(type(x), "timestamp" if isinstance(x, datetime) else "value")
 
 
 def _check_int(v: int) -> int:
@@ -162,8 +173,14 @@ def _in(a: Any, container: Any) -> bool:
 
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "+": _add, "-": _sub, "*": _mul, "/": _div, "%": _mod, "in": _in,
-    "==": cel_eq, "!=": lambda a, b: not cel_eq(a, b),
+    "+": _add,
+    "-": _sub,
+    "*": _mul,
+    "/": _div,
+    "%": _mod,
+    "in": _in,
+    "==": cel_eq,
+    "!=": lambda a, b: not cel_eq(a, b),
     **{op: _ordered(op) for op in _ORDER_OPS},
 }
 
@@ -266,6 +283,7 @@ class _Compiler:
         assert node.operand is not None
         inner = self.compile(node.operand)
         if node.op == "!":
+
             def not_(env: Env) -> bool:
                 v = inner(env)
                 if type(v) is not bool:
@@ -328,10 +346,10 @@ class _Compiler:
             except EvalError as exc:
                 a = exc
             if a is decisive:
-                return decisive
+                return bool(decisive)
             b = right(env)  # an error here propagates: the left side did not decide
             if b is decisive:
-                return decisive
+                return bool(decisive)
             if isinstance(a, EvalError):
                 raise a
             if type(a) is not bool or type(b) is not bool:

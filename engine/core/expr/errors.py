@@ -10,8 +10,9 @@ class ExprError(CharterError):
 
     code = "E100"
 
-    def __init__(self, message: str, *, offset: int, length: int = 1, hint: str | None = None,
-                 code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, offset: int, length: int = 1, hint: str | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint, code=code)
         self.offset = offset
         self.length = length

@@ -107,7 +107,7 @@ def _regex_check(pattern: str) -> str | None:
             stack.append(i)
         elif ch == ")" and (i == 0 or pattern[i - 1] != "\\") and stack:
             start = stack.pop()
-            inner = pattern[start + 1:i]
+            inner = pattern[start + 1 : i]
             quantified = i + 1 < len(pattern) and pattern[i + 1] in "*+{"
             if quantified and (re.search(r"(?<!\\)[*+{]", inner) or "|" in inner):
                 return f"the pattern `{pattern}` repeats a repeated group, which can take forever"
@@ -184,18 +184,23 @@ def _total(unit: float) -> Callable[[timedelta], int]:
 
 
 _S = [
-    Signature("size", False, (STRING,), INT, _size), Signature("size", False, (ANY_LIST,), INT, _size),
+    Signature("size", False, (STRING,), INT, _size),
+    Signature("size", False, (ANY_LIST,), INT, _size),
     Signature("size", False, (ANY_MAP,), INT, _size),
-    Signature("size", True, (STRING,), INT, _size), Signature("size", True, (ANY_LIST,), INT, _size),
+    Signature("size", True, (STRING,), INT, _size),
+    Signature("size", True, (ANY_LIST,), INT, _size),
     Signature("startsWith", True, (STRING, STRING), BOOL, str.startswith),
     Signature("endsWith", True, (STRING, STRING), BOOL, str.endswith),
     Signature("contains", True, (STRING, STRING), BOOL, lambda s, t: t in s),
     Signature("matches", True, (STRING, STRING), BOOL, _matches, _regex_check),
     Signature("lowerAscii", True, (STRING,), STRING, lambda s: "".join(c.lower() if c.isascii() else c for c in s)),
     Signature("upperAscii", True, (STRING,), STRING, lambda s: "".join(c.upper() if c.isascii() else c for c in s)),
-    Signature("int", False, (INT,), INT, _to_int), Signature("int", False, (DOUBLE,), INT, _to_int),
-    Signature("int", False, (STRING,), INT, _to_int), Signature("int", False, (TIMESTAMP,), INT, _to_int),
-    Signature("double", False, (DOUBLE,), DOUBLE, _to_double), Signature("double", False, (INT,), DOUBLE, _to_double),
+    Signature("int", False, (INT,), INT, _to_int),
+    Signature("int", False, (DOUBLE,), INT, _to_int),
+    Signature("int", False, (STRING,), INT, _to_int),
+    Signature("int", False, (TIMESTAMP,), INT, _to_int),
+    Signature("double", False, (DOUBLE,), DOUBLE, _to_double),
+    Signature("double", False, (INT,), DOUBLE, _to_double),
     Signature("double", False, (STRING,), DOUBLE, _to_double),
     Signature("string", False, (ANY,), STRING, _to_string),
     Signature("duration", False, (STRING,), DURATION, parse_duration, _duration_check),
@@ -217,9 +222,12 @@ _S = [
 
 _USAGE = {
     "size": "`size(x)` or `x.size()` for text, lists and maps",
-    "startsWith": '`customer.name.startsWith("A")`', "endsWith": '`customer.email.endsWith(".cn")`',
-    "contains": '`customer.notes.contains("vip")`', "matches": '`customer.phone.matches("^1[3-9][0-9]{9}$")`',
-    "int": "`int(x)` of a number, text or timestamp", "double": "`double(x)` of a number or text",
+    "startsWith": '`customer.name.startsWith("A")`',
+    "endsWith": '`customer.email.endsWith(".cn")`',
+    "contains": '`customer.notes.contains("vip")`',
+    "matches": '`customer.phone.matches("^1[3-9][0-9]{9}$")`',
+    "int": "`int(x)` of a number, text or timestamp",
+    "double": "`double(x)` of a number or text",
     "duration": '`duration("24h")`, `duration("1h30m")`: units h, m, s, ms, us, ns',
     "timestamp": '`timestamp("2025-06-30T00:00:00Z")`',
 }
@@ -239,8 +247,12 @@ def resolve(name: str, target: Type | None, args: Sequence[Type]) -> Signature |
     """The signature a call matches, or None."""
     given = ([target] if target is not None else []) + list(args)
     for sig in _S:
-        if sig.name == name and sig.method == (target is not None) and len(sig.params) == len(given) and all(
-                _accepts(p, a) for p, a in zip(sig.params, given, strict=True)):
+        if (
+            sig.name == name
+            and sig.method == (target is not None)
+            and len(sig.params) == len(given)
+            and all(_accepts(p, a) for p, a in zip(sig.params, given, strict=True))
+        ):
             return sig
     return None
 

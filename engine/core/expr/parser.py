@@ -23,8 +23,12 @@ _GRAMMAR = (Path(__file__).parent / "grammar.lark").read_text(encoding="utf-8")
 _PARSER = lark.Lark(_GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 _HINTS = {
-    "and": "write `&&` for and", "or": "write `||` for or", "not": "write `!` for not",
-    "=": "write `==` to compare", "AND": "write `&&` for and", "OR": "write `||` for or",
+    "and": "write `&&` for and",
+    "or": "write `||` for or",
+    "not": "write `!` for not",
+    "=": "write `==` to compare",
+    "AND": "write `&&` for and",
+    "OR": "write `||` for or",
 }
 
 
@@ -33,8 +37,21 @@ def _unescape(text: str, offset: int) -> str:
     if "\\" not in body:
         return body
     out, i = [], 0
-    simple = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0", "a": "\a", "b": "\b",
-              "f": "\f", "v": "\v", "?": "?", "`": "`"}
+    simple = {
+        "n": "\n",
+        "t": "\t",
+        "r": "\r",
+        "\\": "\\",
+        '"': '"',
+        "'": "'",
+        "0": "\0",
+        "a": "\a",
+        "b": "\b",
+        "f": "\f",
+        "v": "\v",
+        "?": "?",
+        "`": "`",
+    }
     while i < len(body):
         ch = body[i]
         if ch != "\\":
@@ -47,16 +64,21 @@ def _unescape(text: str, offset: int) -> str:
             i += 2
         elif nxt in ("u", "x", "U"):
             width = {"u": 4, "x": 2, "U": 8}[nxt]
-            digits = body[i + 2:i + 2 + width]
+            digits = body[i + 2 : i + 2 + width]
             try:
                 out.append(chr(int(digits, 16)))
             except ValueError:
-                raise ExprError(f"bad escape `\\{nxt}{digits}`", offset=offset + i + 1, code="E103",
-                                hint="write `\\u` followed by four hex digits") from None
+                raise ExprError(
+                    f"bad escape `\\{nxt}{digits}`",
+                    offset=offset + i + 1,
+                    code="E103",
+                    hint="write `\\u` followed by four hex digits",
+                ) from None
             i += 2 + width
         else:
-            raise ExprError(f"unknown escape `\\{nxt}`", offset=offset + i + 1, code="E103",
-                            hint="write `\\\\` for a backslash")
+            raise ExprError(
+                f"unknown escape `\\{nxt}`", offset=offset + i + 1, code="E103", hint="write `\\\\` for a backslash"
+            )
     return "".join(out)
 
 
@@ -119,8 +141,12 @@ class _Build(lark.Transformer[Any, Node]):
         if name in MACROS and len(args) == 2:
             var = args[0]
             if not isinstance(var, Ident):
-                raise ExprError(f"the first argument of `{name}` must be a variable name", offset=var.start,
-                                code="E104", hint=f"write e.g. `list.{name}(x, x > 0)`")
+                raise ExprError(
+                    f"the first argument of `{name}` must be a variable name",
+                    offset=var.start,
+                    code="E104",
+                    hint=f"write e.g. `list.{name}(x, x > 0)`",
+                )
             return Macro(start, end, name=name, target=target, var=var.name, body=args[1])
         return Call(start, end, name=name, target=target, args=args)
 
@@ -152,8 +178,12 @@ class _Build(lark.Transformer[Any, Node]):
         value = int(c[0])
         start, end = self._span(meta)
         if value > INT_MAX + 1:  # INT_MAX + 1 is allowed only under a minus sign, checked in check()
-            raise ExprError(f"the number `{c[0]}` is too large", offset=start, code="E105",
-                            hint="whole numbers must fit in 64 bits; write a decimal like `1e20`")
+            raise ExprError(
+                f"the number `{c[0]}` is too large",
+                offset=start,
+                code="E105",
+                hint="whole numbers must fit in 64 bits; write a decimal like `1e20`",
+            )
         return Lit(start, end, value=value)
 
     @lark.v_args(meta=True)
@@ -181,15 +211,23 @@ def _depth_guard(text: str) -> None:
             depth += 1
             deepest = max(deepest, depth)
             if deepest > MAX_DEPTH:
-                raise ExprError(f"the expression nests more than {MAX_DEPTH} brackets deep", offset=i, code="E106",
-                                hint="split it into smaller rules")
+                raise ExprError(
+                    f"the expression nests more than {MAX_DEPTH} brackets deep",
+                    offset=i,
+                    code="E106",
+                    hint="split it into smaller rules",
+                )
         elif ch in ")]":
             depth -= 1
     # long chains of operators nest too: bound the operator count
     operators = sum(text.count(op) for op in ("&&", "||", "+", "-", "*", "/", "!", "?", "."))
     if operators > 2_000:
-        raise ExprError("the expression has more than 2000 operators", offset=0, code="E106",
-                        hint="split it into smaller rules or use a decision table")
+        raise ExprError(
+            "the expression has more than 2000 operators",
+            offset=0,
+            code="E106",
+            hint="split it into smaller rules or use a decision table",
+        )
 
 
 def parse(text: str) -> Node:
@@ -197,8 +235,12 @@ def parse(text: str) -> Node:
     if not isinstance(text, str):
         raise ExprError("a condition must be text", offset=0, code="E100")
     if len(text) > MAX_LENGTH:
-        raise ExprError(f"the expression is longer than {MAX_LENGTH} characters", offset=MAX_LENGTH, code="E106",
-                        hint="split it into smaller rules")
+        raise ExprError(
+            f"the expression is longer than {MAX_LENGTH} characters",
+            offset=MAX_LENGTH,
+            code="E106",
+            hint="split it into smaller rules",
+        )
     if not text.strip():
         raise ExprError("the expression is empty", offset=0, code="E101", hint='write a condition, or `"true"`')
     _depth_guard(text)
@@ -210,32 +252,44 @@ def parse(text: str) -> Node:
             raise exc.orig_exc from None
         raise ExprError(f"cannot read this expression: {exc.orig_exc}", offset=0, code="E100") from None
     except lark.UnexpectedCharacters as exc:
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
-        hint = _HINTS.get(ch) or ('strings need double quotes, like `"gold"`' if ch in "`’‘“”" else None)
-        if ch == "=" and text[exc.pos_in_stream:exc.pos_in_stream + 2] != "==":
+        at = exc.pos_in_stream or 0
+        ch = text[at] if at < len(text) else ""
+        hint = _HINTS.get(ch) or ('strings need double quotes, like `"gold"`' if ch and ch in "`’‘“”" else None)
+        if ch == "=" and text[at : at + 2] != "==":
             hint = _HINTS["="]
-        raise ExprError(f"unexpected character `{ch}`", offset=exc.pos_in_stream, code="E102", hint=hint) from None
+        raise ExprError(f"unexpected character `{ch}`", offset=at, code="E102", hint=hint) from None
     except lark.UnexpectedToken as exc:
         tok = exc.token
         value = str(tok)
         pos = tok.start_pos if tok.start_pos is not None else len(text)
         if tok.type == "$END":
-            raise ExprError("the expression ends too early", offset=len(text), code="E101",
-                            hint=_expected_hint(exc.expected)) from None
-        raise ExprError(f"unexpected `{value}`", offset=pos, code="E101",
-                        hint=_HINTS.get(value) or _expected_hint(exc.expected)) from None
+            raise ExprError(
+                "the expression ends too early", offset=len(text), code="E101", hint=_expected_hint(exc.expected)
+            ) from None
+        raise ExprError(
+            f"unexpected `{value}`", offset=pos, code="E101", hint=_HINTS.get(value) or _expected_hint(exc.expected)
+        ) from None
     except lark.UnexpectedInput as exc:
-        raise ExprError("cannot read this expression", offset=getattr(exc, "pos_in_stream", 0) or 0,
-                        code="E101") from None
+        raise ExprError(
+            "cannot read this expression", offset=getattr(exc, "pos_in_stream", 0) or 0, code="E101"
+        ) from None
     except RecursionError:
-        raise ExprError("the expression nests too deep", offset=0, code="E106",
-                        hint="split it into smaller rules") from None
+        raise ExprError(
+            "the expression nests too deep", offset=0, code="E106", hint="split it into smaller rules"
+        ) from None
     assert isinstance(node, Node)
     return node
 
 
-_TOKEN_WORDS = {"RPAR": "`)`", "RSQB": "`]`", "COLON": "`:`", "COMMA": "`,`", "IDENT": "a name",
-                "INT": "a number", "STRING": "a string"}
+_TOKEN_WORDS = {
+    "RPAR": "`)`",
+    "RSQB": "`]`",
+    "COLON": "`:`",
+    "COMMA": "`,`",
+    "IDENT": "a name",
+    "INT": "a number",
+    "STRING": "a string",
+}
 
 
 def _expected_hint(expected: set[str]) -> str | None:

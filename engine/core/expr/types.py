@@ -18,7 +18,7 @@ class Type:
 
 @dataclass(frozen=True)
 class ListType(Type):
-    elem: Type = field(default_factory=lambda: DYN)
+    elem: Type
 
     def __init__(self, elem: Type) -> None:
         object.__setattr__(self, "name", "list")
@@ -30,8 +30,8 @@ class ListType(Type):
 
 @dataclass(frozen=True)
 class MapType(Type):
-    key: Type = field(default_factory=lambda: DYN)
-    value: Type = field(default_factory=lambda: DYN)
+    key: Type
+    value: Type
 
     def __init__(self, key: Type, value: Type) -> None:
         object.__setattr__(self, "name", "map")
