@@ -12,6 +12,7 @@ function call with the values it saw (the decision's ``--explain`` trace).
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -112,8 +113,8 @@ def _div(a: Any, b: Any) -> Any:
         q = abs(a) // abs(b)
         return _check_int(q if (a >= 0) == (b >= 0) else -q)
     if type(a) is float and type(b) is float:
-        if b == 0.0:
-            raise DivisionByZero("division by zero")
+        if b == 0.0:  # IEEE 754, as the CEL spec says: ±infinity, or NaN for 0/0
+            return math.nan if a == 0.0 or math.isnan(a) else math.copysign(math.inf, a) * math.copysign(1.0, b)
         return a / b
     raise NoSuchOverload(f"cannot divide {_tn(a)} by {_tn(b)}")
 
@@ -194,7 +195,7 @@ class _Compiler:
     def __init__(self, trace: bool) -> None:
         self.trace = trace
 
-    def compile(self, node: Node) -> Compiled:
+    def emit(self, node: Node) -> Compiled:
         method: Callable[[Any], Compiled] = getattr(self, f"_{type(node).__name__.lower()}")
         return method(node)
 
@@ -244,7 +245,7 @@ class _Compiler:
                     raise NoSuchOverload(f"`{root}` has no fields") from None
 
             return select2
-        base, key = self.compile(node.operand), node.field
+        base, key = self.emit(node.operand), node.field
         shown = path or key
 
         def select(env: Env) -> Any:
@@ -260,7 +261,7 @@ class _Compiler:
 
     def _index(self, node: Index) -> Compiled:
         assert node.operand is not None and node.index is not None
-        base, idx = self.compile(node.operand), self.compile(node.index)
+        base, idx = self.emit(node.operand), self.emit(node.index)
 
         def index(env: Env) -> Any:
             container, i = base(env), idx(env)
@@ -281,7 +282,7 @@ class _Compiler:
 
     def _unary(self, node: Unary) -> Compiled:
         assert node.operand is not None
-        inner = self.compile(node.operand)
+        inner = self.emit(node.operand)
         if node.op == "!":
 
             def not_(env: Env) -> bool:
@@ -306,7 +307,7 @@ class _Compiler:
         assert node.left is not None and node.right is not None
         if node.op in ("&&", "||"):
             return self._logic(node)
-        left, right = self.compile(node.left), self.compile(node.right)
+        left, right = self.emit(node.left), self.emit(node.right)
         op = _BINARY[node.op]
         if self.trace and node.op in ("==", "!=", "<", "<=", ">", ">=", "in"):
             return self.record(node, lambda env: ((a := left(env), b := right(env)), op(a, b)))
@@ -337,7 +338,7 @@ class _Compiler:
 
     def _logic(self, node: Binary) -> Compiled:
         assert node.left is not None and node.right is not None
-        left, right = self.compile(node.left), self.compile(node.right)
+        left, right = self.emit(node.left), self.emit(node.right)
         decisive = node.op == "||"  # the value that decides: true for ||, false for &&
 
         def logic(env: Env) -> bool:
@@ -360,7 +361,7 @@ class _Compiler:
 
     def _cond(self, node: Cond) -> Compiled:
         assert node.cond is not None and node.then is not None and node.other is not None
-        c, a, b = self.compile(node.cond), self.compile(node.then), self.compile(node.other)
+        c, a, b = self.emit(node.cond), self.emit(node.then), self.emit(node.other)
 
         def cond(env: Env) -> Any:
             test = c(env)
@@ -376,7 +377,7 @@ class _Compiler:
         if all(isinstance(i, Lit) for i in node.items):
             values = [i.value for i in node.items if isinstance(i, Lit)]
             return lambda env: list(values)
-        items = [self.compile(i) for i in node.items]
+        items = [self.emit(i) for i in node.items]
         return lambda env: [f(env) for f in items]
 
     def _call(self, node: Call) -> Compiled:
@@ -385,8 +386,8 @@ class _Compiler:
         target_type = node.target.type if node.target is not None else None
         arg_types = [a.type or DYN for a in node.args]
         sig = functions.resolve(node.name, target_type, arg_types)
-        assert sig is not None, "compile() needs a checked tree"
-        args = ([self.compile(node.target)] if node.target is not None else []) + [self.compile(a) for a in node.args]
+        assert sig is not None, "only a checked tree can be compiled"
+        args = ([self.emit(node.target)] if node.target is not None else []) + [self.emit(a) for a in node.args]
         impl = sig.impl
         if sig.literal_check is not None:  # duration("24h"), timestamp("..."), s.matches("re")
             last = node.args[-1]
@@ -417,7 +418,7 @@ class _Compiler:
     def _has(self, node: Call) -> Compiled:
         sel = node.args[0]
         assert isinstance(sel, Select) and sel.operand is not None
-        base, key = self.compile(sel.operand), sel.field
+        base, key = self.emit(sel.operand), sel.field
 
         def has(env: Env) -> bool:
             value = base(env)
@@ -431,7 +432,7 @@ class _Compiler:
 
     def _macro(self, node: Macro) -> Compiled:
         assert node.target is not None and node.body is not None
-        target, body, var, kind = self.compile(node.target), self.compile(node.body), node.var, node.name
+        target, body, var, kind = self.emit(node.target), self.emit(node.body), node.var, node.name
 
         def macro(env: Env) -> Any:
             items = target(env)
@@ -481,12 +482,12 @@ def _text(value: Any) -> str:
 
 def compile_expr(node: Node, env: TypeEnv | None = None) -> Compiled:
     """A fast closure for a checked expression: ``fn(activation) -> value``."""
-    return _Compiler(trace=False).compile(node)
+    return _Compiler(trace=False).emit(node)
 
 
 def compile_traced(node: Node, env: TypeEnv | None = None) -> TracedCompiled:
     """A closure that also records every test it evaluates: ``fn(activation, steps) -> value``."""
-    inner = _Compiler(trace=True).compile(node)
+    inner = _Compiler(trace=True).emit(node)
 
     def traced(activation: Env, steps: list[TraceStep]) -> Any:
         scope = dict(activation)

@@ -278,7 +278,25 @@ def parse(text: str) -> Node:
             "the expression nests too deep", offset=0, code="E106", hint="split it into smaller rules"
         ) from None
     assert isinstance(node, Node)
+    _tree_depth_guard(node)
     return node
+
+
+def _tree_depth_guard(root: Node) -> None:
+    """Refuse trees deeper than ``MAX_DEPTH`` (long `||` chains nest too), iteratively."""
+    from engine.core.expr.ast import children
+
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ExprError(
+                f"the expression nests more than {MAX_DEPTH} levels deep",
+                offset=root.start,
+                code="E106",
+                hint="split it into smaller rules, or test a list with `in [...]`",
+            )
+        stack.extend((child, depth + 1) for child in children(node))
 
 
 _TOKEN_WORDS = {
