@@ -218,17 +218,23 @@ def _row(table: TableDecl, rule: RuleDecl, env: Mapping[str, Any]) -> _Row:
     return _Row(rule, fired, when, traced, tests)
 
 
-def _matches(row: _Row, env: Env, values: dict[str, Any], notes: list[str]) -> bool:
-    if row.when is not None:
-        try:
-            return row.when(env) is True
-        except EvalError as exc:
-            notes.append(f"rule `{row.rule.id}` is undefined: {exc}")
-            return False
-    return all(test(values.get(name, _UNDEF)) for name, test, _ in row.tests)
+INPUTS = "\x00inputs"  # where a table's input values sit in the activation while it runs
 
 
-def _traced(row: _Row, env: Env, values: dict[str, Any], trace: list[TraceStep]) -> None:
+def _match_condition(row_tests: tuple[tuple[str, Callable[[Any], bool], str], ...]) -> Condition:
+    """A row's `match:` cells as one condition over the table's input values."""
+
+    def matches(env: Env) -> bool:
+        values = env[INPUTS]
+        for name, test, _ in row_tests:
+            if not test(values.get(name, _UNDEF)):
+                return False
+        return True
+
+    return matches
+
+
+def _traced(row: _Row, env: Env, trace: list[TraceStep]) -> None:
     steps: list[ExprStep] = []
     matched: bool | None
     error = ""
@@ -239,6 +245,7 @@ def _traced(row: _Row, env: Env, values: dict[str, Any], trace: list[TraceStep])
             matched, error = None, str(exc)
         tests = tuple((s.text, tuple(s.operands), s.result) for s in steps)
     else:
+        values = env[INPUTS]
         tests = tuple(
             (f"{name} {text}", (values.get(name),), test(values.get(name, _UNDEF))) for name, test, text in row.tests
         )
@@ -247,40 +254,131 @@ def _traced(row: _Row, env: Env, values: dict[str, Any], trace: list[TraceStep])
 
 
 def _table_run(table: TableDecl, policy: Policy) -> StepRun:
+    """The table as one closure, specialised by hit policy; rows are tried in file order."""
     rows = [_row(table, r, policy.env) for r in table.rules]
     inputs = [(name, compile_expr(node, policy.env)) for name, node in table.inputs.items()]
     default = dict(table.default) if table.default is not None else None
     outs, step_id, hit = table.outputs, table.id, table.hit
+    sets = {
+        id(row): tuple((n, row.rule.then.get(n, default.get(n) if default else None)) for n in outs) for row in rows
+    }
+    plan = [(row.when if row.when is not None else _match_condition(row.tests), row, sets[id(row)]) for row in rows]
+    default_sets = tuple((n, default.get(n) if default else None) for n in outs)
+    no_match = f"no rule of `{step_id}` matched"
     priority = _priority(table, policy)
+    rank = [priority.get(row.rule.then.get(outs[0]), len(priority)) for row in rows]
     index = _index(rows, list(table.inputs)) if hit == "unique" else None
 
-    def run(
-        env: Env, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str], trace: list[TraceStep] | None
-    ) -> None:
+    def prepare(env: Env, notes: list[str], trace: list[TraceStep] | None) -> None:
         values: dict[str, Any] = {}
         for name, fn in inputs:
             try:
                 values[name] = fn(env)
             except EvalError as exc:
                 notes.append(f"`{step_id}` input `{name}` is undefined: {exc}")
+        env[INPUTS] = values
         if trace is not None:
             for row in rows:
-                _traced(row, env, values, trace)
-        if index is not None:
-            key = tuple(values.get(name, _UNDEF) for name, _ in inputs)
-            hit_row = index.get(key) if all(type(k) is str for k in key) else None
-            matched = [hit_row] if hit_row is not None else []
-        elif hit == "first":
-            matched = []
-            for row in rows:
-                if _matches(row, env, values, notes):
-                    matched.append(row)
-                    break
-        else:
-            matched = [row for row in rows if _matches(row, env, values, notes)]
-        _apply(matched, hit, priority, outs, default, outputs, fired, notes, step_id)
+                _traced(row, env, trace)
 
-    return run
+    def finish(outputs: dict[str, Any], notes: list[str]) -> None:
+        for name, value in default_sets:
+            outputs[name] = value
+        if default is None:
+            notes.append(no_match)
+
+    def run_first(
+        env: Env, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str], trace: list[TraceStep] | None
+    ) -> None:
+        if inputs or trace is not None:
+            prepare(env, notes, trace)
+        for when, row, values in plan:
+            try:
+                if when(env) is True:
+                    for name, value in values:
+                        outputs[name] = value
+                    fired.append(row.fired)
+                    return
+            except EvalError as exc:
+                notes.append(f"rule `{row.rule.id}` is undefined: {exc}")
+        finish(outputs, notes)
+
+    def run_all(
+        env: Env, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str], trace: list[TraceStep] | None
+    ) -> None:
+        if inputs or trace is not None:
+            prepare(env, notes, trace)
+        matched = []
+        for i, (when, row, _) in enumerate(plan):
+            try:
+                if when(env) is True:
+                    matched.append(i)
+            except EvalError as exc:
+                notes.append(f"rule `{row.rule.id}` is undefined: {exc}")
+        if hit == "collect":
+            for name in outs:
+                collected: list[Any] = []
+                for i in matched:
+                    value = rows[i].rule.then.get(name)
+                    for v in value if isinstance(value, list) else [value]:
+                        if v is not None and v not in collected:
+                            collected.append(v)
+                outputs[name] = collected
+            fired.extend(rows[i].fired for i in matched)
+            return
+        if not matched:
+            finish(outputs, notes)
+            return
+        best = min(matched, key=rank.__getitem__)  # priority; `unique` has at most one match
+        for name, value in plan[best][2]:
+            outputs[name] = value
+        fired.append(rows[best].fired)
+
+    def run_index(
+        env: Env, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str], trace: list[TraceStep] | None
+    ) -> None:
+        prepare(env, notes, trace)
+        values = env[INPUTS]
+        key = tuple(values.get(name, _UNDEF) for name, _ in inputs)
+        row = index.get(key) if index is not None and all(type(k) is str for k in key) else None
+        if row is None:
+            finish(outputs, notes)
+            return
+        for name, value in sets[id(row)]:
+            outputs[name] = value
+        fired.append(row.fired)
+
+    if index is not None and len(inputs) == 1 and trace_free(rows):
+        (_, only), by_value = inputs[0], {key[0]: row for key, row in index.items()}
+
+        def run_lookup(
+            env: Env, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str], trace: list[TraceStep] | None
+        ) -> None:
+            if trace is not None:
+                run_index(env, outputs, fired, notes, trace)
+                return
+            try:
+                key = only(env)
+            except EvalError as exc:
+                notes.append(f"`{step_id}` input is undefined: {exc}")
+                key = None
+            row = by_value.get(key) if type(key) is str else None
+            if row is None:
+                finish(outputs, notes)
+                return
+            for name, value in sets[id(row)]:
+                outputs[name] = value
+            fired.append(row.fired)
+
+        return run_lookup
+    if index is not None:
+        return run_index
+    return run_first if hit == "first" else run_all
+
+
+def trace_free(rows: list[_Row]) -> bool:
+    """Rows made of `match:` cells only (a lookup can stand in for them)."""
+    return all(row.when is None for row in rows)
 
 
 def _priority(table: TableDecl, policy: Policy) -> dict[Any, int]:
@@ -299,40 +397,3 @@ def _index(rows: list[_Row], inputs: list[str]) -> dict[tuple[Any, ...], _Row] |
             return None
         index[tuple(cells_by_name[name].value for name in inputs)] = row
     return index
-
-
-def _apply(
-    matched: list[_Row],
-    hit: str,
-    priority: dict[Any, int],
-    outs: tuple[str, ...],
-    default: dict[str, Any] | None,
-    outputs: dict[str, Any],
-    fired: list[FiredRule],
-    notes: list[str],
-    step_id: str,
-) -> None:
-    if hit == "collect":
-        for name in outs:
-            collected: list[Any] = []
-            for row in matched:
-                value = row.rule.then.get(name)
-                for v in value if isinstance(value, list) else [value]:
-                    if v is not None and v not in collected:
-                        collected.append(v)
-            outputs[name] = collected
-        fired.extend(row.fired for row in matched)
-        return
-    if hit == "priority" and len(matched) > 1:
-        first = outs[0]
-        matched = [min(matched, key=lambda r: priority.get(r.rule.then.get(first), len(priority)))]
-    if matched:
-        row = matched[0]
-        for name in outs:
-            outputs[name] = row.rule.then.get(name, default.get(name) if default else None)
-        fired.append(row.fired)
-        return
-    for name in outs:
-        outputs[name] = default.get(name) if default else None
-    if default is None:
-        notes.append(f"no rule of `{step_id}` matched")

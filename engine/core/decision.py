@@ -58,9 +58,13 @@ class TraceStep:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
-    """The outcome of evaluating one domain's policy for one customer at the caller's ``now``."""
+    """The outcome of evaluating one domain's policy for one customer at the caller's ``now``.
+
+    Treat it as read-only. It is not a frozen dataclass only because freezing costs a
+    microsecond per decision (``object.__setattr__`` for each field).
+    """
 
     domain: str
     subject: str | None

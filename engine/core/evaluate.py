@@ -85,9 +85,12 @@ class Program:
             except Exception as exc:  # a scorer plugin's own bug: report it by name, keep deciding
                 notes.append(f"scorer `{self.scorer_names.get(name, name)}` failed: {type(exc).__name__}: {exc}")
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                notes.append(f"scorer `{self.scorer_names.get(name, name)}` returned `{value!r}`, not a number")
-                continue
+            if type(value) is not float or value - value != 0.0:  # not a float, or inf/nan
+                if type(value) is int:
+                    value = float(value)
+                elif not (isinstance(value, float) and math.isfinite(value)):
+                    notes.append(f"scorer `{self.scorer_names.get(name, name)}` returned `{value!r}`, not a number")
+                    continue
             scores[name] = float(value)
         fired: list[FiredRule] = []
         trace: list[TraceStep] | None = [] if explain else None

@@ -135,18 +135,33 @@ class FactChecker:
     def __init__(self, facts: Mapping[str, FactDecl], policy: str) -> None:
         self.decls = dict(facts)
         self.policy = policy
-        self._plan = [
+        # plain numbers (no `allowed`, not nullable) are checked inline: most facts are numbers
+        plain = {
+            n for n, d in facts.items() if d.type in ("number", "integer") and d.allowed is None and not d.nullable
+        }
+        self._numbers = [
             (
                 name,
-                _CONVERTERS[d.type](d),
+                d.type == "integer",
+                -math.inf if d.min is None else d.min,
+                math.inf if d.max is None else d.max,
                 d.required,
-                d.nullable,
-                _CONVERTERS[d.type](d)(d.default) if d.has_default and d.default is not None else d.default,
+                self._default(d),
                 d.has_default,
             )
             for name, d in facts.items()
+            if name in plain
+        ]
+        self._plan = [
+            (name, _CONVERTERS[d.type](d), d.required, d.nullable, self._default(d), d.has_default)
+            for name, d in facts.items()
+            if name not in plain
         ]
         self._cerberus = _Validator(cerberus_schema(facts), allow_unknown=True)
+
+    @staticmethod
+    def _default(d: FactDecl) -> Any:
+        return _CONVERTERS[d.type](d)(d.default) if d.has_default and d.default is not None else d.default
 
     def check(self, facts: Mapping[str, Any]) -> dict[str, Any]:
         """The converted facts, or ``FactErrors`` naming every bad field."""
@@ -155,6 +170,26 @@ class FactChecker:
             if not isinstance(facts, Mapping):
                 raise _Reject
             get = facts.get
+            for name, is_int, lo, hi, required, default, has_default in self._numbers:
+                v = get(name, _ABSENT)
+                t = type(v)
+                if t is float:
+                    if is_int or v - v != 0.0:  # a decimal for an integer, or inf/nan
+                        raise _Reject
+                elif t is int:
+                    if not is_int:
+                        v = float(v)
+                elif v is _ABSENT:
+                    if has_default:
+                        out[name] = default
+                    elif required:
+                        raise _Reject
+                    continue
+                else:
+                    raise _Reject
+                if not lo <= v <= hi:
+                    raise _Reject
+                out[name] = v
             for name, conv, required, nullable, default, has_default in self._plan:
                 v = get(name, _ABSENT)
                 if v is _ABSENT:

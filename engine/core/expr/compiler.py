@@ -24,7 +24,7 @@ from engine.core.expr import functions
 from engine.core.expr.ast import Binary, Call, Cond, Ident, Index, ListLit, Lit, Macro, Node, Select, Unary, dotted
 from engine.core.expr.errors import DivisionByZero, EvalError, InvalidArgument, NoSuchKey, NoSuchOverload, Overflow
 from engine.core.expr.printer import source
-from engine.core.expr.types import DOUBLE, DYN, INT, STRING, TypeEnv
+from engine.core.expr.types import DOUBLE, DURATION, DYN, INT, STRING, TIMESTAMP, TypeEnv
 
 Env = Mapping[str, Any]
 Compiled = Callable[[Env], Any]
@@ -311,30 +311,80 @@ class _Compiler:
         op = _BINARY[node.op]
         if self.trace and node.op in ("==", "!=", "<", "<=", ">", ">=", "in"):
             return self.record(node, lambda env: ((a := left(env), b := right(env)), op(a, b)))
-        fast = self._fast_compare(node, left)
+        fast = self._fast_compare(node, left) or self._fast_arith(node, left, right)
         if fast is not None:
             return fast
         return lambda env: op(left(env), right(env))
 
     def _fast_compare(self, node: Binary, left: Compiled) -> Compiled | None:
-        """``x OP constant`` with statically known types: one closure, Python's own operator."""
+        """``x OP constant`` with statically known types: one closure, Python's own operator.
+
+        When ``x`` is a fact, score or output (``customer.clv``), the read is fused in too.
+        """
         assert node.left is not None and node.right is not None
-        if not isinstance(node.right, Lit) or node.op not in ("==", "!=", "<", "<=", ">", ">="):
+        is_constant, c = _constant(node.right)
+        if not is_constant or node.op not in ("==", "!=", "<", "<=", ">", ">="):
             return None
-        lt, c = node.left.type, node.right.value
-        numeric = lt in (INT, DOUBLE) and _num(c)
-        text = lt == STRING and type(c) is str
-        if not (numeric or text) or lt == DYN:
+        lt = node.left.type
+        if not (
+            (lt in (INT, DOUBLE) and _num(c))
+            or (lt == STRING and type(c) is str)
+            or (lt == DURATION and type(c) is timedelta)
+            or (lt == TIMESTAMP and isinstance(c, datetime))
+        ):
             return None
         py = {"==": operator.eq, "!=": operator.ne, **_ORDER_OPS}[node.op]
+        path = dotted(node.left)
+        if path is not None and path.count(".") == 1:
+            root, key = path.split(".")
+
+            def compare_fact(env: Env) -> bool:
+                try:
+                    v = env[root][key]
+                except KeyError:
+                    raise NoSuchKey(f"`{path}` is absent") from None
+                if v is None or v is True or v is False:  # a nullable fact holding null
+                    raise NoSuchOverload(f"cannot compare {_tn(v)} with {_tn(c)}")
+                return py(v, c)  # type: ignore[no-any-return]
+
+            return compare_fact
 
         def compare(env: Env) -> bool:
             v = left(env)
-            if v is None or type(v) is bool:  # a nullable fact holding null
+            if v is None or v is True or v is False:
                 raise NoSuchOverload(f"cannot compare {_tn(v)} with {_tn(c)}")
             return py(v, c)  # type: ignore[no-any-return]
 
         return compare
+
+    def _fast_arith(self, node: Binary, left: Compiled, right: Compiled) -> Compiled | None:
+        """Arithmetic whose operand types are known: no run-time dispatch."""
+        assert node.left is not None and node.right is not None
+        lt, rt, op = node.left.type, node.right.type, node.op
+        if op not in ("+", "-", "*") or DYN in (lt, rt) or lt is None or rt is None:
+            return None
+        py = {"+": operator.add, "-": operator.sub, "*": operator.mul}[op]
+        if lt == INT and rt == INT:
+
+            def int_op(env: Env) -> int:
+                r = py(left(env), right(env))
+                if INT_MIN <= r <= INT_MAX:
+                    return r  # type: ignore[no-any-return]
+                raise Overflow("int overflow")
+
+            return int_op
+        if {lt, rt} <= {DOUBLE, TIMESTAMP, DURATION} and not (op == "*" and lt != DOUBLE):
+
+            def typed_op(env: Env) -> Any:
+                try:
+                    return py(left(env), right(env))
+                except OverflowError:
+                    raise Overflow("timestamp or duration out of range") from None
+                except TypeError:  # a null fact
+                    raise NoSuchOverload(f"`{op}` of a null value") from None
+
+            return typed_op
+        return None
 
     def _logic(self, node: Binary) -> Compiled:
         assert node.left is not None and node.right is not None
@@ -455,6 +505,23 @@ class _Compiler:
             return _macro_result(kind, items, results, error)
 
         return macro
+
+
+def _constant(node: Node) -> tuple[bool, Any]:
+    """Whether ``node`` is a constant (a literal, ``duration("..")``, ``timestamp("..")``) and its value."""
+    if isinstance(node, Lit):
+        return True, node.value
+    if (
+        isinstance(node, Call)
+        and node.target is None
+        and node.name in ("duration", "timestamp")
+        and len(node.args) == 1
+        and isinstance(node.args[0], Lit)
+        and isinstance(node.args[0].value, str)
+    ):
+        parse = functions.parse_duration if node.name == "duration" else functions.parse_ts
+        return True, parse(node.args[0].value)
+    return False, None
 
 
 def _macro_result(kind: str, items: list[Any], results: list[Any], error: EvalError | None) -> Any:
