@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -241,16 +241,34 @@ def render(d: Decision) -> str:
     for note in d.notes:
         lines.append(f"  ! {note}")
     if d.trace:
-        lines.append("trace:")
+        fired = set(d.fired_ids)
+        lines.append("trace (* fired; yes/no: whether the rule's condition held; n/a: undefined):")
         for t in d.trace:
-            mark = {True: "yes", False: "no ", None: "n/a"}[t.matched]
-            tests = "; ".join(f"{text} {list(vals)} -> {res}" for text, vals, res in t.tests)
-            lines.append(f"  {mark} {t.step}/{t.rule}: {tests}{'  error: ' + t.error if t.error else ''}")
+            mark = ("*" if t.rule in fired else " ") + {True: "yes", False: "no ", None: "n/a"}[t.matched]
+            tests = (
+                "; ".join(
+                    f"{text} [{', '.join(_show(v) for v in vals)}] -> {_show(res)}" for text, vals, res in t.tests
+                )
+                or "always"
+            )
+            lines.append(f"  {mark} {t.step}/{t.rule}: {tests}{'  (' + t.error + ')' if t.error else ''}")
     lines.append(
         f"bundle {d.bundle_version}, snapshot {d.snapshot_id}, engine {d.engine_version}, "
         f"semantics {d.semantics_version}"
     )
     return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    """A value as an officer would write it: durations in days and hours, times in ISO form."""
+    if isinstance(value, timedelta):
+        days, rest = divmod(int(value.total_seconds()), 86400)
+        return f"{days}d{rest // 3600}h" if days else f"{rest // 3600}h{rest % 3600 // 60}m"
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, BaseException):
+        return f"undefined: {value}"
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (str, bool)) or value is None else str(value)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:

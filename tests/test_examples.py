@@ -28,8 +28,11 @@ def luhn_ok(number: str) -> bool:
 
 def test_regenerating_reproduces_the_file_byte_for_byte(tmp_path: Path) -> None:
     out = tmp_path / "customers.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "examples" / "generate_customers.py"), "--out", str(out)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "generate_customers.py"), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
     assert out.read_bytes() == EXAMPLES.read_bytes()
 
 
