@@ -103,7 +103,7 @@ def test_explain_reads_like_text(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("customer C000001 — tiering")
-    assert "because:" in r.stdout and "tiering.yaml:" in r.stdout and "trace:" in r.stdout
+    assert "because:" in r.stdout and "tiering.yaml:" in r.stdout and "trace (" in r.stdout and "*yes" in r.stdout
 
 
 def test_bad_now_is_a_usage_error_in_words(tmp_path: Path) -> None:
