@@ -20,6 +20,7 @@ accept exactly the same documents.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -65,7 +66,7 @@ def _number(decl: FactDecl) -> Converter:
                 raise _Reject
         elif type(v) is int:
             if decl.type == "number":
-                v = float(v)
+                v = _as_float(v)
         else:
             raise _Reject
         if decl.type == "integer" and type(v) is not int:
@@ -170,26 +171,7 @@ class FactChecker:
             if not isinstance(facts, Mapping):
                 raise _Reject
             get = facts.get
-            for name, is_int, lo, hi, required, default, has_default in self._numbers:
-                v = get(name, _ABSENT)
-                t = type(v)
-                if t is float:
-                    if is_int or v - v != 0.0:  # a decimal for an integer, or inf/nan
-                        raise _Reject
-                elif t is int:
-                    if not is_int:
-                        v = float(v)
-                elif v is _ABSENT:
-                    if has_default:
-                        out[name] = default
-                    elif required:
-                        raise _Reject
-                    continue
-                else:
-                    raise _Reject
-                if not lo <= v <= hi:
-                    raise _Reject
-                out[name] = v
+            self._check_numbers(get, out)
             for name, conv, required, nullable, default, has_default in self._plan:
                 v = get(name, _ABSENT)
                 if v is _ABSENT:
@@ -206,6 +188,29 @@ class FactChecker:
         except _Reject:
             raise self.explain(facts) from None
         return out
+
+    def _check_numbers(self, get: Callable[..., Any], out: dict[str, Any]) -> None:
+        """The plain numbers, inline (a converter call per fact costs more than the check)."""
+        for name, is_int, lo, hi, required, default, has_default in self._numbers:
+            v = get(name, _ABSENT)
+            t = type(v)
+            if t is float:
+                if is_int or v - v != 0.0:  # a decimal for an integer, or inf/nan
+                    raise _Reject
+            elif t is int:
+                if not is_int:
+                    v = _as_float(v)
+            elif v is _ABSENT:
+                if has_default:
+                    out[name] = default
+                elif required:
+                    raise _Reject
+                continue
+            else:
+                raise _Reject
+            if not lo <= v <= hi:
+                raise _Reject
+            out[name] = v
 
     def explain(self, facts: Any) -> FactErrors:
         """Every broken declaration, found by cerberus (the slow path)."""
@@ -279,6 +284,13 @@ def _describe(
     return f"fact `{name}` is {shown}, which breaks `{rule}`", None
 
 
+def _as_float(v: int) -> float:
+    try:
+        return float(v)
+    except OverflowError:  # a whole number too large for a decimal: rejected, as cerberus does
+        raise _Reject from None
+
+
 _RULE_CODES = {
     "required": 1,
     "type": 2,
@@ -333,7 +345,8 @@ class _Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no
             self._error(field, "not a timestamp with a time zone")
 
     def _check_with_finite(self, field: str, value: Any) -> None:
-        if isinstance(value, float) and not math.isfinite(value):
+        too_big = isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max
+        if too_big or (isinstance(value, float) and not math.isfinite(value)):
             self._error(field, "not a finite number")
 
 
