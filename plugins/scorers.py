@@ -31,20 +31,23 @@ CLV_ARGS = {
 
 
 def clv(facts: Mapping[str, Any], args: Mapping[str, Any]) -> float:
-    """Discounted lifetime margin; see the module docstring."""
-    margin = max(float(facts["profit_contribution"]), 0.0)
-    tenure = min(float(facts["relationship_years"]), 10.0) / 10.0
-    retention = args["base_retention"] + args["loyalty_weight"] * float(facts["loyalty_score"])
-    retention = min(max(retention + args["tenure_weight"] * tenure, 0.0), args["max_retention"])
-    ratio = retention / (1.0 + args["discount_rate"])
-    years = int(args["horizon_years"])
-    # geometric series: sum_{t=1..H} r^(t-1) / (1+d)^t = (1 - ratio^H) / ((1+d) * (1 - ratio))
-    factor = (
-        years / (1.0 + args["discount_rate"])
-        if ratio == 1.0
-        else (1.0 - ratio**years) / ((1.0 + args["discount_rate"]) * (1.0 - ratio))
+    """Discounted lifetime margin; see the module docstring. Written for speed: it runs per decision."""
+    margin = facts["profit_contribution"]
+    if margin < 0.0:
+        margin = 0.0
+    years = facts["relationship_years"]
+    tenure = 1.0 if years >= 10.0 else years / 10.0
+    retention = (
+        args["base_retention"] + args["loyalty_weight"] * facts["loyalty_score"] + args["tenure_weight"] * tenure
     )
-    return round(margin * factor, 6)
+    cap = args["max_retention"]
+    retention = cap if retention > cap else 0.0 if retention < 0.0 else retention
+    growth = 1.0 + args["discount_rate"]
+    ratio = retention / growth
+    horizon = int(args["horizon_years"])
+    # geometric series: sum_{t=1..H} r^(t-1) / (1+d)^t = (1 - ratio^H) / ((1+d) * (1 - ratio))
+    factor = horizon / growth if ratio == 1.0 else (1.0 - ratio**horizon) / (growth * (1.0 - ratio))
+    return float(margin * factor)
 
 
 @hookimpl

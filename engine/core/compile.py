@@ -44,6 +44,16 @@ class CompiledPolicy:
     scores: list[tuple[str, ScoreFn]] = field(default_factory=list)
     steps: list[StepProgram] = field(default_factory=list)
     score_digests: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, TableParts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableParts:
+    """What the generated code of ``codegen`` calls back into for one table."""
+
+    rows: list[tuple[Any, FiredRule, tuple[tuple[str, Any], ...], Callable[[Env, list[str]], bool]]]
+    apply: Callable[[list[int], dict[str, Any], list[FiredRule], list[str]], None]
+    ranks: list[int]  # each row's priority (lower wins) under `hit: priority`
 
 
 class StepProgram:
@@ -102,7 +112,9 @@ def _pass_steps(cp: CompiledPolicy, registry: Registry) -> None:
         if isinstance(step, BandsDecl):
             cp.steps.append(StepProgram(step))
         else:
-            cp.steps.append(StepProgram(step, _table_run(step, cp.policy)))
+            run, parts = _table_run(step, cp.policy)
+            cp.steps.append(StepProgram(step, run))
+            cp.tables[step.id] = parts
 
 
 def _pass_digest(cp: CompiledPolicy, registry: Registry) -> None:
@@ -139,9 +151,10 @@ def compile_policy(policy: Policy, registry: Registry, *, stop_after: str | None
 # --------------------------------------------------------------------------------------------
 
 
-def _bands_run(decl: BandsDecl, cut: Callable[[str, float], float]) -> StepRun:
+def band_cuts(decl: BandsDecl, cut: Callable[[str, float], float]) -> list[tuple[float, Any, float, FiredRule]]:
+    """(threshold, value, percentile, rule) from the top band down; the bottom band's threshold is -inf."""
     ordered = sorted(decl.bands, key=lambda b: b.low, reverse=True)
-    table = [
+    return [
         (
             -math.inf if b.low <= 0 else cut(decl.score, b.low),
             b.value,
@@ -158,6 +171,10 @@ def _bands_run(decl: BandsDecl, cut: Callable[[str, float], float]) -> StepRun:
         )
         for b in ordered
     ]
+
+
+def _bands_run(decl: BandsDecl, cut: Callable[[str, float], float]) -> StepRun:
+    table = band_cuts(decl, cut)
     score, output, step_id = decl.score, decl.output, decl.id
 
     def run(
@@ -253,7 +270,7 @@ def _traced(row: _Row, env: Env, trace: list[TraceStep]) -> None:
     trace.append(TraceStep(row.fired.step, row.rule.id, matched, tests, error))
 
 
-def _table_run(table: TableDecl, policy: Policy) -> StepRun:
+def _table_run(table: TableDecl, policy: Policy) -> tuple[StepRun, TableParts]:
     """The table as one closure, specialised by hit policy; rows are tried in file order."""
     rows = [_row(table, r, policy.env) for r in table.rules]
     inputs = [(name, compile_expr(node, policy.env)) for name, node in table.inputs.items()]
@@ -315,6 +332,10 @@ def _table_run(table: TableDecl, policy: Policy) -> StepRun:
                     matched.append(i)
             except EvalError as exc:
                 notes.append(f"rule `{row.rule.id}` is undefined: {exc}")
+        apply(matched, outputs, fired, notes)
+
+    def apply(matched: list[int], outputs: dict[str, Any], fired: list[FiredRule], notes: list[str]) -> None:
+        """Set the outputs from the rows that matched (by index), by the table's hit policy."""
         if hit == "collect":
             for name in outs:
                 collected: list[Any] = []
@@ -348,6 +369,34 @@ def _table_run(table: TableDecl, policy: Policy) -> StepRun:
             outputs[name] = value
         fired.append(row.fired)
 
+    def slow_row(row: _Row) -> Callable[[Env, list[str]], bool]:
+        when = row.when
+
+        def exact(env: Env, notes: list[str]) -> bool:
+            try:
+                return when is not None and when(env) is True
+            except EvalError as exc:
+                notes.append(f"rule `{row.rule.id}` is undefined: {exc}")
+                return False
+
+        return exact
+
+    parts = TableParts([(row.rule.when, row.fired, sets[id(row)], slow_row(row)) for row in rows], apply, rank)
+    return _pick(hit, index, inputs, rows, run_first, run_all, run_index, finish, sets, step_id), parts
+
+
+def _pick(
+    hit: str,
+    index: Any,
+    inputs: Any,
+    rows: list[_Row],
+    run_first: StepRun,
+    run_all: StepRun,
+    run_index: StepRun,
+    finish: Callable[..., None],
+    sets: dict[int, Any],
+    step_id: str,
+) -> StepRun:
     if index is not None and len(inputs) == 1 and trace_free(rows):
         (_, only), by_value = inputs[0], {key[0]: row for key, row in index.items()}
 

@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from engine.core.codegen import generate
 from engine.core.compile import CompiledPolicy, StepRun
 from engine.core.decision import Decision, FiredRule, TraceStep
 from engine.core.expr import EvalError
+from engine.core.facts import Reject
 from engine.errors import EvaluationError, SnapshotError
 from engine.population import Snapshot
 
@@ -51,6 +53,7 @@ class Program:
             self.runs = [step.bind(cut) for step in compiled.steps]
         except (EvaluationError, SnapshotError) as exc:
             self.unbound = exc
+        self.decide = generate(compiled, self.runs, cut, self._score) if self.runs is not None else None
 
     @property
     def needs_snapshot(self) -> bool:
@@ -64,6 +67,13 @@ class Program:
                 code="V002",
                 hint="pass e.g. datetime(2025, 6, 30, tzinfo=timezone.utc)",
             )
+        decide = self.decide
+        if decide is not None and not explain and type(facts) is dict:
+            try:
+                result = decide(facts, now)
+            except Reject:
+                raise self.compiled.checker.explain(facts) from None  # type: ignore[union-attr]
+            return self._decision(facts, now, result[2], result[3], result[1], result[4], None)
         customer = self.check(facts)
         runs = self.runs
         if runs is None:
@@ -73,29 +83,46 @@ class Program:
         outputs: dict[str, Any] = {}
         notes: list[str] = []
         env = {"customer": customer, "scores": scores, "outputs": outputs, "now": now}
-        for name, fn in self.scores:
-            try:
-                value = fn(env)
-            except EvalError as exc:
-                notes.append(f"score `{name}` is undefined: {exc}")
-                continue
-            except KeyError as exc:
-                notes.append(f"score `{name}` is undefined: fact `{exc.args[0]}` is absent")
-                continue
-            except Exception as exc:  # a scorer plugin's own bug: report it by name, keep deciding
-                notes.append(f"scorer `{self.scorer_names.get(name, name)}` failed: {type(exc).__name__}: {exc}")
-                continue
-            if type(value) is not float or value - value != 0.0:  # not a float, or inf/nan
-                if type(value) is int:
-                    value = float(value)
-                elif not (isinstance(value, float) and math.isfinite(value)):
-                    notes.append(f"scorer `{self.scorer_names.get(name, name)}` returned `{value!r}`, not a number")
-                    continue
-            scores[name] = float(value)
+        for i in range(len(self.scores)):
+            self._score(i, env, scores, notes)
         fired: list[FiredRule] = []
         trace: list[TraceStep] | None = [] if explain else None
         for run in runs:
             run(env, outputs, fired, notes, trace)
+        return self._decision(facts, now, outputs, fired, scores, notes, trace)
+
+    def _score(self, i: int, env: dict[str, Any], scores: dict[str, float], notes: list[str]) -> None:
+        """Compute score ``i`` exactly, noting why when it cannot be computed."""
+        name, fn = self.scores[i]
+        try:
+            value = fn(env)
+        except EvalError as exc:
+            notes.append(f"score `{name}` is undefined: {exc}")
+            return
+        except KeyError as exc:
+            notes.append(f"score `{name}` is undefined: fact `{exc.args[0]}` is absent")
+            return
+        except Exception as exc:  # a scorer plugin's own bug: report it by name, keep deciding
+            notes.append(f"scorer `{self.scorer_names.get(name, name)}` failed: {type(exc).__name__}: {exc}")
+            return
+        if type(value) is not float or value - value != 0.0:  # not a float, or inf/nan
+            if type(value) is int:
+                value = float(value)
+            elif not (isinstance(value, float) and math.isfinite(value)):
+                notes.append(f"scorer `{self.scorer_names.get(name, name)}` returned `{value!r}`, not a number")
+                return
+        scores[name] = float(value)
+
+    def _decision(
+        self,
+        facts: Mapping[str, Any],
+        now: datetime,
+        outputs: dict[str, Any],
+        fired: list[FiredRule],
+        scores: dict[str, float],
+        notes: list[str],
+        trace: list[TraceStep] | None,
+    ) -> Decision:
         subject = facts.get("id")
         return Decision(
             domain=self.domain,

@@ -33,8 +33,8 @@ from engine.errors import FactError, FactErrors, did_you_mean
 _ABSENT = object()
 
 
-class _Reject(Exception):
-    pass
+class Reject(Exception):
+    """A fact breaks its declaration; ``FactChecker.explain`` says how."""
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -63,16 +63,16 @@ def _number(decl: FactDecl) -> Converter:
     def conv(v: Any) -> Any:
         if type(v) is float:
             if not math.isfinite(v):
-                raise _Reject
+                raise Reject
         elif type(v) is int:
             if decl.type == "number":
-                v = _as_float(v)
+                v = as_float(v)
         else:
-            raise _Reject
+            raise Reject
         if decl.type == "integer" and type(v) is not int:
-            raise _Reject
+            raise Reject
         if (lo is not None and v < lo) or (hi is not None and v > hi) or (allowed is not None and v not in allowed):
-            raise _Reject
+            raise Reject
         return v
 
     return conv
@@ -84,7 +84,7 @@ def _string(decl: FactDecl) -> Converter:
 
     def conv(v: Any) -> Any:
         if type(v) is not str or (allowed is not None and v not in allowed) or (limit is not None and len(v) > limit):
-            raise _Reject
+            raise Reject
         return v
 
     return conv
@@ -93,7 +93,7 @@ def _string(decl: FactDecl) -> Converter:
 def _boolean(decl: FactDecl) -> Converter:
     def conv(v: Any) -> Any:
         if type(v) is not bool:
-            raise _Reject
+            raise Reject
         return v
 
     return conv
@@ -104,7 +104,7 @@ def _timestamp(decl: FactDecl) -> Converter:
         try:
             return parse_timestamp(v)
         except (ValueError, TypeError):
-            raise _Reject from None
+            raise Reject from None
 
     return conv
 
@@ -114,7 +114,7 @@ def _list(decl: FactDecl) -> Converter:
 
     def conv(v: Any) -> Any:
         if type(v) is not list:
-            raise _Reject
+            raise Reject
         return [item(x) for x in v] if item is not None else list(v)
 
     return conv
@@ -147,29 +147,35 @@ class FactChecker:
                 -math.inf if d.min is None else d.min,
                 math.inf if d.max is None else d.max,
                 d.required,
-                self._default(d),
+                self.default(d),
                 d.has_default,
             )
             for name, d in facts.items()
             if name in plain
         ]
         self._plan = [
-            (name, _CONVERTERS[d.type](d), d.required, d.nullable, self._default(d), d.has_default)
+            (name, _CONVERTERS[d.type](d), d.required, d.nullable, self.default(d), d.has_default)
             for name, d in facts.items()
             if name not in plain
         ]
         self._cerberus = _Validator(cerberus_schema(facts), allow_unknown=True)
 
     @staticmethod
-    def _default(d: FactDecl) -> Any:
+    def default(d: FactDecl) -> Any:
+        """The converted default of a declaration."""
         return _CONVERTERS[d.type](d)(d.default) if d.has_default and d.default is not None else d.default
+
+    def converter(self, name: str) -> Converter:
+        """The converter of one declared fact (raises ``Reject`` for a bad value)."""
+        d = self.decls[name]
+        return _CONVERTERS[d.type](d)
 
     def check(self, facts: Mapping[str, Any]) -> dict[str, Any]:
         """The converted facts, or ``FactErrors`` naming every bad field."""
         out: dict[str, Any] = {}
         try:
             if not isinstance(facts, Mapping):
-                raise _Reject
+                raise Reject
             get = facts.get
             self._check_numbers(get, out)
             for name, conv, required, nullable, default, has_default in self._plan:
@@ -178,14 +184,14 @@ class FactChecker:
                     if has_default:
                         out[name] = default
                     elif required:
-                        raise _Reject
+                        raise Reject
                 elif v is None:
                     if not nullable:
-                        raise _Reject
+                        raise Reject
                     out[name] = None
                 else:
                     out[name] = conv(v)
-        except _Reject:
+        except Reject:
             raise self.explain(facts) from None
         return out
 
@@ -196,20 +202,20 @@ class FactChecker:
             t = type(v)
             if t is float:
                 if is_int or v - v != 0.0:  # a decimal for an integer, or inf/nan
-                    raise _Reject
+                    raise Reject
             elif t is int:
                 if not is_int:
-                    v = _as_float(v)
+                    v = as_float(v)
             elif v is _ABSENT:
                 if has_default:
                     out[name] = default
                 elif required:
-                    raise _Reject
+                    raise Reject
                 continue
             else:
-                raise _Reject
+                raise Reject
             if not lo <= v <= hi:
-                raise _Reject
+                raise Reject
             out[name] = v
 
     def explain(self, facts: Any) -> FactErrors:
@@ -284,11 +290,11 @@ def _describe(
     return f"fact `{name}` is {shown}, which breaks `{rule}`", None
 
 
-def _as_float(v: int) -> float:
+def as_float(v: int) -> float:
     try:
         return float(v)
     except OverflowError:  # a whole number too large for a decimal: rejected, as cerberus does
-        raise _Reject from None
+        raise Reject from None
 
 
 _RULE_CODES = {
