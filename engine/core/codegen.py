@@ -1,4 +1,7 @@
-"""Compile pass 5, ``codegen``: one straight-line Python function per bound policy.
+"""The last compile step, ``codegen``: one straight-line Python function per bound policy.
+
+It runs when a compiled policy is bound to its population snapshot (``Program``), because
+the band cut points are constants of the generated code.
 
 The closures of ``compile`` are exact but pay a Python call per syntax node. For the hot
 path (a decision without ``--explain``) this pass writes the whole policy — fact checks,
