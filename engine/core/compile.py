@@ -382,52 +382,9 @@ def _table_run(table: TableDecl, policy: Policy) -> tuple[StepRun, TableParts]:
         return exact
 
     parts = TableParts([(row.rule.when, row.fired, sets[id(row)], slow_row(row)) for row in rows], apply, rank)
-    return _pick(hit, index, inputs, rows, run_first, run_all, run_index, finish, sets, step_id), parts
-
-
-def _pick(
-    hit: str,
-    index: Any,
-    inputs: Any,
-    rows: list[_Row],
-    run_first: StepRun,
-    run_all: StepRun,
-    run_index: StepRun,
-    finish: Callable[..., None],
-    sets: dict[int, Any],
-    step_id: str,
-) -> StepRun:
-    if index is not None and len(inputs) == 1 and trace_free(rows):
-        (_, only), by_value = inputs[0], {key[0]: row for key, row in index.items()}
-
-        def run_lookup(
-            env: Env, outputs: dict[str, Any], fired: list[FiredRule], notes: list[str], trace: list[TraceStep] | None
-        ) -> None:
-            if trace is not None:
-                run_index(env, outputs, fired, notes, trace)
-                return
-            try:
-                key = only(env)
-            except EvalError as exc:
-                notes.append(f"`{step_id}` input is undefined: {exc}")
-                key = None
-            row = by_value.get(key) if type(key) is str else None
-            if row is None:
-                finish(outputs, notes)
-                return
-            for name, value in sets[id(row)]:
-                outputs[name] = value
-            fired.append(row.fired)
-
-        return run_lookup
     if index is not None:
-        return run_index
-    return run_first if hit == "first" else run_all
-
-
-def trace_free(rows: list[_Row]) -> bool:
-    """Rows made of `match:` cells only (a lookup can stand in for them)."""
-    return all(row.when is None for row in rows)
+        return run_index, parts
+    return (run_first if hit == "first" else run_all), parts
 
 
 def _priority(table: TableDecl, policy: Policy) -> dict[Any, int]:
