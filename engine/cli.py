@@ -280,6 +280,21 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    registry = build_registry()
+    if args.format == "json":
+        print(
+            json.dumps({"plugins": registry.describe(), "problems": [p.to_dict() for p in registry.problems]}, indent=2)
+        )
+    else:
+        for entry in registry.describe():
+            provides = [f"{kind} " + ", ".join(entry[kind]) for kind in ("scorers", "detectors") if entry[kind]]
+            print(f"{entry['plugin']}: {'; '.join(provides) or 'nothing'}")
+        for problem in registry.problems:
+            print(f"problem: {problem.describe()}")
+    return 1 if registry.problems else 0
+
+
 # --------------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------------
@@ -313,6 +328,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("snapshot", help="compute and store a population snapshot")
     facts_args(s)
     s.set_defaults(run=cmd_snapshot)
+    pl = sub.add_parser("plugins", help="list every plugin and what it provides")
+    pl.add_argument("--format", choices=["text", "json"], default="text")
+    pl.set_defaults(run=cmd_plugins)
     return p
 
 

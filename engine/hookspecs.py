@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from engine.plugins import ScorerSpec
+    from engine.plugins import DetectorSpec, ScorerSpec
 
 PROJECT = "charter"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -36,4 +36,19 @@ def charter_scorers() -> list[ScorerSpec] | None:
     types (checked against the policy's fact declarations at load time) and the function.
     ``None`` means this plugin provides no scorers. Every plugin's results are used; a name
     given by two plugins is an error naming both.
+    """
+
+
+@hookspec
+def charter_detectors() -> list[DetectorSpec] | None:
+    """Declare the content detectors this plugin provides.
+
+    For: recognising a kind of data by content (a national ID number, a bank card), used by
+    the classification domain as ``detect: NAME``.
+    When: once per plugin manager, when it is built.
+    Parameters: none.
+    Return: a list of ``DetectorSpec``; each names the detector and gives a pure function
+    from a field's text to ``True`` when the text is that kind of data. ``None`` means this
+    plugin provides no detectors. Every plugin's results are used; a name given by two
+    plugins is an error naming both.
     """

@@ -4,9 +4,11 @@ group, then any the host application registers in code.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
+from datetime import datetime
 from typing import Any
 
 import pluggy
@@ -14,7 +16,7 @@ import pluggy
 from engine import hookspecs
 from engine.errors import PluginError
 
-ScorerFunc = Callable[[Mapping[str, Any], Mapping[str, Any]], float]
+ScorerFunc = Callable[[Mapping[str, Any], Mapping[str, Any], datetime], float]
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,8 @@ class ScorerSpec:
 
     ``reads`` maps each fact the scorer reads to its type (``number``, ``integer``,
     ``string``, ``boolean``, ``timestamp``); ``args`` maps each argument a policy may pass
-    to its default. ``func(facts, args)`` must be pure: no clock, no randomness, no I/O.
+    to its default. ``func(facts, args, now)`` must be pure: no clock (``now`` is the
+    caller's time of decision), no randomness, no I/O.
     """
 
     name: str
@@ -36,54 +39,100 @@ class ScorerSpec:
 
 
 @dataclass(frozen=True)
+class DetectorSpec:
+    """A content detector: ``func(text) -> bool``, pure (no clock, no I/O)."""
+
+    name: str
+    func: Callable[[str], bool]
+    description: str = ""
+    version: str = "1"
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
 class Registry:
-    """What the loaded plugins provide, by name."""
+    """What the loaded plugins provide, by name, and what went wrong with the others.
+
+    A plugin whose hook raises, returns the wrong type or reuses a name is reported in
+    ``problems`` by plugin name and skipped; the others keep working.
+    """
 
     scorers: Mapping[str, ScorerSpec]
+    detectors: Mapping[str, DetectorSpec]
     plugins: Sequence[str]
+    problems: Sequence[PluginError] = ()
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every plugin and what it provides (for ``charter plugins``)."""
+        out = []
+        for name in self.plugins:
+            out.append(
+                {
+                    "plugin": name,
+                    "scorers": sorted(s.name for s in self.scorers.values() if s.plugin == name),
+                    "detectors": sorted(d.name for d in self.detectors.values() if d.plugin == name),
+                }
+            )
+        return out
 
 
-BUILTIN_PLUGINS = ("charter_plugins.scorers",)
+BUILTIN_PLUGINS = ("charter_plugins.scorers", "charter_plugins.detectors")
+_HOOKS: tuple[tuple[str, type], ...] = (("charter_scorers", ScorerSpec), ("charter_detectors", DetectorSpec))
 
 
 def build_registry(
     extra: Sequence[object] = (), *, builtins: Sequence[str] = BUILTIN_PLUGINS, entry_points: bool = True
 ) -> Registry:
-    """Load plugins and collect what they provide. Duplicate names raise ``PluginError``."""
+    """Load the built-in plugins, then the ``charter`` entry points, then ``extra`` (host code)."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in builtins:
-        module = __import__(name, fromlist=["_"])
-        pm.register(module, name=name)
+        pm.register(importlib.import_module(name), name=name)
     if entry_points:
         pm.load_setuptools_entrypoints(hookspecs.PROJECT)
     for plugin in extra:
         pm.register(plugin)
     pm.check_pending()
-    scorers: dict[str, ScorerSpec] = {}
-    for impl in pm.hook.charter_scorers.get_hookimpls():
-        plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+    problems: list[PluginError] = []
+    found: dict[str, dict[str, Any]] = {}
+    for hook, kind in _HOOKS:
+        found[hook] = _collect(pm, hook, kind, problems)
+    names = [pm.get_name(p) or repr(p) for p in pm.get_plugins()]
+    return Registry(found["charter_scorers"], found["charter_detectors"], sorted(names), problems)
+
+
+def _collect(pm: pluggy.PluginManager, hook: str, kind: type, problems: list[PluginError]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    what = kind.__name__.replace("Spec", "").lower()
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        plugin = pm.get_name(impl.plugin) or repr(impl.plugin)
         try:
             specs: Any = impl.function()
-        except Exception as exc:  # a plugin's own failure is reported by plugin name
-            raise PluginError(f"plugin `{plugin_name}` failed in `charter_scorers`: {exc}", plugin=plugin_name) from exc
-        for spec in specs or ():
-            if not isinstance(spec, ScorerSpec):
-                raise PluginError(f"plugin `{plugin_name}` returned something that is not a scorer", plugin=plugin_name)
-            if spec.name in scorers:
-                other = scorers[spec.name].plugin
-                raise PluginError(
-                    f"scorer `{spec.name}` is provided by both `{other}` and `{plugin_name}`",
-                    plugin=plugin_name,
-                    hint="uninstall or rename one of them",
+        except Exception as exc:  # a plugin's own failure: reported by name, the others keep working
+            problems.append(PluginError(f"plugin `{plugin}` failed in `{hook}`: {exc}", plugin=plugin, code="X001"))
+            continue
+        if specs is None:
+            continue
+        if not isinstance(specs, (list, tuple)) or not all(isinstance(s, kind) for s in specs):
+            problems.append(
+                PluginError(
+                    f"plugin `{plugin}` returned something other than a list of {what}s from `{hook}`",
+                    plugin=plugin,
+                    code="X002",
+                    hint=f"return a list of `{kind.__name__}`",
                 )
-            scorers[spec.name] = ScorerSpec(
-                spec.name, spec.func, spec.reads, spec.args, spec.version, spec.description, plugin_name
             )
-    names = [pm.get_name(p) or repr(p) for p in pm.get_plugins()]
-    return Registry(scorers=scorers, plugins=sorted(names))
-
-
-def module_plugin(module: ModuleType) -> ModuleType:
-    """Identity helper so host code reads ``build_registry([module_plugin(my_module)])``."""
-    return module
+            continue
+        for spec in specs:
+            if spec.name in out:
+                problems.append(
+                    PluginError(
+                        f"{what} `{spec.name}` is provided by both `{out[spec.name].plugin}` and `{plugin}`",
+                        plugin=plugin,
+                        code="X003",
+                        hint="uninstall or rename one of them; the first one is used",
+                    )
+                )
+                continue
+            out[spec.name] = dataclasses.replace(spec, plugin=plugin)
+    return out

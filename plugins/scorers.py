@@ -14,7 +14,9 @@ argument a policy may override under ``args:``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from engine.hookspecs import hookimpl
@@ -30,7 +32,7 @@ CLV_ARGS = {
 }
 
 
-def clv(facts: Mapping[str, Any], args: Mapping[str, Any]) -> float:
+def clv(facts: Mapping[str, Any], args: Mapping[str, Any], now: datetime) -> float:
     """Discounted lifetime margin; see the module docstring. Written for speed: it runs per decision."""
     margin = facts["profit_contribution"]
     if margin < 0.0:
@@ -50,6 +52,42 @@ def clv(facts: Mapping[str, Any], args: Mapping[str, Any]) -> float:
     return float(margin * factor)
 
 
+CHURN_ARGS = {
+    "intercept": -3.0,
+    "per_complaint": 0.8,
+    "per_csat_point_below_3": 0.9,
+    "per_month_without_purchase": 0.25,
+    "no_purchase_in_12_months": 1.0,
+    "neutral_satisfaction": 3.0,
+}
+
+
+def churn_risk(facts: Mapping[str, Any], args: Mapping[str, Any], now: datetime) -> float:
+    """Churn probability, a logistic score over the guideline's churn signals (domain.md §5)::
+
+        z = intercept + per_complaint * complaints_90d
+            + per_csat_point_below_3 * (3 - satisfaction)        (satisfaction absent: neutral)
+            + per_month_without_purchase * months since last purchase
+            + no_purchase_in_12_months * (purchases_12m == 0)
+        churn_risk = 1 / (1 + e^-z)
+
+    With the defaults a customer with no complaints, CSAT 4 and a purchase last month
+    scores 0.03; two complaints, CSAT 2 and five quiet months score 0.68.
+    """
+    satisfaction = facts.get("satisfaction", args["neutral_satisfaction"])
+    months = (now - facts["last_purchase_at"]).total_seconds() / (30.0 * 86400.0)
+    z = (
+        args["intercept"]
+        + args["per_complaint"] * facts["complaints_90d"]
+        + args["per_csat_point_below_3"] * (3.0 - satisfaction)
+        + args["per_month_without_purchase"] * (months if months > 0.0 else 0.0)
+        + (args["no_purchase_in_12_months"] if facts["purchases_12m"] == 0 else 0.0)
+    )
+    if z < -700.0:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-z))
+
+
 @hookimpl
 def charter_scorers() -> list[ScorerSpec]:
     return [
@@ -60,5 +98,13 @@ def charter_scorers() -> list[ScorerSpec]:
             args=CLV_ARGS,
             version="1",
             description="customer lifetime value: discounted yearly margin under loyalty-driven retention",
+        ),
+        ScorerSpec(
+            name="churn_risk",
+            func=churn_risk,
+            reads={"complaints_90d": "integer", "last_purchase_at": "timestamp", "purchases_12m": "integer"},
+            args=CHURN_ARGS,
+            version="1",
+            description="churn probability: logistic score over complaints, satisfaction and purchase gaps",
         ),
     ]

@@ -100,9 +100,9 @@ def _pass_scores(cp: CompiledPolicy, registry: Registry) -> None:
             cp.scores.append((name, _bind_scorer(func, args)))
 
 
-def _bind_scorer(func: Callable[[Mapping[str, Any], Mapping[str, Any]], float], args: dict[str, Any]) -> ScoreFn:
+def _bind_scorer(func: Callable[[Mapping[str, Any], Mapping[str, Any], Any], float], args: dict[str, Any]) -> ScoreFn:
     def score(env: Env) -> float:
-        return func(env["customer"], args)
+        return func(env["customer"], args, env["now"])
 
     return score
 

@@ -1,0 +1,109 @@
+"""The plugin manager, the built-in plugins, and plugins that misbehave."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from charter_plugins import detectors
+from charter_plugins.scorers import CHURN_ARGS, churn_risk
+
+from engine.hookspecs import hookimpl
+from engine.plugins import DetectorSpec, ScorerSpec, build_registry
+
+NOW = datetime(2025, 6, 30, tzinfo=UTC)
+
+
+def test_builtins_are_plugins_like_any_other() -> None:
+    registry = build_registry()
+    assert {"clv", "churn_risk"} <= set(registry.scorers)
+    assert {"national_id", "bank_card", "phone", "email", "medical_terms"} <= set(registry.detectors)
+    assert registry.scorers["clv"].plugin == "charter_plugins.scorers"
+    assert registry.problems == []
+
+
+@pytest.mark.parametrize(
+    ("detector", "text", "expected"),
+    [
+        ("national_id", "11010519491231002X", True),
+        ("national_id", "110105194912310021", False),  # wrong check character
+        ("national_id", "110105194913310028", False),  # month 13
+        ("bank_card", "6222 0202 0011 2233 443", False),
+        ("bank_card", "4111111111111111", True),
+        ("bank_card", "4111111111111112", False),
+        ("phone", "+86 138 0013 8000", True),
+        ("phone", "12345678901", False),
+        ("email", "wang.fang@example.cn", True),
+        ("email", "wang.fang@", False),
+        ("medical_terms", "customer reported diabetes", True),
+        ("medical_terms", "病历已归档", True),
+        ("medical_terms", "prefers email contact", False),
+    ],
+)
+def test_detectors(detector: str, text: str, expected: bool) -> None:
+    assert getattr(detectors, detector)(text) is expected
+
+
+def test_detectors_accept_the_example_identifiers(customers: list[dict[str, Any]]) -> None:
+    for c in customers[:300]:
+        assert detectors.bank_card(c["bank_account"]) and detectors.phone(c["phone"]) and detectors.email(c["email"])
+        if "national_id" in c:
+            assert detectors.national_id(c["national_id"])
+        assert not detectors.national_id(c["phone"])
+
+
+def test_churn_risk_is_monotone_in_each_signal() -> None:
+    base = {"complaints_90d": 0, "satisfaction": 4.0, "last_purchase_at": NOW - timedelta(days=30), "purchases_12m": 5}
+    low = churn_risk(base, CHURN_ARGS, NOW)
+    for change in (
+        {"complaints_90d": 2},
+        {"satisfaction": 2.0},
+        {"last_purchase_at": NOW - timedelta(days=200)},
+        {"purchases_12m": 0},
+    ):
+        assert churn_risk({**base, **change}, CHURN_ARGS, NOW) > low
+    assert 0.0 < low < 0.05
+    no_survey = {k: v for k, v in base.items() if k != "satisfaction"}
+    assert churn_risk(no_survey, CHURN_ARGS, NOW) > low  # absent CSAT reads as neutral (3), not as good
+
+
+class Broken:
+    @hookimpl
+    def charter_scorers(self) -> list[ScorerSpec]:
+        raise RuntimeError("boom")
+
+
+class WrongType:
+    @hookimpl
+    def charter_detectors(self) -> Any:
+        return ["not a spec"]
+
+
+class Duplicate:
+    @hookimpl
+    def charter_detectors(self) -> list[DetectorSpec]:
+        return [DetectorSpec("email", lambda text: True)]
+
+
+def test_misbehaving_plugins_are_named_and_skipped() -> None:
+    registry = build_registry([Broken(), WrongType(), Duplicate()])
+    codes = sorted(p.code for p in registry.problems)
+    assert codes == ["X001", "X002", "X003"]
+    assert any("failed in `charter_scorers`: boom" in p.message for p in registry.problems)
+    assert "both `charter_plugins.detectors` and" in next(p.message for p in registry.problems if p.code == "X003")
+    assert registry.detectors["email"].plugin == "charter_plugins.detectors"  # the first one is kept
+    assert "clv" in registry.scorers  # the others keep working
+
+
+def test_charter_plugins_lists_what_each_provides() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "plugins", "--format", "json"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    listed = {p["plugin"]: p for p in json.loads(r.stdout)["plugins"]}
+    assert listed["charter_plugins.scorers"]["scorers"] == ["churn_risk", "clv"]
+    assert "national_id" in listed["charter_plugins.detectors"]["detectors"]
