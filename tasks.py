@@ -32,12 +32,16 @@ def setup() -> None:
         print("creating .venv ...", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / ".charter-installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    example = ROOT / "tests" / "example_plugin"  # a third-party plugin package the tests use
+    want = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + (example / "pyproject.toml").read_bytes()
+    ).hexdigest()
     if not stamp.exists() or stamp.read_text() != want:
         print("installing Charter and its dependencies into .venv ...", file=sys.stderr)
         pip = [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
         subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True, cwd=ROOT)
+        subprocess.run([*pip, "--no-deps", "-e", str(example)], check=True, cwd=ROOT)
         stamp.write_text(want)
 
 

@@ -1,0 +1,66 @@
+"""A separately installed plugin package (tests/example_plugin) is discovered and used end to end.
+
+`python3 tasks.py test` installs it; nothing in `engine/` names it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from engine import Engine
+from engine.plugins import build_registry
+
+POLICY = """\
+charter: 1
+kind: tiering
+id: engagement-watch
+facts:
+  purchases_12m: {type: integer, min: 0, required: true}
+  last_purchase_at: {type: timestamp, required: true}
+scores:
+  engagement: {scorer: engagement, args: {damping: 1.0}}
+outputs:
+  engaged: {type: boolean}
+tables:
+  - id: engaged
+    hit: first
+    output: engaged
+    default: false
+    rules:
+      - {id: active, when: scores.engagement >= 4.0, then: true, message: buys often and recently}
+"""
+
+
+def test_installed_through_the_entry_point_group() -> None:
+    names = {ep.name for ep in importlib.metadata.entry_points(group="charter")}
+    assert "example" in names, "install it: python3 tasks.py test (or pip install -e tests/example_plugin)"
+    registry = build_registry()
+    assert registry.scorers["engagement"].plugin == "example"
+    assert registry.detectors["wechat_id"].func("wang_fang_88") is True
+    assert registry.detectors["wechat_id"].func("12345678") is False
+
+
+def test_a_policy_uses_its_scorer(write_policy: Callable[[str], Path], now: datetime) -> None:
+    eng = Engine(write_policy(POLICY))
+    busy = eng.evaluate(
+        "tiering", {"id": "a", "purchases_12m": 12, "last_purchase_at": "2025-06-20T00:00:00Z"}, now=now
+    )
+    quiet = eng.evaluate(
+        "tiering", {"id": "b", "purchases_12m": 12, "last_purchase_at": "2024-06-20T00:00:00Z"}, now=now
+    )
+    assert busy.outputs["engaged"] is True and busy.fired_ids == ("active",)
+    assert quiet.outputs["engaged"] is False and quiet.scores["engagement"] < 4.0
+
+
+def test_listed_by_charter_plugins() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "plugins", "--format", "json"], capture_output=True, text=True, timeout=60
+    )
+    listed = {p["plugin"]: p for p in json.loads(r.stdout)["plugins"]}
+    assert listed["example"] == {"plugin": "example", "scorers": ["engagement"], "detectors": ["wechat_id"]}
