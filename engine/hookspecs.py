@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from engine.plugins import DetectorSpec, ScorerSpec
+    from engine.plugins import DetectorSpec, FunctionSpec, ScorerSpec
 
 PROJECT = "charter"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -51,4 +51,18 @@ def charter_detectors() -> list[DetectorSpec] | None:
     from a field's text to ``True`` when the text is that kind of data. ``None`` means this
     plugin provides no detectors. Every plugin's results are used; a name given by two
     plugins is an error naming both.
+    """
+
+
+@hookspec
+def charter_functions() -> list[FunctionSpec] | None:
+    """Declare extra functions for the condition language.
+
+    For: calls in policy expressions beyond the built-in CEL functions, such as
+    ``customer.name.initials()``.
+    When: once per plugin manager, when it is built.
+    Parameters: none.
+    Return: a list of ``FunctionSpec``; each declares its parameter and result types, so a
+    policy that calls it wrongly fails validation at its line. ``None`` means none. A name
+    given by two plugins, or by a plugin and the language itself, is an error naming them.
     """

@@ -14,6 +14,7 @@ from typing import Any
 import pluggy
 
 from engine import hookspecs
+from engine.core.expr.functions import BUILTIN_NAMES as BUILTIN_FUNCTIONS
 from engine.errors import PluginError
 
 ScorerFunc = Callable[[Mapping[str, Any], Mapping[str, Any], datetime], float]
@@ -50,6 +51,26 @@ class DetectorSpec:
 
 
 @dataclass(frozen=True)
+class FunctionSpec:
+    """An extra function for the condition language, declared with its types.
+
+    ``params`` and ``result`` are type names: ``int``, ``double``, ``string``, ``bool``,
+    ``timestamp``, ``duration``. ``method=True`` makes the first parameter the receiver
+    (``customer.name.initials()``). ``func`` must be pure; an exception it raises makes the
+    condition undefined.
+    """
+
+    name: str
+    func: Callable[..., Any]
+    params: tuple[str, ...]
+    result: str
+    method: bool = False
+    description: str = ""
+    version: str = "1"
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
 class Registry:
     """What the loaded plugins provide, by name, and what went wrong with the others.
 
@@ -61,6 +82,7 @@ class Registry:
     detectors: Mapping[str, DetectorSpec]
     plugins: Sequence[str]
     problems: Sequence[PluginError] = ()
+    functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every plugin and what it provides (for ``charter plugins``)."""
@@ -71,13 +93,18 @@ class Registry:
                     "plugin": name,
                     "scorers": sorted(s.name for s in self.scorers.values() if s.plugin == name),
                     "detectors": sorted(d.name for d in self.detectors.values() if d.plugin == name),
+                    "functions": sorted(f.name for f in self.functions.values() if f.plugin == name),
                 }
             )
         return out
 
 
 BUILTIN_PLUGINS = ("charter_plugins.scorers", "charter_plugins.detectors")
-_HOOKS: tuple[tuple[str, type], ...] = (("charter_scorers", ScorerSpec), ("charter_detectors", DetectorSpec))
+_HOOKS: tuple[tuple[str, type], ...] = (
+    ("charter_scorers", ScorerSpec),
+    ("charter_detectors", DetectorSpec),
+    ("charter_functions", FunctionSpec),
+)
 
 
 def build_registry(
@@ -98,7 +125,28 @@ def build_registry(
     for hook, kind in _HOOKS:
         found[hook] = _collect(pm, hook, kind, problems)
     names = [pm.get_name(p) or repr(p) for p in pm.get_plugins()]
-    return Registry(found["charter_scorers"], found["charter_detectors"], sorted(names), problems)
+    functions = found["charter_functions"]
+    for name in [n for n in functions if n in BUILTIN_FUNCTIONS or not _types_known(functions[n])]:
+        spec = functions.pop(name)
+        problems.append(
+            PluginError(
+                f"function `{name}` of plugin `{spec.plugin}` "
+                + ("has the name of a built-in function" if name in BUILTIN_FUNCTIONS else "declares an unknown type"),
+                plugin=spec.plugin,
+                code="X004",
+                hint="rename it"
+                if name in BUILTIN_FUNCTIONS
+                else "types are int, double, string, bool, timestamp, duration",
+            )
+        )
+    return Registry(found["charter_scorers"], found["charter_detectors"], sorted(names), problems, functions)
+
+
+TYPE_NAMES = ("int", "double", "string", "bool", "timestamp", "duration")
+
+
+def _types_known(spec: FunctionSpec) -> bool:
+    return all(t in TYPE_NAMES for t in (*spec.params, spec.result))
 
 
 def _collect(pm: pluggy.PluginManager, hook: str, kind: type, problems: list[PluginError]) -> dict[str, Any]:

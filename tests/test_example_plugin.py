@@ -63,4 +63,46 @@ def test_listed_by_charter_plugins() -> None:
         [sys.executable, "-m", "engine.cli", "plugins", "--format", "json"], capture_output=True, text=True, timeout=60
     )
     listed = {p["plugin"]: p for p in json.loads(r.stdout)["plugins"]}
-    assert listed["example"] == {"plugin": "example", "scorers": ["engagement"], "detectors": ["wechat_id"]}
+    assert listed["example"] == {
+        "plugin": "example",
+        "scorers": ["engagement"],
+        "detectors": ["wechat_id"],
+        "functions": ["initials"],
+    }
+
+
+FUNCTION_POLICY = """\
+charter: 1
+kind: tiering
+id: initials
+facts:
+  name: {type: string, required: true}
+outputs:
+  short: {type: boolean}
+tables:
+  - id: short
+    hit: first
+    output: short
+    default: false
+    rules:
+      - {id: wf, when: customer.name.initials() == "WF", then: true}
+"""
+
+
+def test_a_policy_calls_its_expression_function(write_policy: Callable[[str], Path], now: datetime) -> None:
+    eng = Engine(write_policy(FUNCTION_POLICY))
+    assert eng.evaluate("tiering", {"id": "a", "name": "Wang Fang"}, now=now).outputs["short"] is True
+    assert eng.evaluate("tiering", {"id": "b", "name": "Li Na"}, now=now).outputs["short"] is False
+
+
+def test_a_wrong_call_fails_validation_at_its_line(write_policy: Callable[[str], Path]) -> None:
+    import pytest
+
+    from engine import PolicyErrors
+
+    bad = FUNCTION_POLICY.replace("customer.name.initials()", "customer.name.initials(3)")
+    with pytest.raises(PolicyErrors) as info:
+        Engine(write_policy(bad))
+    err = info.value.errors[0]
+    assert err.code == "E127" and err.location.line == 14
+    assert "`customer.name.initials` does not take (int)" in err.message

@@ -21,6 +21,7 @@ from engine.core import cells
 from engine.core.expr import (
     BOOL,
     DOUBLE,
+    DURATION,
     DYN,
     INT,
     STRING,
@@ -34,6 +35,7 @@ from engine.core.expr import (
     parse,
     references,
 )
+from engine.core.expr.functions import Signature
 from engine.core.load import DocPath, Document
 from engine.core.model import (
     BandDecl,
@@ -252,6 +254,7 @@ class _Semantics:
         self.registry = registry
         self.errors: list[PolicyError] = []
         self.rule_ids: dict[str, Location] = {}
+        self.functions = plugin_signatures(registry)
 
     def error(
         self,
@@ -404,7 +407,7 @@ class _Semantics:
         try:
             node = parse(str(text))
             env = self.env if allowed_roots is None else {k: v for k, v in self.env.items() if k in allowed_roots}
-            got = check(node, env)
+            got = check(node, env, self.functions)
         except ExprError as exc:
             self.errors.append(
                 PolicyError(exc.message, self.doc.text_location(path, exc.offset), code=exc.code, hint=exc.hint)
@@ -721,6 +724,24 @@ class _Semantics:
                 )
             )
         return _toposort(steps, deps, self.errors)
+
+
+_TYPE_BY_NAME: dict[str, Type] = {
+    "int": INT,
+    "double": DOUBLE,
+    "string": STRING,
+    "bool": BOOL,
+    "timestamp": TIMESTAMP,
+    "duration": DURATION,
+}
+
+
+def plugin_signatures(registry: Registry) -> tuple[Signature, ...]:
+    """The plugins' expression functions as the checker's signatures."""
+    return tuple(
+        Signature(f.name, f.method, tuple(_TYPE_BY_NAME[t] for t in f.params), _TYPE_BY_NAME[f.result], f.func)
+        for f in registry.functions.values()
+    )
 
 
 def _reads(step: Step) -> set[str]:

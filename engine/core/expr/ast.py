@@ -44,6 +44,7 @@ class Call(Node):
     name: str = ""
     target: Node | None = None
     args: list[Node] = field(default_factory=list)
+    sig: Any = field(default=None, init=False)  # set by the checker: the signature the call resolved to
 
 
 @dataclass(eq=False)

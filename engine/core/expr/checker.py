@@ -7,7 +7,7 @@ what lets ``customer.clv >= 50000`` work on a decimal fact.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from engine.core.expr import functions
 from engine.core.expr.ast import Binary, Call, Cond, Ident, Index, ListLit, Lit, Macro, Node, Select, Unary, dotted
@@ -68,9 +68,9 @@ def comparable(a: Type, b: Type) -> bool:
 
 
 class Checker:
-    def __init__(self, env: TypeEnv, text: str = "") -> None:
+    def __init__(self, env: TypeEnv, extra: Sequence[functions.Signature] = ()) -> None:
         self.scopes: list[dict[str, Type]] = [dict(env)]
-        self.text = text
+        self.extra = tuple(extra)
 
     def lookup(self, name: str) -> Type | None:
         for scope in reversed(self.scopes):
@@ -247,10 +247,10 @@ class Checker:
             return BOOL
         target = self.check(node.target) if node.target is not None else None
         args = [self.check(a) for a in node.args]
-        sig = functions.resolve(node.name, target, args)
+        sig = functions.resolve(node.name, target, args, self.extra)
         if sig is None:
-            shown = f"{target}.{node.name}" if target is not None else node.name
-            known = functions.names(method=target is not None)
+            shown = f"{self._text(node.target)}.{node.name}" if node.target is not None else node.name
+            known = functions.names(method=target is not None, extra=self.extra)
             if node.name not in known:
                 raise _err(
                     node,
@@ -268,6 +268,7 @@ class Checker:
             problem = sig.literal_check(arg.value)
             if problem:
                 raise _err(arg, problem, "E128", functions.usage(node.name))
+        node.sig = sig
         return sig.result
 
     def _macro(self, node: Node) -> Type:
@@ -303,6 +304,6 @@ def _literal_hint(a: Type, b: Type) -> str | None:
     return None
 
 
-def check(node: Node, env: TypeEnv) -> Type:
-    """Type-check ``node`` against the variables in ``env``; returns its type."""
-    return Checker(env).check(node)
+def check(node: Node, env: TypeEnv, functions: Sequence[functions.Signature] = ()) -> Type:
+    """Type-check ``node`` against the variables in ``env`` (and plugin ``functions``); returns its type."""
+    return Checker(env, functions).check(node)

@@ -435,7 +435,7 @@ class _Compiler:
             return self._has(node)
         target_type = node.target.type if node.target is not None else None
         arg_types = [a.type or DYN for a in node.args]
-        sig = functions.resolve(node.name, target_type, arg_types)
+        sig = node.sig or functions.resolve(node.name, target_type, arg_types)
         assert sig is not None, "only a checked tree can be compiled"
         args = ([self.emit(node.target)] if node.target is not None else []) + [self.emit(a) for a in node.args]
         impl = sig.impl

@@ -243,10 +243,10 @@ def _accepts(param: Type, arg: Type) -> bool:
     return param == arg
 
 
-def resolve(name: str, target: Type | None, args: Sequence[Type]) -> Signature | None:
-    """The signature a call matches, or None."""
+def resolve(name: str, target: Type | None, args: Sequence[Type], extra: Sequence[Signature] = ()) -> Signature | None:
+    """The signature a call matches (built-ins first, then plugin functions), or None."""
     given = ([target] if target is not None else []) + list(args)
-    for sig in _S:
+    for sig in (*_S, *extra):
         if (
             sig.name == name
             and sig.method == (target is not None)
@@ -257,8 +257,11 @@ def resolve(name: str, target: Type | None, args: Sequence[Type]) -> Signature |
     return None
 
 
-def names(*, method: bool) -> list[str]:
-    return sorted({s.name for s in _S if s.method == method})
+def names(*, method: bool, extra: Sequence[Signature] = ()) -> list[str]:
+    return sorted({s.name for s in (*_S, *extra) if s.method == method})
+
+
+BUILTIN_NAMES = frozenset(s.name for s in _S) | {"has", "exists", "all", "exists_one", "filter", "map"}
 
 
 def usage(name: str) -> str | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.hookspecs import hookimpl
-from engine.plugins import DetectorSpec, ScorerSpec
+from engine.plugins import DetectorSpec, FunctionSpec, ScorerSpec
 
 _WECHAT = re.compile(r"^[A-Za-z][-_A-Za-z0-9]{5,19}$")
 
@@ -43,3 +43,22 @@ def charter_scorers() -> list[ScorerSpec]:
 @hookimpl
 def charter_detectors() -> list[DetectorSpec]:
     return [DetectorSpec("wechat_id", wechat_id, "WeChat account name")]
+
+
+def initials(name: str) -> str:
+    """The first letter of each word: `Wang Fang` -> `WF`."""
+    return "".join(word[0] for word in name.split() if word)
+
+
+@hookimpl
+def charter_functions() -> list[FunctionSpec]:
+    return [
+        FunctionSpec(
+            "initials",
+            initials,
+            params=("string",),
+            result="string",
+            method=True,
+            description="first letter of each word",
+        )
+    ]
