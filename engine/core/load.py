@@ -207,7 +207,21 @@ def load_text(raw: bytes, path: str) -> Document:
                 )
             ]
         ) from None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character the YAML reader refuses
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise PolicyErrors(
+            [
+                PolicyError(
+                    f"the file holds the control character U+{exc.character:04X}",
+                    Location(path, line, column),
+                    code="P002",
+                    hint="delete it; policy files are plain text",
+                )
+            ]
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -100,7 +100,7 @@ def check_schema(doc: Document) -> list[PolicyError]:
             )
         ]
     kind = data.get("kind")
-    if kind not in DOMAINS:
+    if not isinstance(kind, str) or kind not in DOMAINS:
         where = doc.location(("kind",)) if "kind" in data else doc.location(())
         shown = f"`{kind}`" if kind is not None else "nothing"
         hint = did_you_mean(str(kind), DOMAINS) or "write one of " + ", ".join(f"`{k}`" for k in DOMAINS)

@@ -1,0 +1,163 @@
+"""Fuzzing: whatever an officer types, the engine answers with a policy or a located error.
+
+Never another exception, never a hang. Budgets are fixed so CI stays fast; run with
+``--hypothesis-profile=long`` style settings locally for more.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from conftest import MINIMAL, POLICIES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import Engine, FactErrors
+from engine.core.bundle import build_bundle
+from engine.core.expr import ExprError, check, parse
+from engine.core.load import load_text
+from engine.errors import PolicyError, PolicyErrors
+from engine.plugins import build_registry
+
+REGISTRY = build_registry()
+SHIPPED = (POLICIES / "tiering.yaml").read_text(encoding="utf-8")
+SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def loads_or_located(text: str | bytes, tmp_path: Path) -> None:
+    path = tmp_path / "tiering.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
+    try:
+        build_bundle([path], REGISTRY)
+    except PolicyErrors as exc:
+        for err in exc.errors:
+            assert isinstance(err, PolicyError)
+            assert err.location.file == str(path)
+            assert err.location.line >= 1 and err.location.column >= 1, str(err)
+            assert err.message and err.code
+
+
+@SETTINGS
+@given(data=st.data())
+def test_line_edits_of_the_shipped_policy(data: st.DataObject, tmp_path: Path) -> None:
+    lines = SHIPPED.splitlines()
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        action = data.draw(st.sampled_from(["delete", "duplicate", "truncate", "replace", "indent"]))
+        if action == "delete":
+            del lines[i]
+        elif action == "duplicate":
+            lines.insert(i, lines[i])
+        elif action == "truncate":
+            lines[i] = lines[i][: data.draw(st.integers(0, max(len(lines[i]) - 1, 0)))]
+        elif action == "indent":
+            lines[i] = " " + lines[i]
+        else:
+            junk = data.draw(
+                st.sampled_from(
+                    [
+                        "{",
+                        "]",
+                        ": :",
+                        "- x",
+                        "when: )",
+                        "then: [a",
+                        "&a",
+                        "*b",
+                        "!!python/x",
+                        "hit: 3",
+                        "from: -5",
+                        "'",
+                        '"',
+                        "\t",
+                        "id: value-high",
+                    ]
+                )
+            )
+            lines[i] = lines[i] + junk
+    loads_or_located("\n".join(lines) + "\n", tmp_path)
+
+
+yaml_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 200), st.floats(allow_nan=False), st.text(max_size=12)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@SETTINGS
+@given(
+    section=st.sampled_from(["facts", "scores", "outputs", "tables", "bands", "kind", "id", "charter"]),
+    value=yaml_values,
+)
+def test_any_value_in_any_section(section: str, value: Any, tmp_path: Path) -> None:
+    doc = yaml.safe_load(SHIPPED)
+    doc[section] = value
+    loads_or_located(yaml.safe_dump(doc, allow_unicode=True), tmp_path)
+
+
+@SETTINGS
+@given(raw=st.binary(max_size=300))
+def test_arbitrary_bytes(raw: bytes, tmp_path: Path) -> None:
+    loads_or_located(raw, tmp_path)
+
+
+def test_hostile_documents(tmp_path: Path) -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh", strict=True)
+    )
+    deep = "a: " + "[" * 10_000 + "]" * 10_000 + "\n"
+    for text in (bomb, deep, "\ufeff" + MINIMAL, MINIMAL.replace("kind:", "!!python/object:os.system kind:")):
+        loads_or_located(text, tmp_path)
+    huge = tmp_path / "huge.yaml"
+    huge.write_bytes(b"# " + b"x" * (6 * 1024 * 1024))
+    try:
+        load_text(huge.read_bytes(), "huge.yaml")
+    except PolicyErrors as exc:
+        assert exc.errors[0].code == "P008"
+
+
+expression_text = st.text(
+    alphabet=st.sampled_from(list("customer.clv>=<!&|()[]\"'+-*/% 0123456789.,?:has")), max_size=60
+)
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(expression_text)
+def test_expressions_parse_or_give_located_errors(text: str) -> None:
+    from engine.core.expr import DOUBLE, ObjectType
+
+    try:
+        node = parse(text)
+        check(node, {"customer": ObjectType("customer", {"clv": DOUBLE})})
+    except ExprError as exc:
+        assert 0 <= exc.offset <= len(text)
+
+
+@SETTINGS
+@given(
+    facts=st.dictionaries(
+        st.sampled_from(["id", "clv", "complaints", "x"]),
+        st.one_of(yaml_values, st.just(float("nan")), st.just(10**30)),
+        max_size=4,
+    )
+)
+def test_any_facts_give_a_decision_or_fact_errors(facts: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "tiering.yaml").write_text(MINIMAL)
+    eng = Engine(tmp_path)
+    from conftest import NOW
+
+    try:
+        d = eng.evaluate("tiering", facts, now=NOW)
+        assert d.outputs["tier"] in ("gold", "silver")
+    except FactErrors as exc:
+        assert all(e.field in ("id", "clv", "complaints", "") for e in exc.errors)
+        json.dumps(exc.to_dict())
