@@ -28,7 +28,7 @@ from typing import Any, Literal
 from engine.core.bundle import Bundle, build_bundle
 from engine.core.decision import Decision
 from engine.core.evaluate import Program
-from engine.errors import EvaluationError, FactErrors, did_you_mean
+from engine.errors import EvaluationError, FactErrors, SnapshotError, did_you_mean
 from engine.plugins import Registry, build_registry
 from engine.population import ScoreCuts, Snapshot, cut_points
 
@@ -155,23 +155,48 @@ class Engine:
         program = self.program(domain)
         compiled = program.compiled
         needed = compiled.policy.percentiles()
+        ranking = compiled.ranking
+        for name in needed:
+            if name in ranking:
+                raise SnapshotError(
+                    f"bands cannot rank by score `{name}`, which itself ranks against the population",
+                    code="S009",
+                    hint="rank by a score computed from the customer's own facts",
+                )
         fns = [(name, fn) for name, fn in compiled.scores if name in needed]
         values: dict[str, array[float]] = {name: array("d") for name in needed}
-        skipped = 0
+        metrics: dict[str, dict[str, array[float]]] = {name: {} for name in ranking}
+        skipped = counted = 0
         for facts in customers:
             try:
-                env = {"customer": program.check(facts), "now": now}
+                customer = program.check(facts)
+                env = {"customer": customer, "now": now}
                 row = [(name, float(fn(env))) for name, fn in fns]
+                measured = [
+                    (name, spec.metrics(customer, now)) for name, spec in ranking.items() if spec.metrics is not None
+                ]
             except Exception:  # bad facts or an unscorable customer: counted, never fatal
                 skipped += 1
                 continue
+            counted += 1
             for name, value in row:
                 values[name].append(value)
+            for name, measures in measured:
+                for metric, value in measures.items():
+                    metrics[name].setdefault(metric, array("d")).append(float(value))
         cuts = {
             name: ScoreCuts(
                 name, compiled.score_digests[name], len(values[name]), cut_points(values[name], needed[name])
             )
             for name in needed
         }
+        for name, spec in ranking.items():
+            cuts[name] = ScoreCuts(
+                name,
+                compiled.score_digests[name],
+                counted,
+                {},
+                {m: cut_points(arr, spec.percentiles) for m, arr in metrics[name].items()},
+            )
         stamp = now.isoformat().replace("+00:00", "Z")
         return Snapshot(compiled.policy.id, cuts, skipped, as_of=stamp)

@@ -17,7 +17,7 @@ from engine import hookspecs
 from engine.core.expr.functions import BUILTIN_NAMES as BUILTIN_FUNCTIONS
 from engine.errors import PluginError
 
-ScorerFunc = Callable[[Mapping[str, Any], Mapping[str, Any], datetime], float]
+ScorerFunc = Callable[..., float]  # func(facts, args, now) or, ranking scorers, func(facts, args, now, stats)
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class ScorerSpec:
     version: str = "1"
     description: str = ""
     plugin: str = ""
+    # A scorer that ranks customers against the population declares the per-customer
+    # metrics it ranks (``metrics(facts, now) -> {name: number}``) and the percentiles it
+    # needs; population snapshots store those cut points, and ``func`` then receives them
+    # as a fourth argument: ``func(facts, args, now, {metric: {percentile: cut}})``.
+    metrics: Callable[[Mapping[str, Any], datetime], Mapping[str, float]] | None = None
+    percentiles: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

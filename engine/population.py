@@ -21,7 +21,7 @@ import hashlib
 import json
 from array import array
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,19 @@ class ScoreCuts:
     definition: str
     count: int
     cuts: dict[float, float]
+    metrics: dict[str, dict[float, float]] = field(default_factory=dict)  # for ranking scorers
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "definition": self.definition,
             "count": self.count,
             "cuts": {_pct_key(p): v for p, v in sorted(self.cuts.items())},
         }
+        if self.metrics:
+            out["metrics"] = {
+                m: {_pct_key(p): v for p, v in sorted(c.items())} for m, c in sorted(self.metrics.items())
+            }
+        return out
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,11 @@ class Snapshot:
         try:
             scores = {
                 name: ScoreCuts(
-                    name, str(s["definition"]), int(s["count"]), {float(p): float(v) for p, v in s["cuts"].items()}
+                    name,
+                    str(s["definition"]),
+                    int(s["count"]),
+                    {float(p): float(v) for p, v in s["cuts"].items()},
+                    {m: {float(p): float(v) for p, v in c.items()} for m, c in s.get("metrics", {}).items()},
                 )
                 for name, s in data["scores"].items()
             }
@@ -98,6 +108,23 @@ class Snapshot:
                 hint=f"rebuild the snapshot; this engine computes `{METHOD}`",
             )
         return snap
+
+    def metric_cuts(self, score: str, definition: str) -> dict[str, dict[float, float]]:
+        """The population cut points a ranking scorer needs; raises if the snapshot does not fit."""
+        cuts = self.scores.get(score)
+        if cuts is None or not cuts.metrics:
+            raise SnapshotError(
+                f"snapshot `{self.id}` has no population statistics for score `{score}`",
+                code="S003",
+                hint="rebuild the snapshot with `charter snapshot`",
+            )
+        if cuts.definition != definition:
+            raise SnapshotError(
+                f"snapshot `{self.id}` was computed with another definition of score `{score}`",
+                code="S004",
+                hint="the score changed since; rebuild the snapshot",
+            )
+        return cuts.metrics
 
     def cut(self, score: str, percentile: float, definition: str) -> float:
         """The cut point of ``score`` at ``percentile``; raises if the snapshot does not fit."""

@@ -88,6 +88,40 @@ def churn_risk(facts: Mapping[str, Any], args: Mapping[str, Any], now: datetime)
     return 1.0 / (1.0 + math.exp(-z))
 
 
+QUINTILES = (20.0, 40.0, 60.0, 80.0)
+
+
+def rfm_metrics(facts: Mapping[str, Any], now: datetime) -> dict[str, float]:
+    """What RFM ranks: days since the last purchase, purchases in 12 months, yearly sales."""
+    return {
+        "recency_days": (now - facts["last_purchase_at"]).total_seconds() / 86400.0,
+        "frequency": float(facts["purchases_12m"]),
+        "monetary": float(facts["annual_sales"]),
+    }
+
+
+def _quintile(value: float, cuts: Mapping[float, float]) -> int:
+    """1 to 5: one more than the number of quintile cut points at or below ``value``."""
+    return 1 + sum(1 for p in QUINTILES if cuts[p] <= value)
+
+
+def rfm(
+    facts: Mapping[str, Any], args: Mapping[str, Any], now: datetime, stats: Mapping[str, Mapping[float, float]]
+) -> float:
+    """RFM cell as a number, ``100 * R + 10 * F + M`` (111 to 555), by quintiles of the population.
+
+    R is 5 for the most recent fifth of buyers (fewest days since the last purchase) down to
+    1; F and M are 5 for the fifth who buy most often and spend most. The quintile cut
+    points come from the population snapshot, so the same customer can move cell when the
+    population changes — and the decision names the snapshot it was ranked against.
+    """
+    m = rfm_metrics(facts, now)
+    recency = 6 - _quintile(m["recency_days"], stats["recency_days"])
+    frequency = _quintile(m["frequency"], stats["frequency"])
+    monetary = _quintile(m["monetary"], stats["monetary"])
+    return float(100 * recency + 10 * frequency + monetary)
+
+
 @hookimpl
 def charter_scorers() -> list[ScorerSpec]:
     return [
@@ -98,6 +132,15 @@ def charter_scorers() -> list[ScorerSpec]:
             args=CLV_ARGS,
             version="1",
             description="customer lifetime value: discounted yearly margin under loyalty-driven retention",
+        ),
+        ScorerSpec(
+            name="rfm",
+            func=rfm,
+            reads={"last_purchase_at": "timestamp", "purchases_12m": "integer", "annual_sales": "number"},
+            version="1",
+            description="recency/frequency/monetary quintile cell, 111 to 555, against the population",
+            metrics=rfm_metrics,
+            percentiles=QUINTILES,
         ),
         ScorerSpec(
             name="churn_risk",

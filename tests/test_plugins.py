@@ -20,7 +20,7 @@ NOW = datetime(2025, 6, 30, tzinfo=UTC)
 
 def test_builtins_are_plugins_like_any_other() -> None:
     registry = build_registry()
-    assert {"clv", "churn_risk"} <= set(registry.scorers)
+    assert {"clv", "churn_risk", "rfm"} <= set(registry.scorers)
     assert {"national_id", "bank_card", "phone", "email", "medical_terms"} <= set(registry.detectors)
     assert registry.scorers["clv"].plugin == "charter_plugins.scorers"
     assert registry.problems == []
@@ -105,5 +105,47 @@ def test_charter_plugins_lists_what_each_provides() -> None:
     )
     assert r.returncode == 0, r.stderr
     listed = {p["plugin"]: p for p in json.loads(r.stdout)["plugins"]}
-    assert listed["charter_plugins.scorers"]["scorers"] == ["churn_risk", "clv"]
+    assert listed["charter_plugins.scorers"]["scorers"] == ["churn_risk", "clv", "rfm"]
     assert "national_id" in listed["charter_plugins.detectors"]["detectors"]
+
+
+RFM_POLICY = """\
+charter: 1
+kind: tiering
+id: rfm-cells
+facts:
+  last_purchase_at: {type: timestamp, required: true}
+  purchases_12m: {type: integer, min: 0, required: true}
+  annual_sales: {type: number, min: 0, required: true}
+scores:
+  rfm: {scorer: rfm}
+outputs:
+  champion: {type: boolean}
+tables:
+  - id: champions
+    hit: first
+    output: champion
+    default: false
+    rules:
+      - {id: champion, when: scores.rfm >= 444.0, then: true, message: "recent, frequent and big buyers"}
+"""
+
+
+def test_rfm_ranks_against_the_snapshot(write_policy: Any, customers: list[dict[str, Any]], tmp_path: Any) -> None:
+    from engine import Engine, EvaluationError, population
+
+    eng = Engine(write_policy(RFM_POLICY))
+    with pytest.raises(EvaluationError, match="needs a population snapshot"):
+        eng.evaluate("tiering", customers[0], now=NOW)
+    snap = eng.build_snapshot(customers, now=NOW)
+    assert sorted(snap.scores["rfm"].metrics) == ["frequency", "monetary", "recency_days"]
+    assert population.load(population.save(snap, tmp_path)) == snap  # survives the round trip
+    eng.use_snapshot(snap)
+    decisions = [eng.evaluate("tiering", c, now=NOW) for c in customers]
+    cells = [int(d.scores["rfm"]) for d in decisions]
+    assert all(111 <= c <= 555 and all(1 <= int(x) <= 5 for x in str(c)) for c in cells)
+    monetary = [c % 10 for c in cells]
+    for q in range(1, 6):  # quintiles: each M digit holds about a fifth of the customers
+        assert abs(monetary.count(q) - len(cells) / 5) <= len(cells) * 0.02
+    assert all(d.snapshot_id == snap.id for d in decisions)
+    assert sum(d.outputs["champion"] for d in decisions) > 0

@@ -195,9 +195,9 @@ class _Gen:
 
     # -- scores, bands, tables ---------------------------------------------------------------
 
-    def scores(self, slow: Callable[..., None]) -> None:
+    def scores(self, scores: list[tuple[str, Callable[[Any], float]]], slow: Callable[..., None]) -> None:
         slow_name = self.ref("SS", slow)
-        for i, (name, fn) in enumerate(self.cp.scores):
+        for i, (name, fn) in enumerate(scores):
             decl = self.cp.policy.scores[name]
             value = self.expr(decl.expr) if decl.expr is not None else f"{self.ref('SC', fn)}(env)"
             self.emit("try:")
@@ -401,6 +401,7 @@ def generate(
     compiled: CompiledPolicy,
     runs: list[StepRun],
     cut: Callable[[str, float], float] | None,
+    scores: list[tuple[str, Callable[[Any], float]]],
     score_slow: Callable[..., None],
 ) -> Callable[[Any, Any], tuple[Any, ...]]:
     """The bound policy as one function ``decide(facts, now) -> (customer, scores, outputs, fired, notes)``.
@@ -415,7 +416,7 @@ def generate(
     gen.emit("F = []")
     gen.emit("N = []")
     gen.emit("env = {'customer': C, 'scores': S, 'outputs': O, 'now': NOW}")
-    gen.scores(score_slow)
+    gen.scores(scores, score_slow)
     for step, run in zip(compiled.steps, runs, strict=True):
         decl = step.decl
         if isinstance(decl, BandsDecl):

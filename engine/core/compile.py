@@ -28,7 +28,7 @@ from engine.core.expr import TraceStep as ExprStep
 from engine.core.facts import FactChecker
 from engine.core.model import BandsDecl, Policy, RuleDecl, Step, TableDecl
 from engine.errors import EvaluationError
-from engine.plugins import Registry
+from engine.plugins import Registry, ScorerSpec
 
 Env = dict[str, Any]
 Condition = Callable[[Env], Any]
@@ -45,6 +45,7 @@ class CompiledPolicy:
     steps: list[StepProgram] = field(default_factory=list)
     score_digests: dict[str, str] = field(default_factory=dict)
     tables: dict[str, TableParts] = field(default_factory=dict)
+    ranking: dict[str, ScorerSpec] = field(default_factory=dict)  # scores that need population statistics
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,28 @@ def _pass_scores(cp: CompiledPolicy, registry: Registry) -> None:
             assert decl.scorer is not None
             spec = registry.scorers[decl.scorer]
             func, args = spec.func, dict(decl.args)
-            cp.scores.append((name, _bind_scorer(func, args)))
+            if spec.metrics is not None:  # ranks against the population: bound to a snapshot later
+                cp.ranking[name] = spec
+                cp.scores.append((name, _needs_snapshot(name)))
+            else:
+                cp.scores.append((name, _bind_scorer(func, args)))
+
+
+def _needs_snapshot(name: str) -> ScoreFn:
+    def unbound(env: Env) -> float:
+        raise EvaluationError(f"score `{name}` ranks customers and needs a population snapshot", code="V001")
+
+    return unbound
+
+
+def bind_ranking_scorer(spec: ScorerSpec, args: dict[str, Any], stats: Mapping[str, Any]) -> ScoreFn:
+    """A ranking scorer bound to the population cut points of a snapshot."""
+    func = spec.func
+
+    def score(env: Env) -> float:
+        return func(env["customer"], args, env["now"], stats)
+
+    return score
 
 
 def _bind_scorer(func: Callable[[Mapping[str, Any], Mapping[str, Any], Any], float], args: dict[str, Any]) -> ScoreFn:

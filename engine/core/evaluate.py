@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.core.codegen import generate
-from engine.core.compile import CompiledPolicy, StepRun
+from engine.core.compile import CompiledPolicy, StepRun, bind_ranking_scorer
 from engine.core.decision import Decision, FiredRule, TraceStep
 from engine.core.expr import EvalError
 from engine.core.facts import Reject
@@ -38,7 +38,7 @@ class Program:
         self.snapshot_id = snapshot.id if snapshot is not None and self.needs_snapshot else None
         assert compiled.checker is not None
         self.check = compiled.checker.check
-        self.scores = compiled.scores
+        self.scores = list(compiled.scores)
         self.scorer_names = {name: decl.scorer for name, decl in compiled.policy.scores.items() if decl.scorer}
         self.runs: list[StepRun] | None = None
         self.unbound: EvaluationError | SnapshotError | None = None
@@ -50,14 +50,30 @@ class Program:
                 return snapshot.cut(score, percentile, digests[score])
 
         try:
+            self._bind_ranking_scores(snapshot)
             self.runs = [step.bind(cut) for step in compiled.steps]
         except (EvaluationError, SnapshotError) as exc:
             self.unbound = exc
-        self.decide = generate(compiled, self.runs, cut, self._score) if self.runs is not None else None
+        self.decide = generate(compiled, self.runs, cut, self.scores, self._score) if self.runs is not None else None
+
+    def _bind_ranking_scores(self, snapshot: Snapshot | None) -> None:
+        """Give scorers that rank against the population their snapshot's cut points."""
+        for i, (name, _) in enumerate(self.scores):
+            spec = self.compiled.ranking.get(name)
+            if spec is None:
+                continue
+            if snapshot is None:
+                raise EvaluationError(
+                    f"score `{name}` ranks customers and needs a population snapshot",
+                    code="V001",
+                    hint="build one with `charter snapshot` or pass `snapshot=` to the engine",
+                )
+            stats = snapshot.metric_cuts(name, self.compiled.score_digests[name])
+            self.scores[i] = (name, bind_ranking_scorer(spec, dict(self.policy.scores[name].args), stats))
 
     @property
     def needs_snapshot(self) -> bool:
-        return any(step.needs_snapshot for step in self.compiled.steps)
+        return bool(self.compiled.ranking) or any(step.needs_snapshot for step in self.compiled.steps)
 
     def evaluate(self, facts: Mapping[str, Any], now: datetime, *, explain: bool = False) -> Decision:
         """Decide for one customer. Raises ``FactErrors`` for bad facts."""
