@@ -13,6 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from engine.plugins import DetectorSpec, FunctionSpec, ScorerSpec
+    from engine.storage import Store
 
 PROJECT = "charter"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -65,4 +66,21 @@ def charter_functions() -> list[FunctionSpec] | None:
     Return: a list of ``FunctionSpec``; each declares its parameter and result types, so a
     policy that calls it wrongly fails validation at its line. ``None`` means none. A name
     given by two plugins, or by a plugin and the language itself, is an error naming them.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Storage: called whenever a store is opened by URL
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def charter_storage(url: str) -> Store | None:
+    """Open the store a URL names, if this plugin handles its scheme.
+
+    For: where decision records and content-addressed snapshots live.
+    When: each time the engine or the CLI opens a store (``open_store(url)``).
+    Parameters: ``url``, e.g. ``sqlite:///charter.db``, ``postgresql://host/db``, ``jsonl:///dir``.
+    Return: an object with the ``engine.storage.Store`` methods. ``None`` means "not my
+    scheme"; the first plugin that returns a store wins.
     """

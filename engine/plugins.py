@@ -105,7 +105,7 @@ class Registry:
         return out
 
 
-BUILTIN_PLUGINS = ("charter_plugins.scorers", "charter_plugins.detectors")
+BUILTIN_PLUGINS = ("charter_plugins.scorers", "charter_plugins.detectors", "charter_plugins.storage")
 _HOOKS: tuple[tuple[str, type], ...] = (
     ("charter_scorers", ScorerSpec),
     ("charter_detectors", DetectorSpec),
@@ -113,10 +113,10 @@ _HOOKS: tuple[tuple[str, type], ...] = (
 )
 
 
-def build_registry(
+def plugin_manager(
     extra: Sequence[object] = (), *, builtins: Sequence[str] = BUILTIN_PLUGINS, entry_points: bool = True
-) -> Registry:
-    """Load the built-in plugins, then the ``charter`` entry points, then ``extra`` (host code)."""
+) -> pluggy.PluginManager:
+    """A plugin manager with the built-in plugins, then the ``charter`` entry points, then ``extra``."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in builtins:
@@ -126,6 +126,14 @@ def build_registry(
     for plugin in extra:
         pm.register(plugin)
     pm.check_pending()
+    return pm
+
+
+def build_registry(
+    extra: Sequence[object] = (), *, builtins: Sequence[str] = BUILTIN_PLUGINS, entry_points: bool = True
+) -> Registry:
+    """Load the built-in plugins, then the ``charter`` entry points, then ``extra`` (host code)."""
+    pm = plugin_manager(extra, builtins=builtins, entry_points=entry_points)
     problems: list[PluginError] = []
     found: dict[str, dict[str, Any]] = {}
     for hook, kind in _HOOKS:

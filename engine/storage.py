@@ -1,0 +1,74 @@
+"""Storage: where decision records and content-addressed snapshots live, chosen by URL scheme.
+
+A store does two things, and every backend does them alike (one shared test suite):
+
+* **blobs**: content-addressed bytes by ``(kind, digest)`` — policy bundles, population
+  snapshots. ``put_blob`` checks the digest (SHA-256 of the bytes) and is idempotent.
+* **records**: an append-only sequence of opaque byte records (the decision log).
+  ``append`` returns each record's sequence number only once the records are durable
+  (committed, or written and fsync'ed); ``read`` returns them in sequence order.
+
+Backends are plugins (hook ``charter_storage(url)``): ``sqlite:///path.db`` (the default,
+WAL mode) and ``postgresql://...`` through SQLAlchemy, and ``jsonl:///directory`` (an
+append-only file). ``open_store(url)`` asks every plugin and uses the first that answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from engine.errors import CharterError, did_you_mean
+
+
+class StorageError(CharterError):
+    """A store could not be opened, read or written."""
+
+    code = "D000"
+
+
+class Store(Protocol):
+    """What every storage backend provides."""
+
+    url: str
+
+    def put_blob(self, kind: str, digest: str, data: bytes) -> None: ...
+
+    def get_blob(self, kind: str, digest: str) -> bytes | None: ...
+
+    def append(self, records: Sequence[bytes]) -> list[int]: ...
+
+    def read(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, bytes]]: ...
+
+    def close(self) -> None: ...
+
+
+def digest_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_digest(digest: str, data: bytes) -> None:
+    if digest_of(data) != digest:
+        raise StorageError(
+            f"blob content does not match its digest `{digest[:16]}...`",
+            code="D001",
+            hint="a blob is stored under the SHA-256 of its bytes",
+        )
+
+
+def open_store(url: str, plugins: Sequence[object] = ()) -> Store:
+    """The store for ``url`` from the first plugin that handles its scheme."""
+    from engine.plugins import plugin_manager
+
+    pm = plugin_manager(plugins)
+    store: Store | None = pm.hook.charter_storage(url=url)
+    if store is None:
+        scheme = url.split(":", 1)[0]
+        known = ["sqlite", "postgresql", "jsonl"]
+        raise StorageError(
+            f"no storage backend for `{scheme}:` URLs",
+            code="D002",
+            hint=did_you_mean(scheme, known) or "use sqlite:///file.db, postgresql://... or jsonl:///dir",
+        )
+    return store

@@ -1,0 +1,248 @@
+"""Built-in storage backends: ``sqlite`` and ``postgresql`` (SQLAlchemy) and ``jsonl`` (a file).
+
+All three keep the ``engine.storage.Store`` contract; the test suite runs one set of tests
+over each (PostgreSQL against a real server it starts).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+
+from engine.hookspecs import hookimpl
+from engine.storage import StorageError, Store, check_digest
+
+_META = sa.MetaData()
+_BLOBS = sa.Table(
+    "charter_blobs",
+    _META,
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+_RECORDS = sa.Table(
+    "charter_records",
+    _META,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+
+class SqlStore:
+    """SQLite (WAL mode, synchronous FULL) or PostgreSQL through SQLAlchemy Core."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            _META.create_all(self.engine)
+        except exc.SQLAlchemyError as err:
+            raise StorageError(
+                f"cannot open the store `{_safe(url)}`: {err.__class__.__name__}",
+                code="D003",
+                hint="check the URL, and that the database is running and writable",
+            ) from None
+
+    def put_blob(self, kind: str, digest: str, data: bytes) -> None:
+        check_digest(digest, data)
+        try:
+            with self.engine.begin() as conn:
+                if (
+                    conn.execute(
+                        sa.select(_BLOBS.c.digest).where(_BLOBS.c.kind == kind, _BLOBS.c.digest == digest)
+                    ).first()
+                    is None
+                ):
+                    conn.execute(_BLOBS.insert().values(kind=kind, digest=digest, data=data))
+        except exc.IntegrityError:
+            pass  # another writer stored the same content first
+        except exc.SQLAlchemyError as err:
+            raise _wrap(err, "store a blob") from None
+
+    def get_blob(self, kind: str, digest: str) -> bytes | None:
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(_BLOBS.c.data).where(_BLOBS.c.kind == kind, _BLOBS.c.digest == digest)
+                ).first()
+        except exc.SQLAlchemyError as err:
+            raise _wrap(err, "read a blob") from None
+        return bytes(row[0]) if row is not None else None
+
+    def append(self, records: Sequence[bytes]) -> list[int]:
+        try:
+            with self.engine.begin() as conn:  # one transaction: all or nothing, durable at commit
+                return [int(conn.execute(_RECORDS.insert().values(data=r)).inserted_primary_key[0]) for r in records]
+        except exc.SQLAlchemyError as err:
+            raise _wrap(err, "append records") from None
+
+    def read(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
+        query = sa.select(_RECORDS.c.seq, _RECORDS.c.data).where(_RECORDS.c.seq > after).order_by(_RECORDS.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except exc.SQLAlchemyError as err:
+            raise _wrap(err, "read records") from None
+        for seq, data in rows:
+            yield int(seq), bytes(data)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def _safe(url: str) -> str:
+    """The URL without a password."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return url.split("@")[-1]
+
+
+def _wrap(err: exc.SQLAlchemyError, what: str) -> StorageError:
+    return StorageError(
+        f"could not {what}: {err.__class__.__name__}: {str(err.orig if hasattr(err, 'orig') else err)[:200]}",
+        code="D004",
+        hint="check that the database is reachable and not read-only or full",
+    )
+
+
+class JsonlStore:
+    """An append-only JSON Lines file plus one file per blob, in a directory.
+
+    ``append`` holds an exclusive ``flock`` on the log while it writes, then fsyncs, so
+    several processes can append without interleaving and an acknowledged record is on disk.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.root = Path(url.split("://", 1)[1] or ".")
+        try:
+            (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+            self.log = self.root / "log.jsonl"
+            self.log.touch(exist_ok=True)
+        except OSError as err:
+            raise StorageError(
+                f"cannot open the store `{url}`: {err.strerror}",
+                code="D003",
+                hint="check that the directory is writable",
+            ) from None
+
+    def put_blob(self, kind: str, digest: str, data: bytes) -> None:
+        check_digest(digest, data)
+        if not kind.isidentifier():
+            raise StorageError(f"bad blob kind `{kind}`", code="D005")
+        path = self.root / "blobs" / kind / digest
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+
+    def get_blob(self, kind: str, digest: str) -> bytes | None:
+        path = self.root / "blobs" / kind / digest
+        return path.read_bytes() if kind.isidentifier() and digest.isalnum() and path.exists() else None
+
+    def append(self, records: Sequence[bytes]) -> list[int]:
+        try:
+            with open(self.log, "a+b") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    _drop_torn_tail(f)
+                    last = _last_seq(f)
+                    seqs = list(range(last + 1, last + 1 + len(records)))
+                    lines = b"".join(
+                        json.dumps({"seq": s, "data": base64.b64encode(r).decode()}).encode() + b"\n"
+                        for s, r in zip(seqs, records, strict=True)
+                    )
+                    f.seek(0, os.SEEK_END)
+                    f.write(lines)
+                    f.flush()
+                    os.fsync(f.fileno())
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+        except OSError as err:
+            raise StorageError(
+                f"could not append to `{self.log}`: {err.strerror}",
+                code="D004",
+                hint="check free disk space and permissions",
+            ) from None
+        return seqs
+
+    def read(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
+        count = 0
+        with open(self.log, "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break  # a write cut short by a crash: never acknowledged, not a record
+                item = json.loads(line)
+                if item["seq"] > after:
+                    yield int(item["seq"]), base64.b64decode(item["data"])
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return
+
+    def close(self) -> None:
+        pass
+
+
+def _drop_torn_tail(f: Any) -> None:
+    """Cut off a last line a crash left half-written: it was never acknowledged."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    if size == 0:
+        return
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+        return
+    f.seek(max(size - 65536, 0))
+    tail = f.read()
+    keep = size - len(tail) + tail.rfind(b"\n") + 1
+    f.truncate(keep)
+
+
+def _last_seq(f: Any) -> int:
+    """The sequence number of the last complete line of the log (0 when empty)."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    if size == 0:
+        return 0
+    f.seek(max(size - 65536, 0))
+    tail = f.read().split(b"\n")
+    complete = [line for line in tail[:-1] if line.strip()]
+    return int(json.loads(complete[-1])["seq"]) if complete else 0
+
+
+@hookimpl
+def charter_storage(url: str) -> Store | None:
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme in ("sqlite", "postgresql"):
+        return SqlStore(url)
+    if scheme == "jsonl":
+        return JsonlStore(url)
+    return None
+
+
+__all__ = ["JsonlStore", "SqlStore"]
