@@ -280,6 +280,14 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from engine.core.schema import SCHEMA_DIR, write_schemas
+
+    for path in write_schemas(Path(args.directory) if args.directory else SCHEMA_DIR):
+        print(path)
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     registry = build_registry()
     if args.format == "json":
@@ -328,6 +336,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("snapshot", help="compute and store a population snapshot")
     facts_args(s)
     s.set_defaults(run=cmd_snapshot)
+    sc = sub.add_parser("schema", help="write the JSON Schema of each policy kind (for editors)")
+    sc.add_argument("directory", nargs="?", help="where to write them (default: the package's schemas folder)")
+    sc.set_defaults(run=cmd_schema)
     pl = sub.add_parser("plugins", help="list every plugin and what it provides")
     pl.add_argument("--format", choices=["text", "json"], default="text")
     pl.set_defaults(run=cmd_plugins)

@@ -42,3 +42,23 @@ def test_expression_examples_in_docs_parse(doc: str) -> None:
     assert len(samples) > 8
     for sample in samples:
         parse(sample.replace("\\|", "|"))
+
+
+def test_published_schemas_match_the_code(tmp_path: Path) -> None:
+    """engine/schemas/*.json (what editors load) are exactly what `charter schema` writes."""
+    import json
+
+    from engine.core.schema import SCHEMA_DIR, write_schemas
+
+    for path in write_schemas(tmp_path):
+        shipped = SCHEMA_DIR / path.name
+        assert shipped.exists(), f"run `charter schema` to publish {path.name}"
+        assert json.loads(shipped.read_text()) == json.loads(path.read_text())
+
+
+def test_shipped_policies_carry_the_schema_modeline() -> None:
+    for policy in (ROOT / "policies").glob("*.yaml"):
+        first = policy.read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema=../engine/schemas/")
+        target = (policy.parent / first.split("$schema=")[1]).resolve()
+        assert target.exists(), target
