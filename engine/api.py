@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.core.bundle import Bundle, build_bundle
+from engine.core.bundle import Bundle, BundleCache, build_bundle_cached
 from engine.core.decision import Decision
 from engine.core.evaluate import Program
 from engine.errors import EvaluationError, FactErrors, SnapshotError, did_you_mean
@@ -54,7 +54,9 @@ class Engine:
         self._paths = [policies] if isinstance(policies, (str, Path)) else list(policies)
         self.registry = registry if registry is not None else build_registry(plugins)
         self._lock = threading.Lock()
-        self._state = self._build(build_bundle(self._paths, self.registry), snapshot)
+        self._cache: BundleCache = {}
+        self._states: dict[tuple[str, tuple[str, ...], str | None], _State] = {}
+        self._state = self._build(build_bundle_cached(self._paths, self.registry, self._cache), snapshot)
 
     @staticmethod
     def _build(bundle: Bundle, snapshot: Snapshot | None) -> _State:
@@ -132,9 +134,16 @@ class Engine:
         paths = (
             self._paths if policies is None else ([policies] if isinstance(policies, (str, Path)) else list(policies))
         )
-        bundle = build_bundle(paths, self.registry)
-        with self._lock:
-            self._state = self._build(bundle, self._state.snapshot)
+        with self._lock:  # one reload at a time; evaluations never wait for it
+            bundle = build_bundle_cached(paths, self.registry, self._cache)
+            key = (bundle.version, bundle.files, self._state.snapshot.id if self._state.snapshot else None)
+            state = self._states.get(key)
+            if state is None or state.bundle is not bundle:
+                state = self._build(bundle, self._state.snapshot)
+                if len(self._states) >= 16:
+                    self._states.pop(next(iter(self._states)))
+                self._states[key] = state
+            self._state = state
             self._paths = paths
         return bundle.version
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -43,7 +44,11 @@ def test_bad_reload_keeps_the_old_policies(write_policy: Callable[[str], Path], 
 
 
 def test_concurrent_evaluation_never_sees_a_mix(tmp_path: Path, now: datetime) -> None:
-    """8 threads decide while the main thread reloads 60 times between two bundles and an invalid one."""
+    """8 threads decide while the main thread reloads 999 times between two bundles and an invalid one.
+
+    The workers pause briefly every 50 decisions so the GIL lets the reloading thread run;
+    without it eight busy threads starve it and the test takes minutes, not seconds.
+    """
     dirs = {}
     for name, threshold in (("a", "50000"), ("b", "70000")):
         d = tmp_path / name
@@ -59,14 +64,20 @@ def test_concurrent_evaluation_never_sees_a_mix(tmp_path: Path, now: datetime) -
     expected = {version_a: "gold", version_b: "silver"}
     stop = threading.Event()
     problems: list[str] = []
+    seen: set[str] = set()
 
     def worker() -> None:
+        n = 0
         while not stop.is_set():
+            n += 1
+            if n % 50 == 0:
+                time.sleep(0.001)
             try:
                 d = eng.evaluate("tiering", GOLD, now=now)
             except Exception as exc:
                 problems.append(repr(exc))
                 return
+            seen.add(d.bundle_version)
             if expected.get(d.bundle_version) != d.outputs["tier"]:
                 problems.append(f"{d.bundle_version} decided {d.outputs['tier']}")
 
@@ -74,7 +85,7 @@ def test_concurrent_evaluation_never_sees_a_mix(tmp_path: Path, now: datetime) -
     for t in threads:
         t.start()
     failed = 0
-    for i in range(60):
+    for i in range(999):
         target = [dirs["a"], dirs["b"], bad][i % 3]
         try:
             eng.reload(target)
@@ -83,7 +94,8 @@ def test_concurrent_evaluation_never_sees_a_mix(tmp_path: Path, now: datetime) -
     stop.set()
     for t in threads:
         t.join()
-    assert failed == 20 and not problems, problems[:5]
+    assert failed == 333 and not problems, problems[:5]
+    assert seen == set(expected)  # both bundles served decisions while they were swapped
 
 
 def test_batch_streams_one_in_one_out(write_policy: Callable[[str], Path], now: datetime) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.core.compile import CompiledPolicy, compile_policy
 from engine.core.decision import SEMANTICS_VERSION
-from engine.core.load import Document, load_file, policy_files
+from engine.core.load import Document, load_file, load_text, policy_files
 from engine.core.model import Policy
 from engine.core.validate import validate
 from engine.errors import Location, PolicyError, PolicyErrors
@@ -34,11 +34,59 @@ class Bundle:
 
 
 def bundle_version(docs: Sequence[Document]) -> str:
+    return _version([(doc.path, doc.raw) for doc in docs])
+
+
+def _version(sources: Sequence[tuple[str, bytes]]) -> str:
     h = hashlib.sha256(f"charter-semantics:{SEMANTICS_VERSION}\n".encode())
-    for doc in sorted(docs, key=lambda d: Path(d.path).name):
-        h.update(f"{Path(doc.path).name}\n{len(doc.raw)}\n".encode())
-        h.update(doc.raw)
+    for path, raw in sorted(sources, key=lambda s: Path(s[0]).name):
+        h.update(f"{Path(path).name}\n{len(raw)}\n".encode())
+        h.update(raw)
     return "b-" + h.hexdigest()[:32]
+
+
+def read_sources(paths: Sequence[str | Path]) -> list[tuple[str, bytes]]:
+    """The bytes of every policy file named, directories expanded to their ``*.yaml`` files."""
+    out: list[tuple[str, bytes]] = []
+    errors: list[PolicyError] = []
+    for p in paths:
+        path = Path(p)
+        files = list(policy_files(path)) if path.is_dir() else [path]
+        for f in files:
+            try:
+                out.append((str(f), f.read_bytes()))
+            except OSError as exc:
+                reason = "no such file or directory" if not f.exists() else f"cannot read the file: {exc.strerror}"
+                errors.append(PolicyError(reason, Location(str(f)), code="P009", hint="check the path"))
+    if errors:
+        raise PolicyErrors(errors)
+    return out
+
+
+BundleCache = dict[tuple[str, tuple[str, ...]], "Bundle | PolicyErrors"]
+CACHE_SIZE = 16
+
+
+def build_bundle_cached(paths: Sequence[str | Path], registry: Registry, cache: BundleCache) -> Bundle:
+    """``build_bundle``, reusing the result for files whose names and bytes were seen before.
+
+    A reload of unchanged files, or a switch back to a version seen recently, costs a read
+    and a hash; a set of files known to be wrong fails again at once with the same errors.
+    """
+    sources = read_sources(paths)
+    key = (_version(sources), tuple(p for p, _ in sources))
+    hit = cache.get(key)
+    if hit is None:
+        try:
+            hit = _build([load_text(raw, path) for path, raw in sources], paths, registry)
+        except PolicyErrors as exc:
+            hit = exc
+        if len(cache) >= CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = hit
+    if isinstance(hit, PolicyErrors):
+        raise hit
+    return hit
 
 
 def load_documents(paths: Sequence[str | Path]) -> list[Document]:
@@ -68,7 +116,10 @@ def load_documents(paths: Sequence[str | Path]) -> list[Document]:
 
 def build_bundle(paths: Sequence[str | Path], registry: Registry) -> Bundle:
     """Load, validate and compile a policy set. Raises ``PolicyErrors`` with every error found."""
-    docs = load_documents(paths)
+    return _build(load_documents(paths), paths, registry)
+
+
+def _build(docs: list[Document], paths: Sequence[str | Path], registry: Registry) -> Bundle:
     errors: list[PolicyError] = []
     policies: dict[str, Policy] = {}
     for doc in docs:
