@@ -109,29 +109,12 @@ class Snapshot:
             )
         return snap
 
-    def metric_cuts(self, score: str, definition: str) -> dict[str, dict[float, float]]:
-        """The population cut points a ranking scorer needs; raises if the snapshot does not fit."""
+    def _fitting(self, score: str, definition: str, what: str) -> ScoreCuts:
+        """The cuts of ``score`` if this snapshot has them for that score definition."""
         cuts = self.scores.get(score)
-        if cuts is None or not cuts.metrics:
+        if cuts is None or (what == "population statistics" and not cuts.metrics):
             raise SnapshotError(
-                f"snapshot `{self.id}` has no population statistics for score `{score}`",
-                code="S003",
-                hint="rebuild the snapshot with `charter snapshot`",
-            )
-        if cuts.definition != definition:
-            raise SnapshotError(
-                f"snapshot `{self.id}` was computed with another definition of score `{score}`",
-                code="S004",
-                hint="the score changed since; rebuild the snapshot",
-            )
-        return cuts.metrics
-
-    def cut(self, score: str, percentile: float, definition: str) -> float:
-        """The cut point of ``score`` at ``percentile``; raises if the snapshot does not fit."""
-        cuts = self.scores.get(score)
-        if cuts is None:
-            raise SnapshotError(
-                f"snapshot `{self.id}` has no cut points for score `{score}`",
+                f"snapshot `{self.id}` has no {what} for score `{score}`",
                 code="S003",
                 hint="rebuild the snapshot with `charter snapshot`",
             )
@@ -141,6 +124,15 @@ class Snapshot:
                 code="S004",
                 hint="the score changed since; rebuild the snapshot with `charter snapshot`",
             )
+        return cuts
+
+    def metric_cuts(self, score: str, definition: str) -> dict[str, dict[float, float]]:
+        """The population cut points a ranking scorer needs; raises if the snapshot does not fit."""
+        return self._fitting(score, definition, "population statistics").metrics
+
+    def cut(self, score: str, percentile: float, definition: str) -> float:
+        """The cut point of ``score`` at ``percentile``; raises if the snapshot does not fit."""
+        cuts = self._fitting(score, definition, "cut points")
         if percentile not in cuts.cuts:
             raise SnapshotError(
                 f"snapshot `{self.id}` has no cut point at percentile {percentile:g} of `{score}`",
