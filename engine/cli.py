@@ -24,9 +24,10 @@ from engine.core.decision import Decision
 from engine.core.model import FactDecl
 from engine.errors import CharterError, FactErrors, PolicyErrors
 from engine.plugins import build_registry
+from engine.storage import open_store
 
 DEFAULT_POLICIES = "policies"
-SNAPSHOT_DIR = Path(".charter") / "snapshots"
+DEFAULT_STORE = "sqlite:///charter.db"  # a SQLite file in the working directory
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,7 +143,10 @@ def _snapshot_for(engine: Engine, args: argparse.Namespace, now: datetime) -> No
     if not program.needs_snapshot:
         return
     if args.snapshot:
-        engine.use_snapshot(population.load(args.snapshot, SNAPSHOT_DIR))
+        if Path(args.snapshot).is_file():
+            engine.use_snapshot(population.load(args.snapshot))
+        else:
+            engine.use_snapshot(population.fetch_snapshot(args.snapshot, open_store(args.store)))
         return
     if args.facts == "-":
         raise CharterError(
@@ -151,8 +155,8 @@ def _snapshot_for(engine: Engine, args: argparse.Namespace, now: datetime) -> No
             hint="run `charter snapshot --facts FILE` and pass `--snapshot ID`",
         )
     snap = engine.build_snapshot(_customers(engine, args), now=now, domain=args.domain)
-    path = population.save(snap, SNAPSHOT_DIR)
-    print(f"population snapshot {snap.id} from {args.facts} ({path})", file=sys.stderr)
+    population.store_snapshot(snap, open_store(args.store))
+    print(f"population snapshot {snap.id} from {args.facts}, kept in {args.store}", file=sys.stderr)
     engine.use_snapshot(snap)
 
 
@@ -275,8 +279,10 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     now = parse_now(args.now)
     engine = _engine(args)
     snap = engine.build_snapshot(_customers(engine, args), now=now, domain=args.domain)
-    path = population.save(snap, SNAPSHOT_DIR)
-    print(json.dumps({"id": snap.id, "path": str(path), **snap.to_dict()}, indent=2))
+    population.store_snapshot(snap, open_store(args.store))
+    if args.out:
+        population.save_file(snap, args.out)
+    print(json.dumps({"id": snap.id, "store": args.store, **snap.to_dict()}, indent=2))
     return 0
 
 
@@ -322,7 +328,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--format", choices=["auto", "json", "jsonl", "csv"], default="auto")
         sp.add_argument("--policies", default=DEFAULT_POLICIES, help="policy directory")
         sp.add_argument("--now", help="evaluation time, e.g. 2025-06-30T00:00:00Z (default: the current time)")
-        sp.add_argument("--snapshot", help="population snapshot id or file (default: built from --facts)")
+        sp.add_argument(
+            "--snapshot", help="population snapshot id (from --store) or file (default: built from --facts)"
+        )
+        sp.add_argument("--store", default=DEFAULT_STORE, help=f"where snapshots are kept (default: {DEFAULT_STORE})")
 
     e = sub.add_parser("evaluate", help="decide for every customer; JSON Lines out")
     facts_args(e)
@@ -335,6 +344,7 @@ def _parser() -> argparse.ArgumentParser:
     x.set_defaults(run=cmd_explain)
     s = sub.add_parser("snapshot", help="compute and store a population snapshot")
     facts_args(s)
+    s.add_argument("--out", help="also write the snapshot to this JSON file")
     s.set_defaults(run=cmd_snapshot)
     sc = sub.add_parser("schema", help="write the JSON Schema of each policy kind (for editors)")
     sc.add_argument("directory", nargs="?", help="where to write them (default: the package's schemas folder)")

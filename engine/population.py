@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SnapshotError
+from engine.storage import Store
 
 METHOD = "nearest-rank-v1"
 
@@ -77,7 +78,7 @@ class Snapshot:
 
     @property
     def id(self) -> str:
-        return "pop-" + hashlib.sha256(self.canonical()).hexdigest()[:32]
+        return "pop-" + hashlib.sha256(self.canonical()).hexdigest()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
@@ -171,6 +172,11 @@ def save(snapshot: Snapshot, directory: str | Path) -> Path:
     return path
 
 
+def save_file(snapshot: Snapshot, path: str | Path) -> None:
+    """Write a snapshot's canonical JSON to one file (to move it between stores by hand)."""
+    Path(path).write_bytes(snapshot.canonical())
+
+
 def load(path_or_id: str | Path, directory: str | Path | None = None) -> Snapshot:
     """Read a stored snapshot by path, or by id from ``directory``; checks its content hash."""
     path = Path(path_or_id)
@@ -191,4 +197,28 @@ def load(path_or_id: str | Path, directory: str | Path | None = None) -> Snapsho
             code="S008",
             hint="the file was changed; rebuild it",
         )
+    return snap
+
+
+BLOB_KIND = "population"
+
+
+def store_snapshot(snapshot: Snapshot, store: Store) -> str:
+    """Keep a snapshot in a store, content-addressed; returns its id."""
+    store.put_blob(BLOB_KIND, snapshot.id.removeprefix("pop-"), snapshot.canonical())
+    return snapshot.id
+
+
+def fetch_snapshot(snapshot_id: str, store: Store) -> Snapshot:
+    """A snapshot from a store by id; the store checked its bytes against the id when it was put."""
+    data = store.get_blob(BLOB_KIND, snapshot_id.removeprefix("pop-")) if snapshot_id.startswith("pop-") else None
+    if data is None:
+        raise SnapshotError(
+            f"no snapshot `{snapshot_id}` in `{store.url}`",
+            code="S007",
+            hint="build one with `charter snapshot`, or pass the path of a snapshot file",
+        )
+    snap = Snapshot.from_dict(json.loads(data))
+    if snap.id != snapshot_id:
+        raise SnapshotError(f"snapshot `{snapshot_id}` does not match its content", code="S008")
     return snap

@@ -67,7 +67,11 @@ def test_evaluate_jsonl_over_examples(tmp_path: Path) -> None:
     first = json.loads(lines[0])
     assert first["domain"] == "tiering" and first["now"] == "2025-06-30T00:00:00Z"
     assert first["snapshot_id"].startswith("pop-") and first["fired"]
-    assert (tmp_path / ".charter" / "snapshots" / f"{first['snapshot_id']}.json").exists()
+    from engine import population
+    from engine.storage import open_store
+
+    kept = population.fetch_snapshot(first["snapshot_id"], open_store(f"sqlite:///{tmp_path / 'charter.db'}"))
+    assert kept.id == first["snapshot_id"]
     assert "decision(s), 0 with bad facts" in r.stderr
 
 
@@ -119,9 +123,50 @@ def test_stdin_tiering_without_snapshot_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_snapshot_command_then_reuse(tmp_path: Path) -> None:
-    r = charter("snapshot", "--facts", str(EXAMPLES), "--policies", str(POLICIES), "--now", "2025-06-30", cwd=tmp_path)
+    r = charter(
+        "snapshot",
+        "--facts",
+        str(EXAMPLES),
+        "--policies",
+        str(POLICIES),
+        "--now",
+        "2025-06-30",
+        "--out",
+        "snap.json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     snap_id = json.loads(r.stdout)["id"]
+    assert (tmp_path / "charter.db").exists() and (tmp_path / "snap.json").exists()
+    one_customer = EXAMPLES.read_text().splitlines()[0] + "\n"
+    by_file = charter(
+        "evaluate",
+        "--facts",
+        "-",
+        "--policies",
+        str(POLICIES),
+        "--now",
+        "2025-06-30",
+        "--snapshot",
+        "snap.json",
+        stdin=one_customer,
+        cwd=tmp_path,
+    )
+    assert json.loads(by_file.stdout)["snapshot_id"] == snap_id
+    missing = charter(
+        "evaluate",
+        "--facts",
+        "-",
+        "--policies",
+        str(POLICIES),
+        "--now",
+        "2025-06-30",
+        "--snapshot",
+        "pop-0000",
+        stdin=one_customer,
+        cwd=tmp_path,
+    )
+    assert missing.returncode == 1 and "no snapshot `pop-0000`" in missing.stderr
     one = EXAMPLES.read_text().splitlines()[0]
     r = charter(
         "evaluate",
