@@ -149,3 +149,26 @@ def test_rfm_ranks_against_the_snapshot(write_policy: Any, customers: list[dict[
         assert abs(monetary.count(q) - len(cells) / 5) <= len(cells) * 0.02
     assert all(d.snapshot_id == snap.id for d in decisions)
     assert sum(d.outputs["champion"] for d in decisions) > 0
+
+
+def test_every_hook_is_documented_to_the_template() -> None:
+    """Each hookspec says what it is for, when it is called, its parameters and its return (pytest style)."""
+    import inspect
+    from pathlib import Path
+
+    from engine import hookspecs
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
+    specs = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("charter_")]
+    assert {f.__name__ for f in specs} == {
+        "charter_scorers",
+        "charter_detectors",
+        "charter_functions",
+        "charter_storage",
+    }
+    for f in specs:
+        text = inspect.getdoc(f) or ""
+        for part in ("For:", "When:", "Parameters:", "Return:"):
+            assert part in text, f"{f.__name__} lacks `{part}`"
+        signature = f"{f.__name__}({', '.join(inspect.signature(f).parameters)})"
+        assert f"`{signature}`" in docs, f"docs/plugins.md does not show `{signature}`"
