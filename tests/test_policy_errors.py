@@ -12,6 +12,7 @@ import pytest
 from conftest import MINIMAL
 
 from engine.core.bundle import build_bundle
+from engine.core.load import load_text
 from engine.errors import PolicyError, PolicyErrors
 from engine.plugins import build_registry
 
@@ -298,3 +299,20 @@ def test_messages_follow_the_style_guide(tmp_path: Path) -> None:
             assert err.message[0].islower() or err.message[0] in "`Y", err.message
             assert not err.message.endswith("."), err.message
             assert "Error" not in err.message and "Exception" not in err.message, err.message
+
+
+def test_yes_and_no_stay_text(tmp_path: Path) -> None:
+    """YAML 1.1 would read `no` as false (the Norway problem); policies read it as the text `no`."""
+    text = MINIMAL.replace("values: [gold, silver]", "values: [gold, silver, no]").replace(
+        '        when: "true"\n        then: silver', '        when: "true"\n        then: no'
+    )
+    path = tmp_path / "tiering.yaml"
+    path.write_text(text)
+    bundle = build_bundle([path], REGISTRY)
+    assert bundle.policy("tiering").outputs["tier"].values == ("gold", "silver", "no")
+    assert load_text(b"a: yes\nb: On\nc: true\nd: False\n", "x.yaml").data == {
+        "a": "yes",
+        "b": "On",
+        "c": True,
+        "d": False,
+    }

@@ -13,6 +13,7 @@ plain Python data by hand so that:
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,23 @@ from typing import Any
 import yaml
 
 from engine.errors import Location, PolicyError, PolicyErrors
+
+
+class PolicyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only `true` and `false`.
+
+    YAML 1.1 also reads `yes`, `no`, `on`, `off`, `y` and `n` as booleans, so a country
+    code `NO` or an answer `no` would silently become `false` ("the Norway problem").
+    """
+
+
+PolicyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+PolicyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 MAX_NODES = 200_000
 MAX_DEPTH = 64
@@ -96,7 +114,7 @@ class Document:
 class _Converter:
     """Turns a composed YAML node tree into plain data, recording spans."""
 
-    def __init__(self, loader: yaml.SafeLoader, doc: Document) -> None:
+    def __init__(self, loader: PolicyLoader, doc: Document) -> None:
         self.loader = loader
         self.doc = doc
         self.count = 0
@@ -208,7 +226,7 @@ def load_text(raw: bytes, path: str) -> Document:
             ]
         ) from None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = PolicyLoader(text)
     except yaml.reader.ReaderError as exc:  # a control character the YAML reader refuses
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
