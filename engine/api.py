@@ -60,7 +60,10 @@ class Engine:
 
     @staticmethod
     def _build(bundle: Bundle, snapshot: Snapshot | None) -> _State:
-        programs = {kind: Program(cp, bundle.version, snapshot) for kind, cp in bundle.policies.items()}
+        programs: dict[str, Program] = {}
+        for kind, cp in bundle.policies.items():  # dependency order: upstream programs exist first
+            program = programs[kind] = Program(cp, bundle.version, snapshot)
+            program.upstream = {name: programs[name] for name in cp.policy.uses}
         return _State(bundle, snapshot, programs)
 
     # -- what is loaded ----------------------------------------------------------------------

@@ -191,6 +191,21 @@ class FactErrors(FactError):
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code, "subject": self.subject, "errors": [e.to_dict() for e in self.errors]}
 
+    def within(self, prefix: str) -> FactErrors:
+        """The same errors for facts found under ``prefix`` of a larger request (``resource.record``)."""
+        moved = [
+            FactError(
+                e.message.replace(f"`{e.field}`", f"`{prefix}.{e.field}`", 1) if e.field else e.message,
+                field=f"{prefix}.{e.field}" if e.field else prefix,
+                value=e.value,
+                rule=e.rule,
+                hint=e.hint,
+                code=e.code,
+            )
+            for e in self.errors
+        ]
+        return FactErrors(moved, subject=self.subject)
+
 
 class EvaluationError(CharterError):
     """A decision could not be made."""

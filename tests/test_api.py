@@ -133,7 +133,7 @@ def test_compile_passes_are_named_and_can_stop_early(write_policy: Callable[[str
     registry = build_registry()
     doc = load_documents([write_policy(MINIMAL)])[0]
     policy = validate(doc, registry)
-    assert [name for name, _ in PASSES] == ["facts", "scores", "steps", "digest"]
+    assert [name for name, _ in PASSES] == ["facts", "scores", "steps", "digest", "domain"]
     partial = compile_policy(policy, registry, stop_after="facts")
     assert partial.checker is not None and partial.steps == []
     full = compile_policy(policy, registry)

@@ -8,7 +8,7 @@ lines) gives a new version, and the same files always give the same one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from engine.core.decision import SEMANTICS_VERSION
 from engine.core.load import Document, load_file, load_text, policy_files
 from engine.core.model import Policy
 from engine.core.validate import validate
+from engine.domains import DOMAINS
 from engine.errors import Location, PolicyError, PolicyErrors
 from engine.plugins import Registry
 
@@ -26,7 +27,7 @@ class Bundle:
     """A loaded policy set: compiled policies by domain and the bundle version."""
 
     version: str
-    policies: dict[str, CompiledPolicy]
+    policies: dict[str, CompiledPolicy]  # in dependency order: a domain after those it uses
     files: tuple[str, ...]
 
     def policy(self, domain: str) -> Policy:
@@ -114,6 +115,84 @@ def load_documents(paths: Sequence[str | Path]) -> list[Document]:
     return docs
 
 
+def check_uses(policies: Mapping[str, Policy]) -> list[PolicyError]:
+    """Every domain a policy ``uses:`` is loaded, the uses have no cycle, and cross-domain checks pass."""
+    errors: list[PolicyError] = []
+    for policy in policies.values():
+        for name, use in policy.uses.items():
+            if name not in policies:
+                errors.append(
+                    PolicyError(
+                        f"this policy uses `{name}`, but no `{name}` policy is loaded",
+                        use.location,
+                        code="P160",
+                        hint=f"add the `{name}` policy file to the policy directory, or remove this line",
+                    )
+                )
+    if errors:
+        return errors
+    cycle = _find_cycle(policies)
+    if cycle:
+        files = " -> ".join(f"{policies[k].path} ({k})" for k in [*cycle, cycle[0]])
+        first, second = policies[cycle[0]], policies[cycle[1 % len(cycle)]]
+        return [
+            PolicyError(
+                f"the policies use each other in a cycle: {files}",
+                first.uses[second.kind].location,
+                code="P161",
+                related=second.uses[cycle[2 % len(cycle)]].location if len(cycle) > 1 else None,
+                hint="a domain can use another's decisions only if that one does not use it back; remove one `uses:`",
+            )
+        ]
+    for policy in policies.values():
+        cross = DOMAINS[policy.kind].cross_check
+        if cross is not None:
+            errors.extend(cross(policy, policies))
+    return errors
+
+
+def _find_cycle(policies: Mapping[str, Policy]) -> list[str]:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(kind: str) -> list[str]:
+        state[kind] = 1
+        stack.append(kind)
+        for dep in policies[kind].uses:
+            if state.get(dep) == 1:
+                return stack[stack.index(dep) :]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[kind] = 2
+        return []
+
+    for kind in sorted(policies):
+        if kind not in state:
+            found = visit(kind)
+            if found:
+                return found
+    return []
+
+
+def dependency_order(policies: Mapping[str, Policy]) -> list[str]:
+    """Domain names with each after the domains it uses (ties by name); the uses have no cycle."""
+    out: list[str] = []
+
+    def visit(kind: str) -> None:
+        if kind in out:
+            return
+        for dep in sorted(policies[kind].uses):
+            visit(dep)
+        out.append(kind)
+
+    for kind in sorted(policies):
+        visit(kind)
+    return out
+
+
 def build_bundle(paths: Sequence[str | Path], registry: Registry) -> Bundle:
     """Load, validate and compile a policy set. Raises ``PolicyErrors`` with every error found."""
     return _build(load_documents(paths), paths, registry)
@@ -150,7 +229,9 @@ def _build(docs: list[Document], paths: Sequence[str | Path], registry: Registry
                 hint="policy files end in `.yaml`",
             )
         )
+    if not errors:
+        errors.extend(check_uses(policies))
     if errors:
         raise PolicyErrors(errors)
-    compiled = {kind: compile_policy(policy, registry) for kind, policy in policies.items()}
+    compiled = {kind: compile_policy(policies[kind], registry) for kind in dependency_order(policies)}
     return Bundle(bundle_version(docs), compiled, tuple(d.path for d in docs))

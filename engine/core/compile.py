@@ -7,7 +7,8 @@ Compilation is a named, ordered list of passes (``PASSES``); each pass adds to a
 2. ``scores``  — score functions: plugin scorers bound to their arguments, or expressions;
 3. ``steps``   — one program per band set or decision table, specialised by hit policy,
    with ``unique`` tables on text values turned into a dictionary lookup;
-4. ``digest``  — the digest of every score definition, which snapshots are checked against.
+4. ``digest``  — the digest of every score definition, which snapshots are checked against;
+5. ``domain``  — a domain with its own semantics compiles its sections (``engine.domains``).
 
 Nothing here is evaluated per decision: ``engine.core.evaluate`` runs the result.
 """
@@ -27,6 +28,8 @@ from engine.core.expr import EvalError, compile_expr, compile_traced, source
 from engine.core.expr import TraceStep as ExprStep
 from engine.core.facts import FactChecker
 from engine.core.model import BandsDecl, Policy, RuleDecl, Step, TableDecl
+from engine.domains import DOMAINS
+from engine.domains.base import Runner
 from engine.errors import EvaluationError
 from engine.plugins import Registry, ScorerSpec
 
@@ -46,6 +49,7 @@ class CompiledPolicy:
     score_digests: dict[str, str] = field(default_factory=dict)
     tables: dict[str, TableParts] = field(default_factory=dict)
     ranking: dict[str, ScorerSpec] = field(default_factory=dict)  # scores that need population statistics
+    runner: Runner | None = None  # a domain with its own semantics (``engine.domains``)
 
 
 @dataclass(frozen=True)
@@ -150,11 +154,18 @@ def _pass_digest(cp: CompiledPolicy, registry: Registry) -> None:
         cp.score_digests[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _pass_domain(cp: CompiledPolicy, registry: Registry) -> None:
+    build = DOMAINS[cp.policy.kind].build
+    if build is not None:
+        cp.runner = build(cp.policy, registry)
+
+
 PASSES: list[tuple[str, Callable[[CompiledPolicy, Registry], None]]] = [
     ("facts", _pass_facts),
     ("scores", _pass_scores),
     ("steps", _pass_steps),
     ("digest", _pass_digest),
+    ("domain", _pass_domain),
 ]
 
 

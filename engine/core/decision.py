@@ -77,6 +77,7 @@ class Decision:
     scores: dict[str, float]
     notes: tuple[str, ...] = ()
     trace: tuple[TraceStep, ...] | None = None
+    upstream: tuple[Decision, ...] = ()  # the decisions of the domains this one `uses:`
     engine_version: str = ENGINE_VERSION
     semantics_version: str = SEMANTICS_VERSION
 
@@ -99,6 +100,8 @@ class Decision:
             "engine_version": self.engine_version,
             "semantics_version": self.semantics_version,
         }
+        if self.upstream:
+            out["upstream"] = [u.to_dict() for u in self.upstream]
         if self.trace is not None:
             out["trace"] = [t.to_dict() for t in self.trace]
         return out

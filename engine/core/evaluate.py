@@ -22,7 +22,7 @@ from engine.core.compile import CompiledPolicy, StepRun, bind_ranking_scorer
 from engine.core.decision import Decision, FiredRule, TraceStep
 from engine.core.expr import EvalError
 from engine.core.facts import Reject
-from engine.errors import EvaluationError, SnapshotError
+from engine.errors import EvaluationError, FactError, FactErrors, SnapshotError
 from engine.population import Snapshot
 
 
@@ -41,6 +41,8 @@ class Program:
         self.scores = list(compiled.scores)
         self.scorer_names = {name: decl.scorer for name, decl in compiled.policy.scores.items() if decl.scorer}
         self.runs: list[StepRun] | None = None
+        self.runner = compiled.runner
+        self.upstream: dict[str, Program] = {}  # set by the engine: the programs of the domains `uses:` names
         self.unbound: EvaluationError | SnapshotError | None = None
         digests = compiled.score_digests
         cut = None
@@ -83,6 +85,8 @@ class Program:
                 code="V002",
                 hint="pass e.g. datetime(2025, 6, 30, tzinfo=timezone.utc)",
             )
+        if self.runner is not None:
+            return self._evaluate_domain(facts, now, explain)
         decide = self.decide
         if decide is not None and not explain and type(facts) is dict:
             try:
@@ -106,6 +110,56 @@ class Program:
         for run in runs:
             run(env, outputs, fired, notes, trace)
         return self._decision(facts, now, outputs, fired, scores, notes, trace)
+
+    def _evaluate_domain(self, facts: Mapping[str, Any], now: datetime, explain: bool) -> Decision:
+        """A domain with its own semantics: decide the domains it uses first, then run it."""
+        if not isinstance(facts, Mapping):
+            raise FactErrors(
+                [FactError("the request must be a JSON object", field="", value=facts, rule="type", code="F001")]
+            )
+        upstream: dict[str, Decision] = {}
+        for name, use in self.policy.uses.items():
+            program = self.upstream.get(name)
+            if program is None:
+                raise EvaluationError(f"`{self.domain}` uses `{name}`, which is not loaded", code="V004")
+            part: Any = facts
+            for key in use.path:
+                part = part.get(key) if isinstance(part, Mapping) else None
+            where = ".".join(use.path)
+            if not isinstance(part, Mapping):
+                raise FactErrors(
+                    [
+                        FactError(
+                            f"`{where}` must be an object: `{name}` decides on it",
+                            field=where,
+                            value=part,
+                            rule="type",
+                            code="F001",
+                            hint=f"the policy's `uses: {{{name}: {where}}}` reads it",
+                        )
+                    ]
+                )
+            try:
+                upstream[name] = program.evaluate(part, now, explain=explain)
+            except FactErrors as exc:
+                raise exc.within(where) from None
+        assert self.runner is not None
+        result = self.runner(facts, now, upstream, explain)
+        subject = facts.get("id")
+        return Decision(
+            domain=self.domain,
+            subject=str(subject) if subject is not None else None,
+            outputs=result.outputs,
+            fired=tuple(result.fired),
+            now=now,
+            bundle_version=self.bundle_version,
+            policy_id=self.policy.id,
+            snapshot_id=None,
+            scores={},
+            notes=tuple(result.notes),
+            trace=tuple(result.trace) if result.trace is not None else None,
+            upstream=tuple(upstream.values()),
+        )
 
     def _score(self, i: int, env: dict[str, Any], scores: dict[str, float], notes: list[str]) -> None:
         """Compute score ``i`` exactly, noting why when it cannot be computed."""

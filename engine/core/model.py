@@ -121,6 +121,15 @@ Step = TableDecl | BandsDecl
 
 
 @dataclass(frozen=True)
+class UseDecl:
+    """``uses: {classification: resource.record}``: decide ``domain`` on the facts at ``path`` first."""
+
+    domain: str
+    path: tuple[str, ...]
+    location: Location
+
+
+@dataclass(frozen=True)
 class Policy:
     """One checked policy file. ``steps`` are in evaluation (dependency) order."""
 
@@ -135,6 +144,8 @@ class Policy:
     steps: tuple[Step, ...]
     env: dict[str, Type] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    uses: dict[str, UseDecl] = field(default_factory=dict)
+    extra: Any = None  # a domain's own model (``engine.domains``), when it has one
 
     def percentiles(self) -> dict[str, tuple[float, ...]]:
         """The cut points this policy needs from a population snapshot, by score name."""

@@ -129,13 +129,46 @@ BANDS: dict[str, Any] = {
 }
 
 
-def policy_schema(kind: str, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON Schema for a policy file of ``kind``."""
-    properties: dict[str, Any] = {
+def policy_schema(
+    kind: str,
+    *,
+    extra: dict[str, Any] | None = None,
+    shared: bool = True,
+    required: tuple[str, ...] = (),
+    uses: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The JSON Schema for a policy file of ``kind``.
+
+    ``shared`` policies have facts, scores, outputs and decision tables; the others only
+    their own sections (``extra``). ``uses`` names the domains whose decisions this kind
+    may use (``uses: {classification: resource.record}``).
+    """
+    head: dict[str, Any] = {
         "charter": {"const": 1, "description": "policy file format version"},
         "kind": {"const": kind},
         "id": _id,
         **METADATA,
+    }
+    if uses:
+        head["uses"] = {
+            "type": "object",
+            "description": "the decisions of other domains this policy reads, and where their facts are",
+            "propertyNames": {"enum": list(uses)},
+            "additionalProperties": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*(\\.[a-z_][a-z0-9_]*)*$"},
+        }
+    if not shared:
+        return {
+            "$schema": DIALECT,
+            "$id": f"https://charter.dev/schemas/{kind}.schema.json",
+            "title": f"Charter {kind} policy",
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["charter", "kind", "id", *required],
+            "properties": {**head, **(extra or {})},
+            "$defs": {"metadata": {"type": "object", "properties": METADATA}},
+        }
+    properties: dict[str, Any] = {
+        **head,
         "facts": {
             "type": "object",
             "propertyNames": {"pattern": NAME_PATTERN},
@@ -179,7 +212,14 @@ def schemas() -> dict[str, dict[str, Any]]:
     """Every policy kind's schema, by kind."""
     from engine.domains import DOMAINS
 
-    return {kind: policy_schema(kind, extra=domain.schema_extra) for kind, domain in DOMAINS.items()}
+    return {kind: domain_schema(domain) for kind, domain in DOMAINS.items()}
+
+
+def domain_schema(domain: Any) -> dict[str, Any]:
+    """The schema of a ``engine.domains.Domain``."""
+    return policy_schema(
+        domain.kind, extra=domain.schema_extra, shared=domain.shared, required=domain.required, uses=domain.uses
+    )
 
 
 def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:

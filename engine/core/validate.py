@@ -48,8 +48,9 @@ from engine.core.model import (
     ScoreDecl,
     Step,
     TableDecl,
+    UseDecl,
 )
-from engine.core.schema import policy_schema
+from engine.core.schema import domain_schema
 from engine.domains import DOMAINS
 from engine.errors import Location, PolicyError, PolicyErrors, did_you_mean
 from engine.plugins import Registry
@@ -76,7 +77,7 @@ def validate(doc: Document, registry: Registry) -> Policy:
     errors = check_schema(doc)
     if errors:
         raise PolicyErrors(errors)
-    checker = _Semantics(doc, registry)
+    checker = Semantics(doc, registry)
     policy = checker.run()
     if checker.errors:
         raise PolicyErrors(checker.errors)
@@ -107,7 +108,7 @@ def check_schema(doc: Document) -> list[PolicyError]:
         return [PolicyError(f"unknown policy kind {shown}", where, code="P011", hint=hint)]
     validator = _validators.get(kind)
     if validator is None:
-        schema = policy_schema(kind, extra=DOMAINS[kind].schema_extra)
+        schema = domain_schema(DOMAINS[kind])
         validator = _validators[kind] = jsonschema.Draft202012Validator(schema)
     seen: set[tuple[DocPath, str]] = set()
     out = []
@@ -247,7 +248,9 @@ def _one_of(err: jsonschema.ValidationError, where: Location, value: dict[str, A
 # --------------------------------------------------------------------------------------------
 
 
-class _Semantics:
+class Semantics:
+    """Pass 2: the meaning of a schema-valid document; domains' ``check`` functions receive it."""
+
     def __init__(self, doc: Document, registry: Registry) -> None:
         self.doc = doc
         self.data: dict[str, Any] = doc.data
@@ -287,6 +290,12 @@ class _Semantics:
         for i, spec in enumerate(self.data.get("tables", [])):
             steps.append(self.table(("tables", i), spec))
         ordered = self.order(steps)
+        uses = {
+            name: UseDecl(name, tuple(path.split(".")), self.doc.location(("uses", name), key=True))
+            for name, path in self.data.get("uses", {}).items()
+        }
+        domain = DOMAINS[self.data["kind"]]
+        extra = domain.check(self) if domain.check is not None else None
         meta: dict[str, str] = {
             k: str(self.data[k]) for k in ("title", "description", "owner", "clause") if k in self.data
         }
@@ -302,6 +311,8 @@ class _Semantics:
             steps=tuple(ordered),
             env=dict(self.env),
             metadata=meta,
+            uses=uses,
+            extra=extra,
         )
 
     # -- declarations ------------------------------------------------------------------------
@@ -400,13 +411,21 @@ class _Semantics:
     # -- expressions -------------------------------------------------------------------------
 
     def expression(
-        self, path: DocPath, text: Any, want: Type | None, allowed_roots: Sequence[str] | None = None
+        self,
+        path: DocPath,
+        text: Any,
+        want: Type | None,
+        allowed_roots: Sequence[str] | None = None,
+        *,
+        env: Mapping[str, Type] | None = None,
     ) -> Node | None:
+        """Parse and type-check the expression at ``path``; None (and a located error) when wrong."""
         if isinstance(text, bool):
             text = "true" if text else "false"
         try:
             node = parse(str(text))
-            env = self.env if allowed_roots is None else {k: v for k, v in self.env.items() if k in allowed_roots}
+            if env is None:
+                env = self.env if allowed_roots is None else {k: v for k, v in self.env.items() if k in allowed_roots}
             got = check(node, env, self.functions)
         except ExprError as exc:
             self.errors.append(
