@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from engine import Engine
 from engine.plugins import build_registry
 
@@ -106,3 +108,39 @@ def test_a_wrong_call_fails_validation_at_its_line(write_policy: Callable[[str],
     err = info.value.errors[0]
     assert err.code == "E127" and err.location.line == 14
     assert "`customer.name.initials` does not take (int)" in err.message
+
+
+CLASSIFY = """\
+charter: 1
+kind: classification
+id: im-accounts
+classes:
+  - {id: basic, handling: {encrypt_at_rest: false, mask: none, export: true}}
+  - {id: contact, handling: {encrypt_at_rest: false, mask: full, export: false}}
+rules:
+  - {id: names, class: basic, fields: [name]}
+  - {id: wechat, class: contact, detector: wechat_id, message: a WeChat account}
+"""
+
+
+def test_its_detector_classifies_fields_in_a_policy(write_policy: Callable[..., Path], now: datetime) -> None:
+    eng = Engine(write_policy(CLASSIFY, "classification.yaml"))
+    d = eng.evaluate("classification", {"name": "Li", "im": "wxid_li2025", "code": "12345678"}, now=now)
+    assert d.outputs["fields"] == {
+        "name": {"class": "basic", "rule": "names"},
+        "im": {"class": "contact", "rule": "wechat"},
+    }
+    assert d.outputs["unclassified"] == ["code"]
+
+
+def test_without_it_the_detector_is_a_located_policy_error(write_policy: Callable[..., Path]) -> None:
+    registry = build_registry()
+    kept = {k: v for k, v in registry.detectors.items() if k != "wechat_id"}
+    from dataclasses import replace
+
+    from engine.errors import PolicyErrors
+
+    with pytest.raises(PolicyErrors) as info:
+        Engine(write_policy(CLASSIFY, "classification.yaml"), registry=replace(registry, detectors=kept))
+    err = info.value.errors[0]
+    assert (err.code, err.location.line, err.message) == ("P172", 9, "no plugin provides the detector `wechat_id`")

@@ -386,3 +386,6 @@ def _rule(decl: FactDecl, *, item: bool = False) -> dict[str, Any]:
 def cerberus_schema(facts: Mapping[str, FactDecl]) -> dict[str, Any]:
     """The cerberus schema equivalent to the fact declarations."""
     return {name: _rule(decl) for name, decl in facts.items()}
+
+
+FactValidator = _Validator  # for nested request shapes (``engine.domains.request``)

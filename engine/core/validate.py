@@ -181,7 +181,7 @@ def _translate(doc: Document, err: jsonschema.ValidationError) -> list[PolicyErr
                 hint="use lowercase letters, digits, `-` and `_`, starting with a letter",
             )
         ]
-    if err.validator == "oneOf" and isinstance(value, dict):
+    if err.validator in ("oneOf", "anyOf") and isinstance(value, dict):
         return [_one_of(err, where, value)]
     if err.validator in ("minimum", "maximum"):
         return [

@@ -1,0 +1,345 @@
+"""Data classification (domain.md §2): a class for every field of a customer record.
+
+Classes are policy data, listed least to most restrictive; each carries its handling
+requirements (encryption at rest, masking style, export, purposes). Rules assign a class
+by field name or pattern (``fields:``, glob patterns over dotted paths such as
+``address.*`` or ``contacts[].phone``), by a content detector plugin (``detector:``), or
+both (a field of that name whose content the detector recognises).
+
+Semantics (documented in docs/domains.md):
+
+* when several rules classify a field, the **most restrictive class wins**; between rules
+  of the same class, the first in the file; the decision names the rule that decided;
+* a field no rule classifies is listed under ``unclassified`` — a finding, never a
+  silent default;
+* nested objects are classified leaf by leaf (``address.city``); the items of a list of
+  objects share a path (``contacts[].phone``) and the most restrictive item decides;
+  detectors read text and whole numbers, every item of a list of them;
+* a ``null`` value is classified by its name only, so a host can ask about a field
+  without sending its content.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from engine.core.decision import Decision, FiredRule, TraceStep
+from engine.domains.base import Domain, DomainResult, Runner
+from engine.errors import FactError, FactErrors, Location, did_you_mean
+
+if TYPE_CHECKING:
+    from engine.core.model import Policy
+    from engine.core.validate import Semantics
+    from engine.plugins import Registry
+
+MASKS = ("none", "full", "last4", "hash", "null", "year")
+MAX_DEPTH = 32
+
+_text = {"type": "string", "minLength": 1}
+_meta = {"title": _text, "description": _text, "owner": _text, "clause": _text, "message": _text}
+_id = {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$"}
+
+SCHEMA: dict[str, Any] = {
+    "classes": {
+        "type": "array",
+        "minItems": 1,
+        "description": "data classes, least restrictive first",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "handling"],
+            "properties": {
+                "id": _id,
+                "label": _text,
+                **_meta,
+                "handling": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["encrypt_at_rest", "mask", "export"],
+                    "properties": {
+                        "encrypt_at_rest": {"type": "boolean"},
+                        "cipher": _text,
+                        "mask": {"enum": list(MASKS), "description": "how values show in displays and logs"},
+                        "export": {"type": "boolean"},
+                        "purposes": {"type": "array", "items": _text, "uniqueItems": True},
+                        "graded_permissions": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+    },
+    "rules": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "class"],
+            "anyOf": [{"required": ["fields"]}, {"required": ["detector"]}],
+            "properties": {
+                "id": _id,
+                "class": _id,
+                "fields": {"type": "array", "items": _text, "minItems": 1},
+                "detector": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*$"},
+                **_meta,
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class DataClass:
+    id: str
+    rank: int
+    handling: dict[str, Any]
+    location: Location
+    label: str = ""
+    clause: str = ""
+
+
+@dataclass(frozen=True)
+class ClassRule:
+    id: str
+    cls: str
+    location: Location
+    fields: tuple[str, ...] = ()
+    detector: str | None = None
+    message: str = ""
+    clause: str = ""
+
+
+@dataclass(frozen=True)
+class Classification:
+    classes: tuple[DataClass, ...]
+    rules: tuple[ClassRule, ...]
+    by_id: dict[str, DataClass] = field(default_factory=dict)
+
+
+def check(ctx: Semantics) -> Classification:
+    """Validate ``classes`` and ``rules``: unique ids, known classes and detectors."""
+    classes: dict[str, DataClass] = {}
+    for i, spec in enumerate(ctx.data["classes"]):
+        path = ("classes", i)
+        first = classes.get(spec["id"])
+        if first is not None:
+            ctx.error(
+                f"class `{spec['id']}` is listed twice",
+                (*path, "id"),
+                "P170",
+                "list each class once, least restrictive first",
+                related=first.location,
+            )
+            continue
+        classes[spec["id"]] = DataClass(
+            spec["id"],
+            len(classes),
+            dict(spec["handling"]),
+            ctx.doc.location(path),
+            str(spec.get("label", "")),
+            str(spec.get("clause", "")),
+        )
+    rules = []
+    for i, spec in enumerate(ctx.data["rules"]):
+        path = ("rules", i)
+        ctx.claim_id(spec["id"], path)
+        if spec["class"] not in classes:
+            ctx.error(
+                f"unknown class `{spec['class']}`",
+                (*path, "class"),
+                "P171",
+                did_you_mean(spec["class"], classes) or "classes: " + ", ".join(f"`{c}`" for c in classes),
+            )
+        detector = spec.get("detector")
+        if detector is not None and detector not in ctx.registry.detectors:
+            ctx.error(
+                f"no plugin provides the detector `{detector}`",
+                (*path, "detector"),
+                "P172",
+                did_you_mean(detector, ctx.registry.detectors)
+                or "install the plugin that provides it, or see `charter plugins`",
+            )
+        rules.append(
+            ClassRule(
+                spec["id"],
+                spec["class"],
+                ctx.doc.location(path),
+                tuple(spec.get("fields", ())),
+                detector,
+                str(spec.get("message", "")),
+                str(spec.get("clause", "")),
+            )
+        )
+    return Classification(tuple(classes.values()), tuple(rules), classes)
+
+
+# --------------------------------------------------------------------------------------------
+# compile and run
+# --------------------------------------------------------------------------------------------
+
+
+def flatten(record: Mapping[str, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """Every leaf of a record as (dotted path, value); list items of objects share ``path[]``."""
+    if depth > MAX_DEPTH:
+        raise FactErrors(
+            [
+                FactError(
+                    f"`{prefix}` is nested more than {MAX_DEPTH} levels deep",
+                    field=prefix,
+                    rule="depth",
+                    code="F210",
+                    hint="flatten the record",
+                )
+            ]
+        )
+    for key, value in record.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            yield from flatten(value, path, depth + 1)
+        elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            for item in value:
+                if isinstance(item, dict):
+                    yield from flatten(item, path + "[]", depth + 1)
+                else:
+                    yield path + "[]", item
+        else:
+            yield path, value
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v) if not isinstance(v, list)]
+    return []
+
+
+class _Compiled:
+    def __init__(self, policy: Policy, registry: Registry) -> None:
+        model: Classification = policy.extra
+        self.model = model
+        self.step = policy.id
+        self.rank = {c.id: c.rank for c in model.classes}
+        self.handling = {c.id: c.handling for c in model.classes}
+        self.classes_of = {r.id: r.cls for r in model.rules}
+        self.fired = {
+            r.id: FiredRule(r.id, "classification", (), r.message, r.location.file, r.location.line, r.clause)
+            for r in model.rules
+        }
+        # (order, rule, compiled field patterns or None, detector function or None)
+        self.rules: list[tuple[int, ClassRule, re.Pattern[str] | None, Any]] = []
+        for i, rule in enumerate(model.rules):
+            pattern = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in rule.fields)) if rule.fields else None
+            detect = registry.detectors[rule.detector].func if rule.detector else None
+            self.rules.append((i, rule, pattern, detect))
+        self.name_rules = [r for r in self.rules if r[3] is None]
+        self.content_rules = [r for r in self.rules if r[3] is not None]
+        self._by_name: dict[str, tuple[int, int] | None] = {}
+
+    def by_name(self, path: str) -> tuple[int, int] | None:
+        """(rank, rule order) of the best name-only rule for ``path``; cached per path."""
+        hit = self._by_name.get(path, False)
+        if hit is not False:
+            return hit  # type: ignore[return-value]
+        best = None
+        for i, rule, pattern, _ in self.name_rules:
+            if pattern is not None and pattern.match(path):
+                key = (self.rank[rule.cls], -i)
+                if best is None or key > best:
+                    best = key
+        if len(self._by_name) < 65536:
+            self._by_name[path] = best
+        return best
+
+    def __call__(
+        self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
+    ) -> DomainResult:
+        values: dict[str, list[Any]] = {}
+        for path, value in flatten(facts):
+            values.setdefault(path, []).append(value)
+        notes: list[str] = []
+        trace: list[TraceStep] | None = [] if explain else None
+        best: dict[str, tuple[int, int]] = {}
+        for path, vals in values.items():
+            found = self.by_name(path)
+            texts = [t for v in vals for t in _texts(v)] if self.content_rules else []
+            for i, rule, pattern, detect in self.content_rules:
+                if pattern is not None and not pattern.match(path):
+                    continue
+                key = (self.rank[rule.cls], -i)
+                if found is not None and key <= found:
+                    continue
+                hit = False
+                for text in texts:
+                    try:
+                        hit = bool(detect(text))
+                    except Exception as exc:  # a detector plugin's bug: reported, not fatal
+                        notes.append(f"detector `{rule.detector}` failed on `{path}`: {type(exc).__name__}")
+                        break
+                    if hit:
+                        break
+                if trace is not None:
+                    trace.append(TraceStep(path, rule.id, hit, ((f"detector `{rule.detector}`", (), hit),)))
+                if hit:
+                    found = key
+            if found is not None:
+                best[path] = found
+        return self._result(values, best, notes, trace)
+
+    def _result(
+        self,
+        values: Mapping[str, list[Any]],
+        best: Mapping[str, tuple[int, int]],
+        notes: list[str],
+        trace: list[TraceStep] | None,
+    ) -> DomainResult:
+        fields: dict[str, dict[str, str]] = {}
+        decided: dict[str, list[str]] = {}
+        for path in values:
+            key = best.get(path)
+            if key is None:
+                continue
+            rule = self.rules[-key[1]][1]
+            fields[path] = {"class": rule.cls, "rule": rule.id}
+            decided.setdefault(rule.id, []).append(path)
+            if trace is not None:
+                trace.append(TraceStep(path, rule.id, True, ((f"class `{rule.cls}`", (), True),)))
+        unclassified = [p for p in values if p not in best]
+        if unclassified:
+            notes.append("unclassified field(s): " + ", ".join(f"`{p}`" for p in unclassified))
+        present = sorted({f["class"] for f in fields.values()}, key=self.rank.__getitem__)
+        fired = []
+        for rid, paths in decided.items():
+            base = self.fired[rid]
+            out = (("class", self.classes_of[rid]), ("fields", tuple(paths)))
+            fired.append(FiredRule(rid, base.step, out, base.message, base.file, base.line, base.clause))
+        outputs = {
+            "fields": fields,
+            "unclassified": unclassified,
+            "classes": present,
+            "highest": present[-1] if present else None,
+            "handling": {c: self.handling[c] for c in present},
+        }
+        return DomainResult(outputs, fired, notes, trace)
+
+
+def build(policy: Policy, registry: Registry) -> Runner:
+    return _Compiled(policy, registry)
+
+
+CLASSIFICATION = Domain(
+    kind="classification",
+    description="a data class for every field of a customer record, with its handling requirements",
+    schema_extra=SCHEMA,
+    shared=False,
+    required=("classes", "rules"),
+    check=check,
+    build=build,
+)
