@@ -87,6 +87,14 @@ class Program:
             )
         if self.runner is not None:
             return self._evaluate_domain(facts, now, explain)
+        if self.policy.uses:
+            upstream = self._upstream(facts, now, explain)
+            decision = self._evaluate(facts, now, explain)
+            decision.upstream = tuple(upstream.values())
+            return decision
+        return self._evaluate(facts, now, explain)
+
+    def _evaluate(self, facts: Mapping[str, Any], now: datetime, explain: bool) -> Decision:
         decide = self.decide
         if decide is not None and not explain and type(facts) is dict:
             try:
@@ -117,6 +125,27 @@ class Program:
             raise FactErrors(
                 [FactError("the request must be a JSON object", field="", value=facts, rule="type", code="F001")]
             )
+        upstream = self._upstream(facts, now, explain)
+        assert self.runner is not None
+        result = self.runner(facts, now, upstream, explain)
+        subject = result.subject if result.subject is not None else facts.get("id")
+        return Decision(
+            domain=self.domain,
+            subject=str(subject) if subject is not None else None,
+            outputs=result.outputs,
+            fired=tuple(result.fired),
+            now=now,
+            bundle_version=self.bundle_version,
+            policy_id=self.policy.id,
+            snapshot_id=None,
+            scores={},
+            notes=tuple(result.notes),
+            trace=tuple(result.trace) if result.trace is not None else None,
+            upstream=tuple(upstream.values()),
+        )
+
+    def _upstream(self, facts: Mapping[str, Any], now: datetime, explain: bool) -> dict[str, Decision]:
+        """The decisions of the domains this policy ``uses:``, each on its part of the facts."""
         upstream: dict[str, Decision] = {}
         for name, use in self.policy.uses.items():
             program = self.upstream.get(name)
@@ -143,23 +172,7 @@ class Program:
                 upstream[name] = program.evaluate(part, now, explain=explain)
             except FactErrors as exc:
                 raise exc.within(where) from None
-        assert self.runner is not None
-        result = self.runner(facts, now, upstream, explain)
-        subject = facts.get("id")
-        return Decision(
-            domain=self.domain,
-            subject=str(subject) if subject is not None else None,
-            outputs=result.outputs,
-            fired=tuple(result.fired),
-            now=now,
-            bundle_version=self.bundle_version,
-            policy_id=self.policy.id,
-            snapshot_id=None,
-            scores={},
-            notes=tuple(result.notes),
-            trace=tuple(result.trace) if result.trace is not None else None,
-            upstream=tuple(upstream.values()),
-        )
+        return upstream
 
     def _score(self, i: int, env: dict[str, Any], scores: dict[str, float], notes: list[str]) -> None:
         """Compute score ``i`` exactly, noting why when it cannot be computed."""

@@ -216,9 +216,12 @@ def schemas() -> dict[str, dict[str, Any]]:
 
 
 def domain_schema(domain: Any) -> dict[str, Any]:
-    """The schema of a ``engine.domains.Domain``."""
+    """The schema of a ``engine.domains.Domain``: any policy may use the decisions of other domains."""
+    from engine.domains import DOMAINS
+
+    others = tuple(k for k in DOMAINS if k != domain.kind)
     return policy_schema(
-        domain.kind, extra=domain.schema_extra, shared=domain.shared, required=domain.required, uses=domain.uses
+        domain.kind, extra=domain.schema_extra, shared=domain.shared, required=domain.required, uses=others
     )
 
 

@@ -7,10 +7,11 @@ sections to the schema and, where it needs them, its own checks and compile step
 
 from __future__ import annotations
 
+from engine.domains.access import ACCESS
 from engine.domains.base import Domain
 from engine.domains.classification import CLASSIFICATION
 from engine.domains.tiering import TIERING
 
-DOMAINS: dict[str, Domain] = {d.kind: d for d in (TIERING, CLASSIFICATION)}
+DOMAINS: dict[str, Domain] = {d.kind: d for d in (TIERING, CLASSIFICATION, ACCESS)}
 
 __all__ = ["DOMAINS", "Domain"]

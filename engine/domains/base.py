@@ -37,6 +37,7 @@ class DomainResult:
     fired: list[FiredRule]
     notes: list[str] = field(default_factory=list)
     trace: list[TraceStep] | None = None
+    subject: str | None = None  # who the decision is about, when not the request's `id`
 
 
 class Runner(Protocol):
@@ -54,7 +55,7 @@ class Domain:
     schema_extra: dict[str, Any] = field(default_factory=dict)
     shared: bool = True  # whether facts/scores/outputs/tables are allowed (and `outputs` required)
     required: tuple[str, ...] = ()
-    uses: tuple[str, ...] = ()  # domains whose decisions this one can use
+    uses: tuple[str, ...] = ()  # domains whose decisions this one reads (others are only recorded)
     check: Callable[[Any], Any] | None = None
     build: Callable[[Policy, Registry], Runner] | None = None
     cross_check: Callable[[Policy, Mapping[str, Policy]], list[PolicyError]] | None = None

@@ -1,0 +1,564 @@
+"""Access control (domain.md §3): what each field of a customer record may show to a request.
+
+A request names the subject (id, roles, department), the action, the purpose and the
+resource (customer, record type, owner, tier, department and the record's fields). The
+classification domain gives each field its class (``uses: {classification:
+resource.record}``); access decides per field: ``allow``, ``mask`` (allowed, shown with
+the class's masking style) or ``deny``.
+
+Semantics (documented in docs/domains.md):
+
+* roles inherit grants (``supervisor: {inherits: [agent]}``);
+* a rule applies to a field when one of the subject's roles (or a role it inherits), the
+  field's class, the action and the purpose are among the rule's (``"*"`` is any) and its
+  ``when:`` condition holds; conditions read ``subject``, ``resource``, ``action``,
+  ``purpose`` and ``now``;
+* **deny overrides allow**; a deny rule whose condition cannot be evaluated (an absent
+  attribute) applies — access fails closed; an allow rule's does not;
+* among allow rules, an unmasked one beats one with ``mask: true``;
+* **default deny**: a field no allow rule covers is denied, and so is an unclassified one;
+* **exceptions** are named waivers with an owner and an expiry date: an unexpired waiver
+  that matches allows what no rule allows, or cancels the deny rules it lists under
+  ``waives:``; the decision lists each waiver it used;
+* obligations (``log_access``, ``require_justification``) of the rules and waivers that
+  allowed something travel with the decision, plus those marked ``always: true``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from engine.core.decision import Decision, FiredRule, TraceStep
+from engine.core.expr import BOOL, STRING, TIMESTAMP, EvalError, ListType, Node, ObjectType, compile_expr
+from engine.core.facts import parse_timestamp
+from engine.domains.base import Domain, DomainResult, Runner
+from engine.domains.request import RequestShape
+from engine.errors import Location, PolicyError, did_you_mean
+
+if TYPE_CHECKING:
+    from engine.core.model import Policy
+    from engine.core.validate import Semantics
+    from engine.plugins import Registry
+
+ANY = "*"
+_text = {"type": "string", "minLength": 1}
+_meta = {"title": _text, "description": _text, "owner": _text, "clause": _text, "message": _text}
+_id = {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$"}
+_names = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True}
+_rule_props = {
+    "id": _id,
+    "roles": _names,
+    "classes": _names,
+    "actions": _names,
+    "purposes": _names,
+    "when": {"type": ["string", "boolean"]},
+    "obligations": _names,
+    **_meta,
+}
+
+SCHEMA: dict[str, Any] = {
+    "actions": {**_names, "description": "the actions a request can ask for"},
+    "purposes": {**_names, "description": "the purposes a request can give"},
+    "roles": {
+        "type": "object",
+        "minProperties": 1,
+        "propertyNames": {"pattern": "^[a-z][a-z0-9_-]*$"},
+        "additionalProperties": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {"inherits": _names, "description": _text, "owner": _text, "clause": _text},
+        },
+    },
+    "obligations": {
+        "type": "object",
+        "propertyNames": {"pattern": "^[a-z][a-z0-9_]*$"},
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"always": {"type": "boolean"}, "description": _text, "clause": _text},
+        },
+    },
+    "rules": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "effect", "roles", "classes", "actions", "purposes"],
+            "properties": {**_rule_props, "effect": {"enum": ["allow", "deny"]}, "mask": {"type": "boolean"}},
+        },
+    },
+    "exceptions": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "owner", "expires", "classes", "actions", "purposes"],
+            "anyOf": [{"required": ["subjects"]}, {"required": ["roles"]}],
+            "properties": {
+                **_rule_props,
+                "subjects": _names,
+                "expires": {"type": "string", "description": "RFC 3339 timestamp, e.g. 2026-12-31T23:59:59Z"},
+                "waives": _names,
+                "mask": {"type": "boolean"},
+            },
+        },
+    },
+}
+
+ENV = {
+    "subject": ObjectType("subject", {"id": STRING, "roles": ListType(STRING), "department": STRING}),
+    "resource": ObjectType(
+        "resource",
+        {"customer": STRING, "record_type": STRING, "owner": STRING, "tier": STRING, "department": STRING},
+    ),
+    "action": STRING,
+    "purpose": STRING,
+    "now": TIMESTAMP,
+}
+
+
+@dataclass(frozen=True)
+class Grant:
+    """An access rule, or (``waiver`` True) an exception."""
+
+    id: str
+    effect: str
+    roles: tuple[str, ...]
+    classes: tuple[str, ...]
+    actions: tuple[str, ...]
+    purposes: tuple[str, ...]
+    location: Location
+    when: Node | None = None
+    when_text: str = ""
+    mask: bool = False
+    obligations: tuple[str, ...] = ()
+    message: str = ""
+    clause: str = ""
+    waiver: bool = False
+    owner: str = ""
+    expires: datetime | None = None
+    subjects: tuple[str, ...] = ()
+    waives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Access:
+    actions: tuple[str, ...]
+    purposes: tuple[str, ...]
+    roles: dict[str, tuple[str, ...]]  # role -> itself and every role it inherits from
+    role_locations: dict[str, Location]
+    obligations: dict[str, bool]  # name -> always
+    rules: tuple[Grant, ...]
+    exceptions: tuple[Grant, ...]
+
+
+# --------------------------------------------------------------------------------------------
+# check
+# --------------------------------------------------------------------------------------------
+
+
+def check(ctx: Semantics) -> Access:
+    data = ctx.data
+    actions, purposes = tuple(data["actions"]), tuple(data["purposes"])
+    raw_roles: dict[str, Any] = data["roles"]
+    role_locations = {r: ctx.doc.location(("roles", r), key=True) for r in raw_roles}
+    parents: dict[str, tuple[str, ...]] = {}
+    for role, spec in raw_roles.items():
+        inherits = tuple((spec or {}).get("inherits", ()))
+        for j, parent in enumerate(inherits):
+            if parent not in raw_roles:
+                ctx.error(
+                    f"role `{role}` inherits from `{parent}`, which is not a role",
+                    ("roles", role, "inherits", j),
+                    "P181",
+                    did_you_mean(parent, raw_roles) or "declare it under `roles:`",
+                )
+        parents[role] = tuple(p for p in inherits if p in raw_roles)
+    closure = {role: _closure(role, parents, ctx) for role in raw_roles}
+    obligations = {name: bool(spec.get("always", False)) for name, spec in data.get("obligations", {}).items()}
+    lists = {"actions": actions, "purposes": purposes, "roles": tuple(raw_roles), "obligations": tuple(obligations)}
+    rules = tuple(_grant(ctx, ("rules", i), spec, lists) for i, spec in enumerate(data["rules"]))
+    deny_ids = {g.id for g in rules if g.effect == "deny"}
+    exceptions = []
+    for i, spec in enumerate(data.get("exceptions", [])):
+        grant = _grant(ctx, ("exceptions", i), spec, lists, waiver=True)
+        for j, rid in enumerate(grant.waives):
+            if rid not in deny_ids:
+                ctx.error(
+                    f"waiver `{grant.id}` waives `{rid}`, which is not a deny rule",
+                    ("exceptions", i, "waives", j),
+                    "P186",
+                    did_you_mean(rid, deny_ids) or "list the ids of deny rules",
+                )
+        exceptions.append(grant)
+    return Access(actions, purposes, closure, role_locations, obligations, rules, tuple(exceptions))
+
+
+def _closure(role: str, parents: Mapping[str, tuple[str, ...]], ctx: Semantics) -> tuple[str, ...]:
+    seen: list[str] = []
+    stack = [role]
+    while stack:
+        r = stack.pop()
+        if r in seen:
+            continue
+        seen.append(r)
+        for p in parents.get(r, ()):
+            if p == role:
+                ctx.error(
+                    f"role `{role}` inherits from itself through `{r}`",
+                    ("roles", role),
+                    "P182",
+                    "remove one `inherits:` of the cycle",
+                    key=True,
+                )
+            stack.append(p)
+    return tuple(seen)
+
+
+def _grant(
+    ctx: Semantics,
+    path: tuple[str | int, ...],
+    spec: dict[str, Any],
+    lists: Mapping[str, tuple[str, ...]],
+    *,
+    waiver: bool = False,
+) -> Grant:
+    ctx.claim_id(spec["id"], path)
+    for key in ("roles", "actions", "purposes", "obligations"):
+        known = lists[key]
+        for j, name in enumerate(spec.get(key, ())):
+            if name == ANY and key != "obligations":
+                continue
+            if name not in known:
+                ctx.error(
+                    f"unknown {key[:-1]} `{name}`",
+                    (*path, key, j),
+                    {"roles": "P183", "actions": "P184", "purposes": "P184", "obligations": "P187"}[key],
+                    did_you_mean(name, known) or f"declare it under `{key}:`" + ("" if key != "roles" else " first"),
+                )
+    when = spec.get("when")
+    node = ctx.expression((*path, "when"), when, BOOL, env=ENV) if when is not None else None
+    expires = None
+    if waiver:
+        try:
+            expires = parse_timestamp(spec["expires"])
+        except ValueError:
+            ctx.error(
+                f"`{spec['expires']}` is not a timestamp with a time zone",
+                (*path, "expires"),
+                "P188",
+                "write it like `2026-12-31T23:59:59Z`",
+            )
+    return Grant(
+        id=spec["id"],
+        effect=spec.get("effect", "allow"),
+        roles=tuple(spec.get("roles", ())),
+        classes=tuple(spec["classes"]),
+        actions=tuple(spec["actions"]),
+        purposes=tuple(spec["purposes"]),
+        location=ctx.doc.location(path),
+        when=node,
+        when_text=str(when) if when is not None else "",
+        mask=bool(spec.get("mask", False)),
+        obligations=tuple(spec.get("obligations", ())),
+        message=str(spec.get("message", "")),
+        clause=str(spec.get("clause", "")),
+        waiver=waiver,
+        owner=str(spec.get("owner", "")) if waiver else "",
+        expires=expires,
+        subjects=tuple(spec.get("subjects", ())),
+        waives=tuple(spec.get("waives", ())),
+    )
+
+
+def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyError]:
+    """Every class a rule names is a class of the classification policy."""
+    model: Access = policy.extra
+    source = others.get("classification")
+    if "classification" not in policy.uses or source is None:
+        return [
+            PolicyError(
+                "access decides per data class and needs the classification domain",
+                policy.location,
+                code="P189",
+                hint="add `uses: {classification: resource.record}`",
+            )
+        ]
+    classes = {c.id: c for c in source.extra.classes}
+    errors = []
+    for grant in (*model.rules, *model.exceptions):
+        for name in grant.classes:
+            if name != ANY and name not in classes:
+                errors.append(
+                    PolicyError(
+                        f"unknown data class `{name}` in `{grant.id}`",
+                        grant.location,
+                        code="P185",
+                        hint=did_you_mean(name, classes) or "classes: " + ", ".join(f"`{c}`" for c in classes),
+                        related=source.location,
+                    )
+                )
+    return errors
+
+
+# --------------------------------------------------------------------------------------------
+# compile and run
+# --------------------------------------------------------------------------------------------
+
+_UNDEFINED = object()
+
+
+class _Compiled:
+    """Grants indexed by (role, class, action, purpose), ``"*"`` kept as its own key."""
+
+    def __init__(self, policy: Policy) -> None:
+        model: Access = policy.extra
+        self.model = model
+        self.roles = model.roles
+        self.always = tuple(sorted(n for n, always in model.obligations.items() if always))
+        self.shape = RequestShape(
+            {
+                "subject": {
+                    "type": "dict",
+                    "required": True,
+                    "schema": {
+                        "id": {"type": "string", "required": True},
+                        "roles": {"type": "list", "required": True, "schema": {"type": "string"}},
+                        "department": {"type": "string"},
+                    },
+                },
+                "action": {"type": "string", "required": True, "allowed": list(model.actions)},
+                "purpose": {"type": "string", "required": True, "allowed": list(model.purposes)},
+                "resource": {
+                    "type": "dict",
+                    "required": True,
+                    "schema": {
+                        **{k: {"type": "string"} for k in ("customer", "record_type", "owner", "tier", "department")},
+                        "record": {"type": "dict", "required": True},
+                    },
+                },
+                "justification": {"type": "string"},
+            },
+            "access request",
+        )
+        self.grants = (*model.rules, *model.exceptions)
+        self.conditions = [compile_expr(g.when) if g.when is not None else None for g in self.grants]
+        self.fired = [
+            FiredRule(g.id, "access", (), g.message, g.location.file, g.location.line, g.clause) for g in self.grants
+        ]
+        self.default_fired = FiredRule(
+            "default-deny",
+            "access",
+            (),
+            "no rule allows it: default deny",
+            policy.path,
+            policy.location.line,
+            policy.metadata.get("clause", ""),
+        )
+        self.index: dict[tuple[str, str, str, str], list[int]] = {}
+        for i, g in enumerate(self.grants):
+            actions = model.actions if ANY in g.actions else g.actions
+            purposes = model.purposes if ANY in g.purposes else g.purposes
+            for role in g.roles or (ANY,):
+                for cls in g.classes:
+                    for a in actions:
+                        for p in purposes:
+                            self.index.setdefault((role, cls, a, p), []).append(i)
+        self._candidates: dict[tuple[tuple[str, ...], str, str, str], tuple[int, ...]] = {}
+
+    def candidates(self, roles: tuple[str, ...], cls: str, action: str, purpose: str) -> tuple[int, ...]:
+        key = (roles, cls, action, purpose)
+        hit = self._candidates.get(key)
+        if hit is None:
+            found: set[int] = set()
+            get = self.index.get
+            for role in (*roles, ANY):
+                for c in (cls, ANY):
+                    found.update(get((role, c, action, purpose), ()))
+            hit = tuple(sorted(found))
+            if len(self._candidates) < 65536:
+                self._candidates[key] = hit
+        return hit
+
+    def __call__(
+        self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
+    ) -> DomainResult:
+        self.shape.check(facts)
+        subject, resource = facts["subject"], facts["resource"]
+        action, purpose = facts["action"], facts["purpose"]
+        notes: list[str] = []
+        roles: list[str] = []
+        for r in subject["roles"]:
+            inherited = self.roles.get(r)
+            if inherited is None:
+                notes.append(f"unknown role `{r}` ignored")
+                continue
+            roles.extend(x for x in inherited if x not in roles)
+        role_key = tuple(sorted(roles))
+        env = {"subject": subject, "resource": resource, "action": action, "purpose": purpose, "now": now}
+        memo: dict[int, Any] = {}
+        trace: list[TraceStep] | None = [] if explain else None
+
+        def holds(i: int) -> Any:
+            """The grant's condition: True, False or _UNDEFINED; once per request."""
+            hit = memo.get(i)
+            if hit is None:
+                cond = self.conditions[i]
+                if cond is None:
+                    hit = True
+                else:
+                    try:
+                        hit = cond(env) is True
+                    except (EvalError, KeyError, TypeError) as exc:
+                        hit = _UNDEFINED
+                        notes.append(f"condition of `{self.grants[i].id}` is undefined: {exc}")
+                g = self.grants[i]
+                if hit is True and g.waiver:
+                    assert g.expires is not None
+                    hit = now < g.expires and (subject["id"] in g.subjects or any(r in roles for r in g.roles))
+                memo[i] = hit
+                if trace is not None:
+                    shown: bool | None = None if hit is _UNDEFINED else bool(hit)
+                    trace.append(TraceStep("access", g.id, shown, ((g.when_text or "true", (), shown),)))
+            return hit
+
+        classification = upstream["classification"].outputs
+        handling = classification["handling"]
+        out_fields: dict[str, dict[str, Any]] = {}
+        decided: dict[int, list[str]] = {}
+        default: list[str] = []
+        used: set[int] = set()
+        obligations: set[str] = set(self.always)
+        for path, info in classification["fields"].items():
+            cls = info["class"]
+            effect, rule = self._field(self.candidates(role_key, cls, action, purpose), holds, used)
+            entry: dict[str, Any] = {
+                "effect": effect,
+                "class": cls,
+                "rule": self.grants[rule].id if rule >= 0 else None,
+            }
+            if effect == "mask":
+                entry["mask"] = handling[cls].get("mask", "full")
+            out_fields[path] = entry
+            if rule >= 0:
+                decided.setdefault(rule, []).append(path)
+                if effect != "deny":
+                    obligations.update(self.grants[rule].obligations)
+            else:
+                default.append(path)
+        for path in classification["unclassified"]:
+            out_fields[path] = {"effect": "deny", "class": None, "rule": None}
+            default.append(path)
+        result = self._result(out_fields, decided, default, used, obligations, notes, trace)
+        result.subject = resource.get("customer")
+        return result
+
+    def _field(self, cands: tuple[int, ...], holds: Any, used: set[int]) -> tuple[str, int]:
+        """(effect, deciding grant index or -1) for one field's candidate grants."""
+        grants = self.grants
+        denies = [i for i in cands if grants[i].effect == "deny" and not grants[i].waiver and holds(i) is not False]
+        if denies:
+            waived = {
+                rid
+                for i in cands
+                if grants[i].waiver and grants[i].waives and holds(i) is True
+                for rid in grants[i].waives
+            }
+            left = [i for i in denies if grants[i].id not in waived]
+            if left:
+                return "deny", left[0]
+            waiver = next(i for i in cands if grants[i].waiver and holds(i) is True and grants[i].waives)
+            used.add(waiver)
+            return ("mask" if grants[waiver].mask else "allow"), waiver
+        best = -1
+        for i in cands:
+            g = grants[i]
+            if g.effect == "allow" and not g.waiver and holds(i) is True:
+                if not g.mask:
+                    return "allow", i
+                if best < 0:
+                    best = i
+        if best >= 0:
+            return "mask", best
+        for i in cands:
+            if grants[i].waiver and holds(i) is True:
+                used.add(i)
+                return ("mask" if grants[i].mask else "allow"), i
+        return "deny", -1
+
+    def _result(
+        self,
+        fields: dict[str, dict[str, Any]],
+        decided: dict[int, list[str]],
+        default: list[str],
+        used: set[int],
+        obligations: set[str],
+        notes: list[str],
+        trace: list[TraceStep] | None,
+    ) -> DomainResult:
+        effects = [f["effect"] for f in fields.values()]
+        if effects and all(e == "allow" for e in effects):
+            effect = "allow"
+        elif any(e != "deny" for e in effects):
+            effect = "partial"
+        else:
+            effect = "deny"
+        fired = []
+        for i, paths in sorted(decided.items()):
+            base = self.fired[i]
+            outcome = fields[paths[0]]["effect"]
+            fired.append(
+                FiredRule(
+                    base.id,
+                    base.step,
+                    (("effect", outcome), ("fields", tuple(paths))),
+                    base.message,
+                    base.file,
+                    base.line,
+                    base.clause,
+                )
+            )
+        if default:
+            d = self.default_fired
+            fired.append(
+                FiredRule(
+                    d.id, d.step, (("effect", "deny"), ("fields", tuple(default))), d.message, d.file, d.line, d.clause
+                )
+            )
+        waivers = [
+            {
+                "id": g.id,
+                "owner": g.owner,
+                "expires": g.expires.isoformat().replace("+00:00", "Z") if g.expires else None,
+            }
+            for g in (self.grants[i] for i in sorted(used))
+        ]
+        outputs = {
+            "effect": effect,
+            "fields": fields,
+            "denied": [p for p, f in fields.items() if f["effect"] == "deny"],
+            "obligations": sorted(obligations) if effect != "deny" else sorted(set(self.always)),
+            "waivers": waivers,
+        }
+        return DomainResult(outputs, fired, notes, trace)
+
+
+def build(policy: Policy, registry: Registry) -> Runner:
+    return _Compiled(policy)
+
+
+ACCESS = Domain(
+    kind="access",
+    description="field by field: allow, mask or deny a request by role, data class, action and purpose",
+    schema_extra=SCHEMA,
+    shared=False,
+    required=("actions", "purposes", "roles", "rules"),
+    uses=("classification",),
+    check=check,
+    build=build,
+    cross_check=cross_check,
+)
