@@ -172,6 +172,8 @@ def _translate(doc: Document, err: jsonschema.ValidationError) -> list[PolicyErr
                 hint=_type_hint(wanted),
             )
         ]
+    if err.validator == "pattern" and "description" in schema:
+        return [PolicyError(f"`{value}` is not written as expected", where, code="P024", hint=schema["description"])]
     if err.validator == "pattern":
         return [
             PolicyError(

@@ -10,8 +10,9 @@ from __future__ import annotations
 from engine.domains.access import ACCESS
 from engine.domains.base import Domain
 from engine.domains.classification import CLASSIFICATION
+from engine.domains.retention import RETENTION
 from engine.domains.tiering import TIERING
 
-DOMAINS: dict[str, Domain] = {d.kind: d for d in (TIERING, CLASSIFICATION, ACCESS)}
+DOMAINS: dict[str, Domain] = {d.kind: d for d in (TIERING, CLASSIFICATION, ACCESS, RETENTION)}
 
 __all__ = ["DOMAINS", "Domain"]

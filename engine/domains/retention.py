@@ -1,0 +1,317 @@
+"""Retention (domain.md §4): how long a record is kept, and what happens when the period ends.
+
+Rules apply per record type and data class (the record's classes come from the
+classification domain: ``uses: {classification: record}``). Each rule has a period, the
+event that starts its clock (``created``, ``last_activity``, ``relationship_ended``,
+``consent_withdrawn`` or a named business event ``event:<name>``) and an action at the end
+(``delete``, ``anonymise``, ``archive``, ``review``). A rule is either an obligation to
+**keep** the record at least that long (accounting, for example) or to **dispose** of it
+within that period (data minimisation).
+
+Conflict resolution, in this order (documented in docs/domains.md):
+
+1. an active **legal hold beats everything**: nothing is disposed of; the hold decides;
+2. **retaining beats deleting**: a disposal is never due before every ``keep`` rule that
+   applies has run out; a ``keep`` rule whose clock has not started keeps the record
+   until it starts and runs out;
+3. **the longest retention wins**: among ``keep`` rules, the latest end;
+4. **then the shortest deletion**: among ``dispose`` rules, the earliest end decides the
+   action; ties go to the rule listed first.
+
+A record past its due date is ``overdue``; ``overdue_days`` says by how many whole days.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from engine.core.decision import Decision, FiredRule
+from engine.core.facts import parse_timestamp
+from engine.domains.base import Domain, DomainResult, Runner
+from engine.domains.request import RequestShape
+from engine.errors import Location, PolicyError, did_you_mean
+
+if TYPE_CHECKING:
+    from engine.core.model import Policy
+    from engine.core.validate import Semantics
+    from engine.plugins import Registry
+
+ANY = "*"
+CLOCKS = ("created", "last_activity", "relationship_ended", "consent_withdrawn")
+ACTIONS = ("delete", "anonymise", "archive", "review")
+PERIOD = re.compile(r"^(\d{1,4})\s*(y|m|w|d|h)$")
+
+_text = {"type": "string", "minLength": 1}
+_meta = {"title": _text, "description": _text, "owner": _text, "clause": _text, "message": _text}
+_names = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True}
+
+SCHEMA: dict[str, Any] = {
+    "record_types": {**_names, "description": "the kinds of record a request can name"},
+    "hold_fields": {**_names, "description": "boolean fields of a record that, when true, place a legal hold"},
+    "rules": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "record_types", "classes", "obligation", "period", "starts", "action"],
+            "properties": {
+                "id": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$"},
+                "record_types": _names,
+                "classes": _names,
+                "obligation": {"enum": ["keep", "dispose"]},
+                "period": {"type": "string", "pattern": PERIOD.pattern, "description": "like `5y`, `18m`, `30d`"},
+                "starts": {
+                    "type": "string",
+                    "pattern": "^(created|last_activity|relationship_ended|consent_withdrawn|event:[a-z_][a-z0-9_]*)$",
+                },
+                "action": {"enum": list(ACTIONS)},
+                **_meta,
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    id: str
+    record_types: tuple[str, ...]
+    classes: tuple[str, ...]
+    keep: bool
+    period: tuple[int, str]
+    starts: str
+    action: str
+    location: Location
+    message: str = ""
+    clause: str = ""
+
+
+@dataclass(frozen=True)
+class Retention:
+    record_types: tuple[str, ...]
+    hold_fields: tuple[str, ...]
+    rules: tuple[RetentionRule, ...]
+
+
+def check(ctx: Semantics) -> Retention:
+    types = tuple(ctx.data["record_types"])
+    rules = []
+    for i, spec in enumerate(ctx.data["rules"]):
+        path = ("rules", i)
+        ctx.claim_id(spec["id"], path)
+        for j, name in enumerate(spec["record_types"]):
+            if name != ANY and name not in types:
+                ctx.error(
+                    f"unknown record type `{name}`",
+                    (*path, "record_types", j),
+                    "P191",
+                    did_you_mean(name, types) or "declare it under `record_types:`",
+                )
+        m = PERIOD.match(spec["period"])
+        assert m is not None  # the schema checked the pattern
+        rules.append(
+            RetentionRule(
+                spec["id"],
+                tuple(spec["record_types"]),
+                tuple(spec["classes"]),
+                spec["obligation"] == "keep",
+                (int(m.group(1)), m.group(2)),
+                spec["starts"],
+                spec["action"],
+                ctx.doc.location(path),
+                str(spec.get("message", "")),
+                str(spec.get("clause", "")),
+            )
+        )
+    return Retention(types, tuple(ctx.data.get("hold_fields", ())), tuple(rules))
+
+
+def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyError]:
+    model: Retention = policy.extra
+    source = others.get("classification")
+    if "classification" not in policy.uses or source is None:
+        return [
+            PolicyError(
+                "retention decides per data class and needs the classification domain",
+                policy.location,
+                code="P189",
+                hint="add `uses: {classification: record}`",
+            )
+        ]
+    classes = {c.id for c in source.extra.classes}
+    return [
+        PolicyError(
+            f"unknown data class `{name}` in `{rule.id}`",
+            rule.location,
+            code="P185",
+            hint=did_you_mean(name, classes) or "classes: " + ", ".join(f"`{c}`" for c in sorted(classes)),
+            related=source.location,
+        )
+        for rule in model.rules
+        for name in rule.classes
+        if name != ANY and name not in classes
+    ]
+
+
+def add_period(start: datetime, period: tuple[int, str]) -> datetime:
+    """``start`` plus a period; years and months are calendar ones (31 Jan + 1m = 28/29 Feb)."""
+    n, unit = period
+    if unit in ("y", "m"):
+        months = start.month - 1 + n * (12 if unit == "y" else 1)
+        year, month = start.year + months // 12, months % 12 + 1
+        day = start.day
+        while True:
+            try:
+                return start.replace(year=year, month=month, day=day)
+            except ValueError:
+                day -= 1
+    return start + timedelta(**{{"w": "weeks", "d": "days", "h": "hours"}[unit]: n})
+
+
+_TS = {"check_with": "timestamp"}
+
+
+class _Compiled:
+    def __init__(self, policy: Policy) -> None:
+        model: Retention = policy.extra
+        self.model = model
+        self.shape = RequestShape(
+            {
+                "record_type": {"type": "string", "required": True, "allowed": list(model.record_types)},
+                "record": {"type": "dict", "required": True},
+                "customer": {"type": "string"},
+                **{f"{c}_at": {**_TS, "nullable": True} for c in CLOCKS},
+                "events": {"type": "dict", "valuesrules": _TS},
+                "holds": {
+                    "type": "list",
+                    "schema": {
+                        "type": "dict",
+                        "schema": {
+                            "id": {"type": "string", "required": True},
+                            "reason": {"type": "string"},
+                            "released_at": {**_TS, "nullable": True},
+                        },
+                    },
+                },
+            },
+            "retention request",
+        )
+        self.fired = {
+            r.id: FiredRule(r.id, "retention", (), r.message, r.location.file, r.location.line, r.clause)
+            for r in model.rules
+        }
+
+    def __call__(
+        self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
+    ) -> DomainResult:
+        self.shape.check(facts)
+        notes: list[str] = []
+        classes = set(upstream["classification"].outputs["classes"])
+        rtype = facts["record_type"]
+        applicable = [
+            r
+            for r in self.model.rules
+            if (ANY in r.record_types or rtype in r.record_types)
+            and (ANY in r.classes or classes.intersection(r.classes))
+        ]
+        hold = self._hold(facts, now)
+        out: dict[str, Any] = {
+            "action": None,
+            "due": None,
+            "status": None,
+            "overdue_days": None,
+            "rule": None,
+            "hold": hold,
+            "postponed_by": None,
+        }
+        fired: list[FiredRule] = []
+        if not applicable:
+            out.update(action="review", status="no_rule")
+            notes.append(f"no retention rule applies to a `{rtype}` record of class(es) {sorted(classes)}")
+            return DomainResult(out, fired, notes, subject=facts.get("customer"))
+        ends = {r.id: self._end(r, facts) for r in applicable}
+        keeps = [r for r in applicable if r.keep]
+        disposals = [r for r in applicable if not r.keep]
+        keep_until: datetime | None = None
+        keep_rule: RetentionRule | None = None
+        open_keep = next((r for r in keeps if ends[r.id] is None), None)
+        if open_keep is None and keeps:
+            keep_rule = max(keeps, key=lambda r: ends[r.id])  # type: ignore[arg-type,return-value]
+            keep_until = ends[keep_rule.id]
+        if disposals:
+            started = [r for r in disposals if ends[r.id] is not None]
+            rule = min(started, key=lambda r: ends[r.id]) if started else disposals[0]  # type: ignore[arg-type,return-value]
+            due = ends[rule.id]
+            if open_keep is not None:
+                due, out["postponed_by"] = None, open_keep.id
+            elif due is not None and keep_until is not None and keep_until > due:
+                due, out["postponed_by"] = keep_until, keep_rule.id if keep_rule else None
+            action = rule.action
+        elif open_keep is not None:
+            rule, due, action = open_keep, None, open_keep.action
+        else:
+            assert keep_rule is not None
+            rule, due, action = keep_rule, keep_until, keep_rule.action
+        out.update(action=action, due=due, rule=rule.id)
+        fired.append(self._fire(rule, action, due))
+        if out["postponed_by"]:
+            fired.append(self._fire(next(r for r in applicable if r.id == out["postponed_by"]), "keep", due))
+        if hold is not None:
+            out.update(status="held", action="retain")
+            notes.append(f"legal hold `{hold}` suspends `{action}` (due {_iso(due)})")
+        elif due is None:
+            out["status"] = "waiting"
+            notes.append(f"the clock of `{out['postponed_by'] or rule.id}` has not started")
+        elif now >= due:
+            out.update(status="overdue", overdue_days=(now - due).days)
+        else:
+            out["status"] = "retain"
+        return DomainResult(out, fired, notes, subject=facts.get("customer"))
+
+    def _fire(self, rule: RetentionRule, action: str, due: datetime | None) -> FiredRule:
+        b = self.fired[rule.id]
+        return FiredRule(b.id, b.step, (("action", action), ("due", due)), b.message, b.file, b.line, b.clause)
+
+    def _end(self, rule: RetentionRule, facts: Mapping[str, Any]) -> datetime | None:
+        if rule.starts.startswith("event:"):
+            raw = (facts.get("events") or {}).get(rule.starts[6:])
+        else:
+            raw = facts.get(f"{rule.starts}_at")
+        return add_period(parse_timestamp(raw), rule.period) if raw is not None else None
+
+    def _hold(self, facts: Mapping[str, Any], now: datetime) -> str | None:
+        for h in facts.get("holds") or ():
+            released = h.get("released_at")
+            if released is None or parse_timestamp(released) > now:
+                return str(h["id"])
+        record = facts["record"]
+        for name in self.model.hold_fields:
+            if record.get(name) is True:
+                return name
+        return None
+
+
+def _iso(t: datetime | None) -> str:
+    return t.isoformat().replace("+00:00", "Z") if t is not None else "never"
+
+
+def build(policy: Policy, registry: Registry) -> Runner:
+    return _Compiled(policy)
+
+
+RETENTION = Domain(
+    kind="retention",
+    description="how long a record is kept, what ends it, and what happens then; legal holds",
+    schema_extra=SCHEMA,
+    shared=False,
+    required=("record_types", "rules"),
+    uses=("classification",),
+    check=check,
+    build=build,
+    cross_check=cross_check,
+)
