@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from engine.plugins import DetectorSpec, FunctionSpec, ScorerSpec
+    from engine.plugins import DetectorSpec, EventBackendSpec, FunctionSpec, ScorerSpec
     from engine.storage import Store
 
 PROJECT = "charter"
@@ -66,6 +66,22 @@ def charter_functions() -> list[FunctionSpec] | None:
     Return: a list of ``FunctionSpec``; each declares its parameter and result types, so a
     policy that calls it wrongly fails validation at its line. ``None`` means none. A name
     given by two plugins, or by a plugin and the language itself, is an error naming them.
+    """
+
+
+@hookspec
+def charter_event_backends() -> list[EventBackendSpec] | None:
+    """Declare the event-pattern backends this plugin provides.
+
+    For: evaluating churn early-warning patterns over a customer's event history
+    (escalation domain, ``churn_patterns:``); ``durable_rules`` is the built-in default.
+    When: once per plugin manager, when it is built.
+    Parameters: none.
+    Return: a list of ``EventBackendSpec``; each names a backend and gives
+    ``compile(patterns, key)`` returning ``match(events, now) -> alerts``. Events arrive in
+    time order with their own timestamps; a backend must use those and never a clock, so
+    the same history always gives the same alerts. ``None`` means none. A name given by two
+    plugins is an error naming both.
     """
 
 

@@ -57,6 +57,52 @@ class DetectorSpec:
 
 
 @dataclass(frozen=True)
+class EventPattern:
+    """A churn early-warning pattern over a customer's events (escalation ``churn_patterns:``).
+
+    Three forms: ``first`` alone (optionally ``score_at_most``); ``first`` then ``then``
+    within ``within`` seconds, unless an ``unless`` event referring to the first (its
+    ``ref`` is the first's id) arrived before the second; ``first`` with no ``absent`` event
+    within ``within`` seconds after it, judged at the caller's ``now``.
+    """
+
+    id: str
+    first: str
+    then: str | None = None
+    absent: str | None = None
+    unless: str | None = None
+    within: int | None = None
+    score_at_most: float | None = None
+
+
+@dataclass(frozen=True, order=True)
+class Alert:
+    """A pattern that matched: when (epoch seconds) and the ids of the events that made it."""
+
+    at: int
+    pattern: str
+    events: tuple[str, ...]
+
+
+# events in time order: {"kind", "ts" (epoch seconds), "eid", "ref", "score"}; ``now`` in epoch seconds
+EventMatcher = Callable[[Sequence[Mapping[str, Any]], int], list[Alert]]
+
+
+@dataclass(frozen=True)
+class EventBackendSpec:
+    """An event-pattern backend: ``compile(patterns, key) -> match(events, now) -> alerts``.
+
+    ``key`` is unique to the policy version, for backends that keep named rule sets.
+    """
+
+    name: str
+    compile: Callable[[Sequence[EventPattern], str], EventMatcher]
+    description: str = ""
+    version: str = "1"
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     """An extra function for the condition language, declared with its types.
 
@@ -89,6 +135,7 @@ class Registry:
     plugins: Sequence[str]
     problems: Sequence[PluginError] = ()
     functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
+    event_backends: Mapping[str, EventBackendSpec] = field(default_factory=dict)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every plugin and what it provides (for ``charter plugins``)."""
@@ -100,16 +147,23 @@ class Registry:
                     "scorers": sorted(s.name for s in self.scorers.values() if s.plugin == name),
                     "detectors": sorted(d.name for d in self.detectors.values() if d.plugin == name),
                     "functions": sorted(f.name for f in self.functions.values() if f.plugin == name),
+                    "event_backends": sorted(b.name for b in self.event_backends.values() if b.plugin == name),
                 }
             )
         return out
 
 
-BUILTIN_PLUGINS = ("charter_plugins.scorers", "charter_plugins.detectors", "charter_plugins.storage")
+BUILTIN_PLUGINS = (
+    "charter_plugins.scorers",
+    "charter_plugins.detectors",
+    "charter_plugins.storage",
+    "charter_plugins.events",
+)
 _HOOKS: tuple[tuple[str, type], ...] = (
     ("charter_scorers", ScorerSpec),
     ("charter_detectors", DetectorSpec),
     ("charter_functions", FunctionSpec),
+    ("charter_event_backends", EventBackendSpec),
 )
 
 
@@ -153,7 +207,14 @@ def build_registry(
                 else "types are int, double, string, bool, timestamp, duration",
             )
         )
-    return Registry(found["charter_scorers"], found["charter_detectors"], sorted(names), problems, functions)
+    return Registry(
+        found["charter_scorers"],
+        found["charter_detectors"],
+        sorted(names),
+        problems,
+        functions,
+        found["charter_event_backends"],
+    )
 
 
 TYPE_NAMES = ("int", "double", "string", "bool", "timestamp", "duration")

@@ -10,9 +10,10 @@ from __future__ import annotations
 from engine.domains.access import ACCESS
 from engine.domains.base import Domain
 from engine.domains.classification import CLASSIFICATION
+from engine.domains.escalation import ESCALATION
 from engine.domains.retention import RETENTION
 from engine.domains.tiering import TIERING
 
-DOMAINS: dict[str, Domain] = {d.kind: d for d in (TIERING, CLASSIFICATION, ACCESS, RETENTION)}
+DOMAINS: dict[str, Domain] = {d.kind: d for d in (TIERING, CLASSIFICATION, ACCESS, RETENTION, ESCALATION)}
 
 __all__ = ["DOMAINS", "Domain"]

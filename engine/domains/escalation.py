@@ -1,0 +1,616 @@
+"""Escalation and service levels (domain.md §5): clocks, states, the ladder and churn warnings.
+
+A request carries a ticket (category, severity, complexity and the timestamps of what
+happened to it), the customer's facts (tiered by the tiering domain: ``uses: {tiering:
+customer}``) and, optionally, the customer's event history. Everything is computed from
+those timestamps and the caller's ``now``; nothing reads a clock.
+
+* **Clocks**: each applicable clock runs from ``opened_at`` to its stop event
+  (``first_response_at``, ``handled_at``, ``closed_at``) within a target, shortened by the
+  customer's tier (``priority:``). Time counts on the clock's calendar (24x7 by default,
+  or business hours with holidays) and not while the ticket waits on the customer
+  (``pauses``).
+* **States**: ``in_progress``; ``nearing_breach`` once ``warning_at`` of the target has
+  elapsed; ``breached``; ``paused``; ``succeeded`` (``late: true`` when it stopped after the
+  target); ``cancelled`` when the ticket was cancelled before the clock stopped.
+* **Ladder**: the highest step whose state has been reached (and, with ``after``, for that
+  long since the breach) says who owns the case and what to do.
+* **Churn early warning**: ``churn_patterns`` over the event history, evaluated by an
+  event-pattern backend plugin (durable-rules by default) fed the events in time order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from engine.core.decision import Decision, FiredRule
+from engine.core.facts import parse_timestamp
+from engine.domains.base import Domain, DomainResult, Runner
+from engine.domains.request import RequestShape
+from engine.errors import Location, PolicyError, did_you_mean
+from engine.plugins import EventMatcher, EventPattern
+
+if TYPE_CHECKING:
+    from engine.core.model import Policy
+    from engine.core.validate import Semantics
+    from engine.plugins import Registry
+
+ANY = "*"
+STATES = ("cancelled", "succeeded", "in_progress", "paused", "nearing_breach", "breached")  # least to most urgent
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DURATION = re.compile(r"^(\d{1,5})\s*(d|h|m)$")
+MAX_DAYS = 3660  # a clock spanning more than ten years is refused, bounding the calendar walk
+
+_text = {"type": "string", "minLength": 1}
+_meta = {"title": _text, "description": _text, "owner": _text, "clause": _text, "message": _text}
+_id = {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$"}
+_names = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True}
+_duration = {"type": "string", "pattern": DURATION.pattern, "description": "like `24h`, `14d` or `30m`"}
+_hhmm = {"type": "string", "pattern": "^([01]\\d|2[0-3]):[0-5]\\d$", "description": "like `09:00`"}
+
+SCHEMA: dict[str, Any] = {
+    "categories": _names,
+    "severities": _names,
+    "warning_at": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "calendars": {
+        "type": "object",
+        "propertyNames": {"pattern": "^[a-z][a-z0-9_-]*$"},
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "utc_offset": {"type": "string", "pattern": "^[+-]([01]\\d|2[0-3]):[0-5]\\d$"},
+                "days": {"type": "array", "items": {"enum": list(DAYS)}, "uniqueItems": True},
+                "from": _hhmm,
+                "to": _hhmm,
+                "holidays": {"type": "array", "items": {"type": "string", "format": "date"}},
+                "description": _text,
+            },
+        },
+    },
+    "clocks": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "stops", "within"],
+            "properties": {
+                "id": _id,
+                "stops": {"enum": ["first_response", "handled", "resolved", "closed"]},
+                "within": _duration,
+                "calendar": _id,
+                "categories": _names,
+                "severities": _names,
+                "complexity": _names,
+                **_meta,
+            },
+        },
+    },
+    "priority": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["tier", "factor"],
+            "properties": {"tier": _text, "factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}, **_meta},
+        },
+    },
+    "ladder": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["level", "owner", "at"],
+            "properties": {
+                "level": {"type": "integer", "minimum": 0},
+                "owner": _text,
+                "at": {"enum": ["in_progress", "nearing_breach", "breached"]},
+                "after": _duration,
+                "actions": {"type": "array", "items": _text},
+                **_meta,
+            },
+        },
+    },
+    "event_backend": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*$"},
+    "churn_patterns": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "first"],
+            "properties": {
+                "id": _id,
+                "first": _text,
+                "then": _text,
+                "absent": _text,
+                "unless": _text,
+                "within": _duration,
+                "score_at_most": {"type": "number"},
+                **_meta,
+            },
+        },
+    },
+}
+
+
+def seconds(text: str) -> int:
+    m = DURATION.match(text)
+    assert m is not None  # checked by the schema
+    return int(m.group(1)) * {"d": 86400, "h": 3600, "m": 60}[m.group(2)]
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Working time: 24x7 when ``days`` is empty; else those days, ``start``-``end`` local time."""
+
+    offset: timedelta = timedelta(0)
+    days: frozenset[int] = frozenset()
+    start: time = time(0)
+    end: time = time(0)
+    holidays: frozenset[date] = frozenset()
+
+    @property
+    def always(self) -> bool:
+        return not self.days and not self.holidays
+
+    def _windows(self, a: datetime, b: datetime) -> list[tuple[datetime, datetime]]:
+        """Working windows (UTC) overlapping [a, b)."""
+        tz = timezone(self.offset)
+        day = a.astimezone(tz).date()
+        last = b.astimezone(tz).date()
+        if (last - day).days > MAX_DAYS:
+            raise ValueError(f"a clock spanning more than {MAX_DAYS} days")
+        out = []
+        while day <= last:
+            if (not self.days or day.weekday() in self.days) and day not in self.holidays:
+                lo = datetime.combine(day, self.start, tz)
+                hi = (
+                    datetime.combine(day + timedelta(days=1), time(0), tz)
+                    if self.end == time(0)
+                    else (datetime.combine(day, self.end, tz))
+                )
+                out.append((max(lo, a), min(hi, b)))
+            day += timedelta(days=1)
+        return [(x, y) for x, y in out if x < y]
+
+    def between(self, a: datetime, b: datetime) -> float:
+        """Working seconds in [a, b)."""
+        if b <= a:
+            return 0.0
+        if self.always:
+            return (b - a).total_seconds()
+        return sum((y - x).total_seconds() for x, y in self._windows(a, b))
+
+    def advance(self, a: datetime, secs: float) -> datetime:
+        """The moment ``secs`` working seconds after ``a``."""
+        if self.always:
+            return a + timedelta(seconds=secs)
+        cursor, left = a, secs
+        for _ in range(MAX_DAYS // 30 + 1):
+            for x, y in self._windows(cursor, cursor + timedelta(days=31)):
+                span = (y - x).total_seconds()
+                if span >= left:
+                    return x + timedelta(seconds=left)
+                left -= span
+            cursor += timedelta(days=31)
+        raise ValueError(f"no working time within {MAX_DAYS} days")
+
+
+@dataclass(frozen=True)
+class Clock:
+    id: str
+    stops: str
+    within: int
+    calendar: str
+    categories: tuple[str, ...]
+    severities: tuple[str, ...]
+    complexity: tuple[str, ...]
+    location: Location
+    message: str = ""
+    clause: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    level: int
+    owner: str
+    at: str
+    after: int
+    actions: tuple[str, ...]
+    location: Location
+    message: str = ""
+    clause: str = ""
+
+
+@dataclass(frozen=True)
+class Escalation:
+    categories: tuple[str, ...]
+    severities: tuple[str, ...]
+    warning_at: float
+    calendars: dict[str, Calendar]
+    clocks: tuple[Clock, ...]
+    priority: dict[str, tuple[float, str, Location]]
+    ladder: tuple[Step, ...]
+    backend: str
+    patterns: tuple[EventPattern, ...]
+    pattern_locations: dict[str, Location] = field(default_factory=dict)
+    pattern_meta: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def check(ctx: Semantics) -> Escalation:
+    data = ctx.data
+    categories, severities = tuple(data["categories"]), tuple(data["severities"])
+    calendars: dict[str, Calendar] = {"24x7": Calendar()}
+    for name, spec in data.get("calendars", {}).items():
+        calendars[name] = _calendar(ctx, name, spec)
+    clocks = []
+    for i, spec in enumerate(data["clocks"]):
+        path = ("clocks", i)
+        ctx.claim_id(spec["id"], path)
+        for key, known in (("categories", categories), ("severities", severities)):
+            for j, v in enumerate(spec.get(key, ())):
+                if v != ANY and v not in known:
+                    ctx.error(
+                        f"unknown {key[:-3]}y `{v}`" if key == "categories" else f"unknown severity `{v}`",
+                        (*path, key, j),
+                        "P193",
+                        did_you_mean(v, known) or f"declare it under `{key}:`",
+                    )
+        cal = spec.get("calendar", "24x7")
+        if cal not in calendars:
+            ctx.error(
+                f"unknown calendar `{cal}`",
+                (*path, "calendar"),
+                "P194",
+                did_you_mean(cal, calendars) or "declare it under `calendars:`",
+            )
+        clocks.append(
+            Clock(
+                spec["id"],
+                spec["stops"],
+                seconds(spec["within"]),
+                cal,
+                tuple(spec.get("categories", (ANY,))),
+                tuple(spec.get("severities", (ANY,))),
+                tuple(spec.get("complexity", (ANY,))),
+                ctx.doc.location(path),
+                str(spec.get("message", "")),
+                str(spec.get("clause", "")),
+            )
+        )
+    priority = {
+        p["tier"]: (float(p["factor"]), str(p.get("message", "")), ctx.doc.location(("priority", i)))
+        for i, p in enumerate(data.get("priority", []))
+    }
+    ladder = tuple(
+        Step(
+            s["level"],
+            s["owner"],
+            s["at"],
+            seconds(s["after"]) if "after" in s else 0,
+            tuple(s.get("actions", ())),
+            ctx.doc.location(("ladder", i)),
+            str(s.get("message", "")),
+            str(s.get("clause", "")),
+        )
+        for i, s in enumerate(data["ladder"])
+    )
+    backend = data.get("event_backend", "durable_rules")
+    patterns = []
+    locations, meta = {}, {}
+    for i, spec in enumerate(data.get("churn_patterns", [])):
+        path = ("churn_patterns", i)
+        ctx.claim_id(spec["id"], path)
+        forms = [k for k in ("then", "absent") if k in spec]
+        if len(forms) > 1:
+            ctx.error("a pattern has `then` or `absent`, not both", path, "P195", "split it into two patterns")
+        if forms and "within" not in spec:
+            ctx.error(f"`{forms[0]}` needs `within`", path, "P195", "add e.g. `within: 14d`")
+        if "unless" in spec and "then" not in spec:
+            ctx.error("`unless` only applies with `then`", (*path, "unless"), "P195", "add `then:` or remove `unless`")
+        patterns.append(
+            EventPattern(
+                spec["id"],
+                spec["first"],
+                spec.get("then"),
+                spec.get("absent"),
+                spec.get("unless"),
+                seconds(spec["within"]) if "within" in spec else None,
+                spec.get("score_at_most"),
+            )
+        )
+        locations[spec["id"]] = ctx.doc.location(path)
+        meta[spec["id"]] = (str(spec.get("message", "")), str(spec.get("clause", "")))
+    if patterns and backend not in ctx.registry.event_backends:
+        ctx.error(
+            f"no plugin provides the event backend `{backend}`",
+            ("event_backend",) if "event_backend" in data else ("churn_patterns",),
+            "P196",
+            did_you_mean(backend, ctx.registry.event_backends) or "see `charter plugins`",
+        )
+    return Escalation(
+        categories,
+        severities,
+        float(data.get("warning_at", 0.75)),
+        calendars,
+        tuple(clocks),
+        priority,
+        ladder,
+        backend,
+        tuple(patterns),
+        locations,
+        meta,
+    )
+
+
+def _calendar(ctx: Semantics, name: str, spec: Mapping[str, Any]) -> Calendar:
+    sign, hh, mm = 1, 0, 0
+    off = spec.get("utc_offset", "+00:00")
+    sign = -1 if off[0] == "-" else 1
+    hh, mm = int(off[1:3]), int(off[4:6])
+    holidays = set()
+    for j, text in enumerate(spec.get("holidays", ())):
+        try:
+            holidays.add(date.fromisoformat(text))
+        except ValueError:
+            ctx.error(
+                f"`{text}` is not a date", ("calendars", name, "holidays", j), "P197", "write it like `2025-10-01`"
+            )
+    start = time.fromisoformat(spec.get("from", "00:00"))
+    end = time.fromisoformat(spec.get("to", "00:00"))
+    if end != time(0) and end <= start:
+        ctx.error("the working day ends before it starts", ("calendars", name, "to"), "P197", "swap `from` and `to`")
+    days = frozenset(DAYS.index(d) for d in spec.get("days", DAYS))
+    return Calendar(sign * timedelta(hours=hh, minutes=mm), days, start, end, frozenset(holidays))
+
+
+def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyError]:
+    model: Escalation = policy.extra
+    tiering = others.get("tiering")
+    if not model.priority:
+        return []
+    if "tiering" not in policy.uses or tiering is None:
+        return [
+            PolicyError(
+                "`priority` by tier needs the tiering domain",
+                policy.location,
+                code="P189",
+                hint="add `uses: {tiering: customer}`",
+            )
+        ]
+    out = tiering.outputs.get("value_tier")
+    tiers = [str(v) for v in (out.values or ())] if out is not None else []
+    return [
+        PolicyError(
+            f"unknown tier `{tier}`",
+            where,
+            code="P198",
+            hint=did_you_mean(tier, tiers) or "tiers: " + ", ".join(f"`{t}`" for t in tiers),
+            related=tiering.location,
+        )
+        for tier, (_, _, where) in model.priority.items()
+        if tier not in tiers
+    ]
+
+
+_TS = {"check_with": "timestamp"}
+_TS_OPT = {"check_with": "timestamp", "nullable": True}
+
+
+class _Compiled:
+    def __init__(self, policy: Policy, registry: Registry) -> None:
+        model: Escalation = policy.extra
+        self.model = model
+        self.shape = RequestShape(
+            {
+                "ticket": {
+                    "type": "dict",
+                    "required": True,
+                    "schema": {
+                        "id": {"type": "string", "required": True},
+                        "category": {"type": "string", "required": True, "allowed": list(model.categories)},
+                        "severity": {"type": "string", "required": True, "allowed": list(model.severities)},
+                        "complexity": {"type": "string"},
+                        "opened_at": {**_TS, "required": True},
+                        **{
+                            f"{k}_at": _TS_OPT for k in ("first_response", "handled", "resolved", "closed", "cancelled")
+                        },
+                        "pauses": {
+                            "type": "list",
+                            "schema": {"type": "dict", "schema": {"from": {**_TS, "required": True}, "to": _TS_OPT}},
+                        },
+                        "first_contact": {"type": "string"},
+                    },
+                },
+                "events": {
+                    "type": "list",
+                    "schema": {
+                        "type": "dict",
+                        "schema": {
+                            "type": {"type": "string", "required": True},
+                            "at": {**_TS, "required": True},
+                            "id": {"type": "string"},
+                            "ref": {"type": "string"},
+                            "score": {"type": "number"},
+                        },
+                    },
+                },
+            },
+            "escalation request",
+        )
+        self.fired = {
+            c.id: FiredRule(c.id, "service-level", (), c.message, c.location.file, c.location.line, c.clause)
+            for c in model.clocks
+        }
+        self.matcher: EventMatcher | None = None
+        if model.patterns:
+            spec = registry.event_backends[model.backend]
+            self.matcher = spec.compile(model.patterns, policy.digest[:16])
+
+    def __call__(
+        self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
+    ) -> DomainResult:
+        self.shape.check(facts)
+        ticket = facts["ticket"]
+        notes: list[str] = []
+        tier = upstream["tiering"].outputs.get("value_tier") if "tiering" in upstream else None
+        factor = self.model.priority.get(str(tier), (1.0, "", None))[0] if tier is not None else 1.0
+        opened = parse_timestamp(ticket["opened_at"])
+        cancelled = _ts(ticket.get("cancelled_at"))
+        pauses = [(parse_timestamp(p["from"]), _ts(p.get("to"))) for p in ticket.get("pauses") or ()]
+        clocks: dict[str, dict[str, Any]] = {}
+        fired: list[FiredRule] = []
+        worst, breached_at = "cancelled", None
+        for clock in self.model.clocks:
+            if not self._applies(clock, ticket):
+                continue
+            try:
+                entry = self._clock(clock, opened, _ts(ticket.get(f"{clock.stops}_at")), cancelled, pauses, now, factor)
+            except ValueError as exc:
+                raise _fact_error("ticket", str(exc)) from None
+            clocks[clock.id] = entry
+            b = self.fired[clock.id]
+            fired.append(FiredRule(b.id, b.step, (("state", entry["state"]),), b.message, b.file, b.line, b.clause))
+            if STATES.index(entry["state"]) > STATES.index(worst):
+                worst = entry["state"]
+            if entry["state"] == "breached" and entry["due"] is not None:
+                breached_at = min(breached_at or entry["due"], entry["due"])
+        if not clocks:
+            notes.append("no service-level clock applies to this ticket")
+        step = self._ladder(worst, breached_at, now)
+        out: dict[str, Any] = {
+            "state": worst if clocks else None,
+            "clocks": clocks,
+            "tier": tier,
+            "level": step.level if step else None,
+            "owner": (ticket.get("first_contact") or step.owner)
+            if step and step.owner == "first_contact"
+            else (step.owner if step else None),
+            "actions": list(step.actions) if step else [],
+        }
+        if step is not None:
+            fired.append(
+                FiredRule(
+                    f"ladder-{step.level}",
+                    "ladder",
+                    (("owner", step.owner),),
+                    step.message,
+                    step.location.file,
+                    step.location.line,
+                    step.clause,
+                )
+            )
+        alerts = self._churn(facts.get("events") or [], now)
+        out["churn_alerts"] = alerts
+        out["churn_warning"] = bool(alerts)
+        for pid in dict.fromkeys(a["pattern"] for a in alerts):
+            where = self.model.pattern_locations[pid]
+            message, clause = self.model.pattern_meta[pid]
+            fired.append(FiredRule(pid, "churn", (("churn_warning", True),), message, where.file, where.line, clause))
+        return DomainResult(out, fired, notes, subject=ticket["id"])
+
+    @staticmethod
+    def _applies(clock: Clock, ticket: Mapping[str, Any]) -> bool:
+        return (
+            (ANY in clock.categories or ticket["category"] in clock.categories)
+            and (ANY in clock.severities or ticket["severity"] in clock.severities)
+            and (ANY in clock.complexity or ticket.get("complexity", "simple") in clock.complexity)
+        )
+
+    def _clock(
+        self,
+        clock: Clock,
+        opened: datetime,
+        stopped: datetime | None,
+        cancelled: datetime | None,
+        pauses: Sequence[tuple[datetime, datetime | None]],
+        now: datetime,
+        factor: float,
+    ) -> dict[str, Any]:
+        cal = self.model.calendars[clock.calendar]
+        target = clock.within * factor
+        end = min(t for t in (stopped, cancelled, now) if t is not None)
+        paused = sum(cal.between(max(a, opened), min(b or end, end)) for a, b in pauses)
+        elapsed = cal.between(opened, end) - paused
+        entry: dict[str, Any] = {"target_hours": round(target / 3600, 4), "elapsed_hours": round(elapsed / 3600, 4)}
+        if cancelled is not None and (stopped is None or cancelled < stopped) and cancelled <= now:
+            state = "cancelled"
+        elif stopped is not None and stopped <= now:
+            state = "succeeded"
+            entry["late"] = elapsed > target
+        elif any(a <= now and (b is None or b > now) for a, b in pauses):
+            state = "paused"
+        elif elapsed >= target:
+            state = "breached"
+        elif elapsed >= self.model.warning_at * target:
+            state = "nearing_breach"
+        else:
+            state = "in_progress"
+        entry["state"] = state
+        entry["due"] = cal.advance(opened, target + paused) if state not in ("paused", "cancelled") else None
+        return entry
+
+    def _ladder(self, state: str, breached_at: datetime | None, now: datetime) -> Step | None:
+        reached = [
+            s
+            for s in self.model.ladder
+            if STATES.index(state) >= STATES.index(s.at)
+            and (not s.after or (breached_at is not None and (now - breached_at).total_seconds() >= s.after))
+        ]
+        if state in ("succeeded", "cancelled", "paused"):
+            reached = [s for s in self.model.ladder if s.at == "in_progress"]
+        return max(reached, key=lambda s: s.level) if reached else None
+
+    def _churn(self, raw: Sequence[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        if self.matcher is None or not raw:
+            return []
+        events = sorted(
+            (
+                {
+                    "kind": e["type"],
+                    "ts": int(parse_timestamp(e["at"]).timestamp()),
+                    "eid": str(e.get("id", f"e{i}")),
+                    "ref": e.get("ref"),
+                    "score": e.get("score"),
+                }
+                for i, e in enumerate(raw)
+            ),
+            key=lambda e: (e["ts"], e["eid"]),
+        )
+        alerts = self.matcher(events, int(now.timestamp()))
+        return [
+            {"pattern": a.pattern, "at": datetime.fromtimestamp(a.at, UTC), "events": list(a.events)} for a in alerts
+        ]
+
+
+def _ts(value: Any) -> datetime | None:
+    return parse_timestamp(value) if value is not None else None
+
+
+def _fact_error(field: str, message: str) -> Any:
+    from engine.errors import FactError, FactErrors
+
+    return FactErrors([FactError(f"`{field}`: {message}", field=field, rule="range", code="F211")])
+
+
+def build(policy: Policy, registry: Registry) -> Runner:
+    return _Compiled(policy, registry)
+
+
+ESCALATION = Domain(
+    kind="escalation",
+    description="service-level clocks, escalation ladder and churn early warning",
+    schema_extra=SCHEMA,
+    shared=False,
+    required=("categories", "severities", "clocks", "ladder"),
+    uses=("tiering",),
+    check=check,
+    build=build,
+    cross_check=cross_check,
+)
