@@ -78,7 +78,7 @@ def charter_event_backends() -> list[EventBackendSpec] | None:
     When: once per plugin manager, when it is built.
     Parameters: none.
     Return: a list of ``EventBackendSpec``; each names a backend and gives
-    ``compile(patterns, key)`` returning ``match(events, now) -> alerts``. Events arrive in
+    ``prepare(patterns, key)`` returning ``match(events, now) -> alerts``. Events arrive in
     time order with their own timestamps; a backend must use those and never a clock, so
     the same history always gives the same alerts. ``None`` means none. A name given by two
     plugins is an error naming both.

@@ -90,13 +90,13 @@ EventMatcher = Callable[[Sequence[Mapping[str, Any]], int], list[Alert]]
 
 @dataclass(frozen=True)
 class EventBackendSpec:
-    """An event-pattern backend: ``compile(patterns, key) -> match(events, now) -> alerts``.
+    """An event-pattern backend: ``prepare(patterns, key) -> match(events, now) -> alerts``.
 
     ``key`` is unique to the policy version, for backends that keep named rule sets.
     """
 
     name: str
-    compile: Callable[[Sequence[EventPattern], str], EventMatcher]
+    prepare: Callable[[Sequence[EventPattern], str], EventMatcher]
     description: str = ""
     version: str = "1"
     plugin: str = ""

@@ -13,6 +13,7 @@ checks that the two agree on random histories.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -36,7 +37,7 @@ _sinks: dict[str, list[Alert]] = {}  # session id -> alerts collected by the con
 
 def _durable_compile(patterns: Sequence[EventPattern], key: str) -> EventMatcher:
     from durable.engine import MessageNotHandledException
-    from durable.lang import assert_fact, get_host
+    from durable.lang import assert_fact, retract_fact
 
     with _lock:
         names = _compiled.get(key)
@@ -50,13 +51,25 @@ def _durable_compile(patterns: Sequence[EventPattern], key: str) -> EventMatcher
             sid = f"s{next(_sessions)}"
             _sinks[sid] = alerts
             try:
+                facts = [
+                    {**{k: v for k, v in fact.items() if v is not None}, "sid": sid}
+                    for fact in [*events, {"kind": CLOCK, "ts": now, "eid": "now"}]
+                ]
                 for name in names:
-                    for fact in [*events, {"kind": CLOCK, "ts": now, "eid": "now"}]:
-                        try:
-                            assert_fact(name, {**{k: v for k, v in fact.items() if v is not None}, "sid": sid})
-                        except MessageNotHandledException:
-                            pass  # no rule of this set looks at this kind of event
-                    get_host().delete_state(name, sid)
+                    _sinks[sid] = alerts
+                    asserted = []
+                    for fact in facts:
+                        # a kind of event no rule of this set looks at is refused: nothing to do
+                        with contextlib.suppress(MessageNotHandledException):
+                            assert_fact(name, fact)
+                            asserted.append(fact)
+                    # durable-rules' own `delete_state` can crash after a `none` condition was
+                    # retracted; retracting the facts, newest first, empties the session safely.
+                    # Matches a retraction makes are not part of the history: they go nowhere.
+                    _sinks[sid] = []
+                    for fact in reversed(asserted):
+                        with contextlib.suppress(MessageNotHandledException):
+                            retract_fact(name, fact)
             finally:
                 del _sinks[sid]
         return sorted(set(alerts))

@@ -70,6 +70,7 @@ def test_listed_by_charter_plugins() -> None:
         "scorers": ["engagement"],
         "detectors": ["wechat_id"],
         "functions": ["initials"],
+        "event_backends": [],
     }
 
 

@@ -164,6 +164,7 @@ def test_every_hook_is_documented_to_the_template() -> None:
         "charter_scorers",
         "charter_detectors",
         "charter_functions",
+        "charter_event_backends",
         "charter_storage",
     }
     for f in specs:

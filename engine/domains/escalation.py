@@ -196,7 +196,7 @@ class Calendar:
             for x, y in self._windows(cursor, cursor + timedelta(days=31)):
                 span = (y - x).total_seconds()
                 if span >= left:
-                    return x + timedelta(seconds=left)
+                    return (x + timedelta(seconds=left)).astimezone(UTC)
                 left -= span
             cursor += timedelta(days=31)
         raise ValueError(f"no working time within {MAX_DAYS} days")
@@ -451,7 +451,7 @@ class _Compiled:
         self.matcher: EventMatcher | None = None
         if model.patterns:
             spec = registry.event_backends[model.backend]
-            self.matcher = spec.compile(model.patterns, policy.digest[:16])
+            self.matcher = spec.prepare(model.patterns, policy.digest[:16])
 
     def __call__(
         self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool

@@ -1,0 +1,271 @@
+"""Escalation: service-level clocks and their states, calendars, pauses, the ladder, churn patterns."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EXAMPLES, POLICIES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import Engine
+from engine.domains.escalation import Calendar
+from engine.errors import FactErrors, PolicyErrors
+from engine.plugins import EventPattern, build_registry
+
+NOW = datetime(2025, 6, 30, 12, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Engine:
+    eng = Engine(POLICIES)
+    with EXAMPLES.open(encoding="utf-8") as f:
+        customers = [json.loads(line) for line in f]
+    eng.use_snapshot(eng.build_snapshot(customers, now=NOW))
+    return eng
+
+
+@pytest.fixture(scope="module")
+def tiers(shipped: Engine) -> dict[str, dict[str, Any]]:
+    """An example customer of each value tier."""
+    out: dict[str, dict[str, Any]] = {}
+    with EXAMPLES.open(encoding="utf-8") as f:
+        for line in f:
+            c = json.loads(line)
+            out.setdefault(shipped.evaluate("tiering", c, now=NOW).outputs["value_tier"], c)
+    return out
+
+
+def ticket(opened: datetime, **kw: Any) -> dict[str, Any]:
+    t = {"id": "T1", "category": "enquiry", "severity": "minor", "opened_at": opened.isoformat(), **kw}
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in t.items()}
+
+
+def decide(eng: Engine, customer: dict[str, Any], t: dict[str, Any], now: datetime = NOW, **extra: Any) -> Any:
+    return eng.evaluate("escalation", {"ticket": t, "customer": customer, **extra}, now=now)
+
+
+def test_first_response_within_24_hours(shipped: Engine, tiers: dict[str, dict[str, Any]]) -> None:
+    low = tiers["low"]
+    fresh = decide(shipped, low, ticket(NOW - timedelta(hours=10)))
+    assert fresh.outputs["clocks"]["first-response"]["state"] == "in_progress"
+    assert fresh.outputs["clocks"]["first-response"]["target_hours"] == 24
+    assert fresh.outputs["clocks"]["first-response"]["due"] == NOW + timedelta(hours=14)
+    assert (fresh.outputs["level"], fresh.outputs["owner"]) == (1, "first_contact")
+    warned = decide(shipped, low, ticket(NOW - timedelta(hours=19), first_contact="agent-7"))
+    assert warned.outputs["state"] == "nearing_breach"
+    assert (warned.outputs["level"], warned.outputs["owner"], warned.outputs["actions"]) == (
+        2,
+        "supervisor",
+        ["notify_supervisor"],
+    )
+    late = decide(shipped, low, ticket(NOW - timedelta(hours=25)))
+    assert late.outputs["state"] == "breached" and late.outputs["owner"] == "manager"
+    day_late = decide(shipped, low, ticket(NOW - timedelta(hours=49)))
+    assert (day_late.outputs["level"], day_late.outputs["owner"]) == (4, "compliance")
+
+
+def test_first_contact_owns_the_case(shipped: Engine, tiers: dict[str, dict[str, Any]]) -> None:
+    d = decide(shipped, tiers["low"], ticket(NOW - timedelta(hours=1), first_contact="agent-7"))
+    assert d.outputs["owner"] == "agent-7"
+
+
+def test_major_in_48_and_complex_in_72_hours(shipped: Engine, tiers: dict[str, dict[str, Any]]) -> None:
+    t = ticket(
+        NOW - timedelta(hours=50), severity="major", complexity="complex", first_response_at=NOW - timedelta(hours=49)
+    )
+    clocks = decide(shipped, tiers["low"], t).outputs["clocks"]
+    assert clocks["first-response"] == {
+        "target_hours": 24,
+        "elapsed_hours": 1,
+        "state": "succeeded",
+        "late": False,
+        "due": NOW - timedelta(hours=26),
+    }
+    assert (clocks["major-handling"]["state"], clocks["major-handling"]["target_hours"]) == ("breached", 48)
+    assert (clocks["complex-closure"]["state"], clocks["complex-closure"]["target_hours"]) == ("in_progress", 72)
+
+
+def test_high_value_customers_get_shorter_targets(shipped: Engine, tiers: dict[str, dict[str, Any]]) -> None:
+    t = ticket(NOW - timedelta(hours=13))
+    high = decide(shipped, tiers["high"], t)
+    assert high.outputs["tier"] == "high"
+    assert high.outputs["clocks"]["first-response"]["target_hours"] == 12
+    assert high.outputs["state"] == "breached"
+    assert decide(shipped, tiers["medium"], t).outputs["state"] == "in_progress"
+    assert [u.domain for u in high.upstream] == ["tiering"]
+
+
+def test_late_success_is_recorded_as_late(shipped: Engine, tiers: dict[str, dict[str, Any]]) -> None:
+    t = ticket(NOW - timedelta(hours=40), first_response_at=NOW - timedelta(hours=10))
+    c = decide(shipped, tiers["low"], t).outputs["clocks"]["first-response"]
+    assert (c["state"], c["late"], c["elapsed_hours"]) == ("succeeded", True, 30)
+
+
+def test_time_waiting_on_the_customer_does_not_count(shipped: Engine, tiers: dict[str, dict[str, Any]]) -> None:
+    pauses = [{"from": (NOW - timedelta(hours=20)).isoformat(), "to": (NOW - timedelta(hours=5)).isoformat()}]
+    d = decide(shipped, tiers["low"], ticket(NOW - timedelta(hours=30), pauses=pauses))
+    c = d.outputs["clocks"]["first-response"]
+    assert (c["state"], c["elapsed_hours"], c["due"]) == ("in_progress", 15, NOW + timedelta(hours=9))
+    waiting = [{"from": (NOW - timedelta(hours=2)).isoformat()}]
+    assert decide(shipped, tiers["low"], ticket(NOW - timedelta(hours=30), pauses=waiting)).outputs["state"] == "paused"
+
+
+def test_cancelled_clock(shipped: Engine, tiers: dict[str, dict[str, Any]]) -> None:
+    d = decide(shipped, tiers["low"], ticket(NOW - timedelta(hours=30), cancelled_at=NOW - timedelta(hours=29)))
+    assert d.outputs["state"] == "cancelled"
+    assert d.outputs["clocks"]["first-response"]["due"] is None
+
+
+def test_business_hours_with_holidays(shipped: Engine, tiers: dict[str, dict[str, Any]]) -> None:
+    # opened Tue 30 Sep 2025 17:00 Beijing; 1-3 Oct and 6 Oct are holidays, 4-5 Oct a weekend
+    opened = datetime(2025, 9, 30, 9, tzinfo=UTC)
+    d = decide(shipped, tiers["low"], ticket(opened, category="billing"), now=datetime(2025, 10, 7, 2, tzinfo=UTC))
+    c = d.outputs["clocks"]["billing-review"]
+    assert c["elapsed_hours"] == 2  # 1 hour on 30 Sep, then 09:00-10:00 on 7 Oct
+    assert c["due"] == datetime(2025, 10, 8, 7, tzinfo=UTC)  # 16 working hours: 1 + 9 + 6, 15:00 Beijing
+
+
+def test_calendar_arithmetic_agrees_both_ways() -> None:
+    cal = Calendar(
+        timedelta(hours=8),
+        frozenset(range(5)),
+        datetime(2025, 1, 1, 9).time(),
+        datetime(2025, 1, 1, 18).time(),
+        frozenset(),
+    )
+    start = datetime(2025, 3, 7, 8, 30, tzinfo=UTC)  # a Friday, 16:30 Beijing
+    for hours in (0.5, 1, 9, 27, 100):
+        due = cal.advance(start, hours * 3600)
+        assert cal.between(start, due) == hours * 3600
+
+
+def test_bad_tickets_name_the_field(shipped: Engine, tiers: dict[str, dict[str, Any]]) -> None:
+    with pytest.raises(FactErrors) as info:
+        decide(shipped, tiers["low"], ticket(NOW, severity="majr"))
+    assert (info.value.field, info.value.hint) == ("ticket.severity", "did you mean `major`?")
+    with pytest.raises(FactErrors) as info:
+        decide(shipped, tiers["low"], ticket(NOW), events=[{"type": "complaint", "at": "last week"}])
+    assert info.value.field == "events.0.at"
+    with pytest.raises(FactErrors) as info:
+        decide(shipped, {"id": "x"}, ticket(NOW))
+    assert info.value.field.startswith("customer.")
+
+
+def events(*items: tuple[str, int] | tuple[str, int, dict[str, Any]]) -> list[dict[str, Any]]:
+    base = datetime(2025, 1, 1, tzinfo=UTC)
+    out = []
+    for i, item in enumerate(items):
+        kind, day = item[0], item[1]
+        extra = item[2] if len(item) > 2 else {}  # type: ignore[misc]
+        out.append({"type": kind, "at": (base + timedelta(days=day)).isoformat(), "id": f"x{i}", **extra})
+    return out
+
+
+def alerts(eng: Engine, customer: dict[str, Any], evs: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    d = decide(eng, customer, ticket(NOW - timedelta(hours=1)), events=evs)
+    return [(a["pattern"], a["events"]) for a in d.outputs["churn_alerts"]]
+
+
+def test_second_complaint_within_14_days_of_an_unanswered_one(shipped: Engine, tiers: dict[str, Any]) -> None:
+    c = tiers["low"]
+    assert alerts(shipped, c, events(("complaint", 0), ("complaint", 10), ("purchase", 30))) == [
+        ("repeat-complaint", ["x0", "x1"])
+    ]
+    answered = events(("complaint", 0), ("complaint_answered", 2, {"ref": "x0"}), ("complaint", 10), ("purchase", 30))
+    assert alerts(shipped, c, answered) == []
+    assert alerts(shipped, c, events(("complaint", 0), ("purchase", 5), ("complaint", 20), ("purchase", 30))) == []
+
+
+def test_no_purchase_in_120_days_after_a_complaint(shipped: Engine, tiers: dict[str, Any]) -> None:
+    c = tiers["low"]
+    assert alerts(shipped, c, events(("complaint", 0))) == [("silent-after-complaint", ["x0"])]
+    assert alerts(shipped, c, events(("complaint", 0), ("purchase", 119))) == []
+    # judged at the caller's `now`: 100 days after the complaint the window is still open
+    d = decide(
+        shipped,
+        c,
+        ticket(NOW - timedelta(hours=1)),
+        now=datetime(2025, 4, 11, tzinfo=UTC),
+        events=events(("complaint", 0)),
+    )
+    assert d.outputs["churn_alerts"] == []
+
+
+def test_low_scores_and_tier_drops(shipped: Engine, tiers: dict[str, Any]) -> None:
+    c = tiers["low"]
+    found = alerts(shipped, c, events(("survey", 1, {"score": 4}), ("survey", 2, {"score": 2}), ("tier_drop", 3)))
+    assert found == [("low-satisfaction", ["x1"]), ("tier-drop", ["x2"])]
+
+
+def test_same_history_same_alerts_in_any_input_order(shipped: Engine, tiers: dict[str, Any]) -> None:
+    evs = events(("complaint", 0), ("survey", 1, {"score": 1}), ("complaint", 5), ("tier_drop", 9))
+    first = alerts(shipped, tiers["low"], evs)
+    assert first == alerts(shipped, tiers["low"], list(reversed(evs)))
+    assert len(first) == 5  # the silent-after-complaint pattern fires once per complaint
+
+
+KINDS = ["complaint", "complaint_answered", "purchase", "survey", "tier_drop"]
+PATTERNS = [
+    EventPattern("repeat", "complaint", then="complaint", within=14 * 86400, unless="complaint_answered"),
+    EventPattern("silent", "complaint", absent="purchase", within=120 * 86400),
+    EventPattern("low", "survey", score_at_most=2),
+    EventPattern("drop", "tier_drop"),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(KINDS), st.integers(0, 200), st.integers(0, 5), st.integers(0, 9)),
+        max_size=8,
+    )
+)
+def test_durable_rules_agrees_with_the_reference(raw: list[tuple[str, int, int, int]]) -> None:
+    """The durable-rules backend and the plain reference give the same alerts on any history."""
+    registry = build_registry()
+    durable = registry.event_backends["durable_rules"].prepare(PATTERNS, "differential")
+    reference = registry.event_backends["python"].prepare(PATTERNS, "differential")
+    evs = sorted(
+        (
+            {"kind": k, "ts": day * 86400 + i, "eid": f"e{i}", "ref": f"e{ref}", "score": score}
+            for i, (k, day, score, ref) in enumerate(raw)
+        ),
+        key=lambda e: (e["ts"], e["eid"]),
+    )
+    now = 250 * 86400
+    assert durable(evs, now) == reference(evs, now)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "code", "message"),
+    [
+        ("  - tier: high\n", "  - tier: hihg\n", "P198", "unknown tier `hihg`"),
+        ("    calendar: business\n", "    calendar: busines\n", "P194", "unknown calendar `busines`"),
+        (
+            "event_backend: durable_rules",
+            "event_backend: drools",
+            "P196",
+            "no plugin provides the event backend `drools`",
+        ),
+        ("severities: [major, critical]\n", "severities: [major, critcal]\n", "P193", "unknown severity `critcal`"),
+        ("    absent: purchase\n    within: 120d\n", "    absent: purchase\n", "P195", "`absent` needs `within`"),
+    ],
+)
+def test_policy_mistakes_are_located(
+    write_policy: Callable[..., Path], old: str, new: str, code: str, message: str
+) -> None:
+    for name in ("tiering.yaml", "classification.yaml"):
+        write_policy((POLICIES / name).read_text(encoding="utf-8"), name)
+    text = (POLICIES / "escalation.yaml").read_text(encoding="utf-8")
+    assert old in text
+    with pytest.raises(PolicyErrors) as info:
+        Engine(write_policy(text.replace(old, new, 1), "escalation.yaml"))
+    err = info.value.errors[0]
+    assert (err.code, err.message) == (code, message)
+    assert err.location.file.endswith("escalation.yaml") and err.location.line > 10
