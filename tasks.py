@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up and run Charter with nothing but Python 3.11 or 3.12 on the machine.
 
-    python3 tasks.py demo    # evaluate the shipped policies over the example customers
+    python3 tasks.py demo    # evaluate the shipped policies of all five domains over the example data
     python3 tasks.py test    # run the whole test suite (extra arguments go to pytest)
     python3 tasks.py bench   # run the benchmarks
 
@@ -45,8 +45,21 @@ def setup() -> None:
         stamp.write_text(want)
 
 
-def run(*cmd: str) -> int:
-    return subprocess.call(list(cmd), cwd=ROOT)
+def run(*cmd: str, out: Path | None = None) -> int:
+    if out is None:
+        return subprocess.call(list(cmd), cwd=ROOT)
+    out.parent.mkdir(exist_ok=True)
+    with out.open("w", encoding="utf-8") as f:
+        return subprocess.call(list(cmd), cwd=ROOT, stdout=f)
+
+
+# the other domains' example requests, and what each needs besides them
+OTHER_DOMAINS = (
+    ("classification", "examples/customers.jsonl", ()),
+    ("access", "examples/requests/access.jsonl", ()),
+    ("retention", "examples/requests/retention.jsonl", ()),
+    ("escalation", "examples/requests/escalation.jsonl", ("--population", "examples/customers.jsonl")),
+)
 
 
 def main(argv: list[str]) -> int:
@@ -63,6 +76,12 @@ def main(argv: list[str]) -> int:
         rc = run(charter, "evaluate", "--domain", "tiering", "--facts", "examples/customers.jsonl", "--now", NOW)
         if rc:
             return rc
+        # the four other domains: decisions as JSON Lines in demo-out/, a summary line each
+        for domain, facts, extra in OTHER_DOMAINS:
+            out = ROOT / "demo-out" / f"{domain}.jsonl"
+            rc = run(charter, "evaluate", "--domain", domain, "--facts", facts, "--now", NOW, *extra, out=out)
+            if rc:
+                return rc
         # and one customer's decision in words, with the trace of every rule
         return run(
             charter,

@@ -138,9 +138,21 @@ def _customers(engine: Engine, args: argparse.Namespace) -> Iterator[dict[str, A
     return read_facts(args.facts, args.format, engine.program(args.domain).policy.facts)
 
 
+def _ranking_domain(engine: Engine, domain: str) -> str | None:
+    """``domain``, or a domain it uses (directly or not), whose policy ranks customers."""
+    program = engine.program(domain)
+    if program.needs_snapshot:
+        return domain
+    for name in program.policy.uses:
+        found = _ranking_domain(engine, name)
+        if found is not None:
+            return found
+    return None
+
+
 def _snapshot_for(engine: Engine, args: argparse.Namespace, now: datetime) -> None:
-    program = engine.program(args.domain)
-    if not program.needs_snapshot:
+    ranking = _ranking_domain(engine, args.domain)
+    if ranking is None:
         return
     if args.snapshot:
         if Path(args.snapshot).is_file():
@@ -148,15 +160,17 @@ def _snapshot_for(engine: Engine, args: argparse.Namespace, now: datetime) -> No
         else:
             engine.use_snapshot(population.fetch_snapshot(args.snapshot, open_store(args.store)))
         return
-    if args.facts == "-":
+    source = args.population or (args.facts if ranking == args.domain else None)
+    if source is None or source == "-":
         raise CharterError(
-            f"the `{args.domain}` policy ranks customers, so it needs a population snapshot",
+            f"the `{ranking}` policy ranks customers, so `{args.domain}` needs a population snapshot",
             code="C003",
-            hint="run `charter snapshot --facts FILE` and pass `--snapshot ID`",
+            hint="pass `--population CUSTOMERS_FILE`, or run `charter snapshot` and pass `--snapshot ID`",
         )
-    snap = engine.build_snapshot(_customers(engine, args), now=now, domain=args.domain)
+    customers = read_facts(source, "auto", engine.program(ranking).policy.facts)
+    snap = engine.build_snapshot(customers, now=now, domain=ranking)
     population.store_snapshot(snap, open_store(args.store))
-    print(f"population snapshot {snap.id} from {args.facts}, kept in {args.store}", file=sys.stderr)
+    print(f"population snapshot {snap.id} from {source}, kept in {args.store}", file=sys.stderr)
     engine.use_snapshot(snap)
 
 
@@ -200,7 +214,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     counts[name][str(value)] += 1
         progress.tick(total)
     progress.done()
-    summary = "; ".join(f"{k}: " + ", ".join(f"{v} {n}" for v, n in c.most_common()) for k, c in counts.items())
+    summary = "; ".join(
+        f"{k}: " + ", ".join(f"{v} {n}" for v, n in c.most_common())
+        for k, c in counts.items()
+        if len(c) <= 12  # outputs with many values (ids, day counts) say nothing in a summary
+    )
     print(f"{total} customer(s), {total - bad} decision(s), {bad} with bad facts. {summary}", file=sys.stderr)
     return 1 if bad else 0
 
@@ -324,12 +342,18 @@ def _parser() -> argparse.ArgumentParser:
 
     def facts_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--domain", default="tiering", help="policy domain (default: tiering)")
-        sp.add_argument("--facts", required=True, help="customers: .json, .jsonl or .csv file, or - for stdin")
+        sp.add_argument(
+            "--facts", required=True, help="customers or requests: .json, .jsonl or .csv file, or - for stdin"
+        )
         sp.add_argument("--format", choices=["auto", "json", "jsonl", "csv"], default="auto")
         sp.add_argument("--policies", default=DEFAULT_POLICIES, help="policy directory")
         sp.add_argument("--now", help="evaluation time, e.g. 2025-06-30T00:00:00Z (default: the current time)")
         sp.add_argument(
             "--snapshot", help="population snapshot id (from --store) or file (default: built from --facts)"
+        )
+        sp.add_argument(
+            "--population",
+            help="customers to rank against when the domain, or one it uses, ranks customers (default: --facts)",
         )
         sp.add_argument("--store", default=DEFAULT_STORE, help=f"where snapshots are kept (default: {DEFAULT_STORE})")
 

@@ -198,3 +198,56 @@ def test_main_returns_exit_codes(write_policy: Callable[[str], Path], capsys: py
     assert main(["validate", str(write_policy(MINIMAL.replace("kind: tiering", "kind: x")))]) == 1
     out = capsys.readouterr().out
     assert "unknown policy kind `x`" in out
+
+
+@pytest.mark.parametrize(
+    ("domain", "facts", "extra", "summary"),
+    [
+        ("classification", "customers.jsonl", (), "highest: sensitive"),
+        ("access", "requests/access.jsonl", (), "effect: deny"),
+        ("retention", "requests/retention.jsonl", (), "status: waiting"),
+        ("escalation", "requests/escalation.jsonl", ("--population", str(EXAMPLES)), "state: breached"),
+    ],
+)
+def test_evaluate_every_domain_over_its_examples(
+    tmp_path: Path, domain: str, facts: str, extra: tuple[str, ...], summary: str
+) -> None:
+    source = EXAMPLES.parent / facts
+    r = charter(
+        "evaluate",
+        "--domain",
+        domain,
+        "--facts",
+        str(source),
+        "--policies",
+        str(POLICIES),
+        "--now",
+        "2025-06-30T00:00:00Z",
+        *extra,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == sum(1 for line in source.read_text(encoding="utf-8").splitlines() if line.strip())
+    decisions = [json.loads(line) for line in lines]
+    assert {d["domain"] for d in decisions} == {domain}
+    assert all(d["fired"] or d["notes"] for d in decisions)
+    assert "0 with bad facts" in r.stderr and summary in r.stderr
+
+
+def test_a_domain_using_a_ranking_one_needs_a_population(tmp_path: Path) -> None:
+    r = charter(
+        "evaluate",
+        "--domain",
+        "escalation",
+        "--facts",
+        str(EXAMPLES.parent / "requests/escalation.jsonl"),
+        "--policies",
+        str(POLICIES),
+        "--now",
+        "2025-06-30T00:00:00Z",
+        cwd=tmp_path,
+    )
+    assert r.returncode != 0
+    assert "the `tiering` policy ranks customers, so `escalation` needs a population snapshot" in r.stderr
+    assert "--population" in r.stderr

@@ -28,7 +28,7 @@ class FiredRule:
         return {
             "id": self.id,
             "step": self.step,
-            "set": dict(self.outputs),
+            "set": {k: _jsonable(v) for k, v in self.outputs},
             "message": self.message,
             "file": self.file,
             "line": self.line,
