@@ -97,7 +97,8 @@ def main(argv: list[str]) -> int:
         )
     if task == "test":
         return run(str(PY), "-m", "pytest", *argv[1:])
-    return run(str(PY), "bench/bench_tiering.py", *argv[1:])
+    rc = run(str(PY), "bench/bench_tiering.py", *argv[1:])
+    return rc or run(str(PY), "bench/bench_domains.py")
 
 
 if __name__ == "__main__":

@@ -269,3 +269,22 @@ def test_policy_mistakes_are_located(
     err = info.value.errors[0]
     assert (err.code, err.message) == (code, message)
     assert err.location.file.endswith("escalation.yaml") and err.location.line > 10
+
+
+def test_durable_rules_gives_the_same_alerts_every_time_it_is_reused() -> None:
+    """Its sessions are emptied after each history: no state leaks into the next, none piles up."""
+    durable = build_registry().event_backends["durable_rules"].prepare(PATTERNS, "reuse")
+    day = 86400
+    history = [
+        {"kind": "complaint", "ts": 0, "eid": "a"},
+        {"kind": "complaint_answered", "ts": day, "eid": "b", "ref": "a"},
+        {"kind": "complaint", "ts": 2 * day, "eid": "c"},
+        {"kind": "purchase", "ts": 3 * day, "eid": "d"},
+        {"kind": "survey", "ts": 4 * day, "eid": "e", "score": 1},
+        {"kind": "complaint", "ts": 5 * day, "eid": "f"},
+    ]
+    expected = durable(history, 300 * day)
+    assert [a.pattern for a in expected] == ["low", "repeat", "silent"]
+    for _ in range(5000):  # a new session per history used to exhaust durable-rules' tables (MemoryError)
+        assert durable(history, 300 * day) == expected
+    assert durable(history[:1], 300 * day) == [durable(history[:1], 300 * day)[0]]

@@ -1,0 +1,67 @@
+"""Per-domain decision latency over the example data: classification, access, retention, escalation.
+
+    .venv/bin/python bench/bench_domains.py [--repeat 5]
+
+For each domain, the mean time per decision over a loop through its example requests
+(decisions include the upstream decisions they use: access classifies the record first,
+escalation tiers the customer). Medians over ``--repeat`` runs, with the spread. Nothing is
+asserted: figures are printed, and written as JSON with ``--json FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine import Engine  # noqa: E402
+
+NOW = datetime(2025, 6, 30, tzinfo=UTC)
+SOURCES = {
+    "tiering": "customers.jsonl",
+    "classification": "customers.jsonl",
+    "access": "requests/access.jsonl",
+    "retention": "requests/retention.jsonl",
+    "escalation": "requests/escalation.jsonl",
+}
+
+
+def read(name: str) -> list[dict[str, Any]]:
+    with open(ROOT / "examples" / name, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    engine = Engine(ROOT / "policies")
+    engine.use_snapshot(engine.build_snapshot(read("customers.jsonl"), now=NOW))
+    out: dict[str, Any] = {}
+    for domain, source in SOURCES.items():
+        requests = read(source)[:500]
+        evaluate = engine.evaluate
+        runs = []
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            for r in requests:
+                evaluate(domain, r, now=NOW)
+            runs.append((time.perf_counter() - t) / len(requests) * 1e6)
+        out[domain] = {"median_us": statistics.median(runs), "min_us": min(runs), "max_us": max(runs)}
+        print(f"{domain:15} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
