@@ -79,10 +79,12 @@ def email(text: str) -> bool:
     return bool(_EMAIL.match(text))
 
 
+_MEDICAL = re.compile("|".join(re.escape(t) for t in MEDICAL_TERMS), re.IGNORECASE)
+
+
 def medical_terms(text: str) -> bool:
     """Mentions a medical condition or record (English or Chinese terms)."""
-    lowered = text.lower()
-    return any(term in lowered for term in MEDICAL_TERMS)
+    return _MEDICAL.search(text) is not None
 
 
 @hookimpl

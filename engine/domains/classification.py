@@ -242,6 +242,7 @@ class _Compiled:
         self.name_rules = [r for r in self.rules if r[3] is None]
         self.content_rules = [r for r in self.rules if r[3] is not None]
         self._by_name: dict[str, tuple[int, int] | None] = {}
+        self._plans: dict[str, tuple[tuple[int, int] | None, tuple[tuple[tuple[int, int], ClassRule, Any], ...]]] = {}
 
     def by_name(self, path: str) -> tuple[int, int] | None:
         """(rank, rule order) of the best name-only rule for ``path``; cached per path."""
@@ -258,6 +259,25 @@ class _Compiled:
             self._by_name[path] = best
         return best
 
+    def plan(self, path: str) -> tuple[tuple[int, int] | None, tuple[tuple[tuple[int, int], ClassRule, Any], ...]]:
+        """For ``path``: the best name rule, and the detector rules that could beat it, best first."""
+        hit = self._plans.get(path)
+        if hit is None:
+            found = self.by_name(path)
+            candidates = sorted(
+                (
+                    ((self.rank[rule.cls], -i), rule, detect)
+                    for i, rule, pattern, detect in self.content_rules
+                    if (pattern is None or pattern.match(path)) and (found is None or (self.rank[rule.cls], -i) > found)
+                ),
+                key=lambda c: c[0],
+                reverse=True,
+            )
+            hit = (found, tuple(candidates))
+            if len(self._plans) < 65536:
+                self._plans[path] = hit
+        return hit
+
     def __call__(
         self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
     ) -> DomainResult:
@@ -267,28 +287,26 @@ class _Compiled:
         notes: list[str] = []
         trace: list[TraceStep] | None = [] if explain else None
         best: dict[str, tuple[int, int]] = {}
+        plan = self.plan
         for path, vals in values.items():
-            found = self.by_name(path)
-            texts = [t for v in vals for t in _texts(v)] if self.content_rules else []
-            for i, rule, pattern, detect in self.content_rules:
-                if pattern is not None and not pattern.match(path):
-                    continue
-                key = (self.rank[rule.cls], -i)
-                if found is not None and key <= found:
-                    continue
-                hit = False
-                for text in texts:
-                    try:
-                        hit = bool(detect(text))
-                    except Exception as exc:  # a detector plugin's bug: reported, not fatal
-                        notes.append(f"detector `{rule.detector}` failed on `{path}`: {type(exc).__name__}")
-                        break
+            found, candidates = plan(path)
+            if candidates:
+                texts = [t for v in vals for t in _texts(v)]
+                for key, rule, detect in candidates:  # most restrictive first: the first hit wins
+                    hit = False
+                    for text in texts:
+                        try:
+                            hit = bool(detect(text))
+                        except Exception as exc:  # a detector plugin's bug: reported, not fatal
+                            notes.append(f"detector `{rule.detector}` failed on `{path}`: {type(exc).__name__}")
+                            break
+                        if hit:
+                            break
+                    if trace is not None:
+                        trace.append(TraceStep(path, rule.id, hit, ((f"detector `{rule.detector}`", (), hit),)))
                     if hit:
+                        found = key
                         break
-                if trace is not None:
-                    trace.append(TraceStep(path, rule.id, hit, ((f"detector `{rule.detector}`", (), hit),)))
-                if hit:
-                    found = key
             if found is not None:
                 best[path] = found
         return self._result(values, best, notes, trace)
