@@ -7,6 +7,10 @@ A store does two things, and every backend does them alike (one shared test suit
 * **records**: an append-only sequence of opaque byte records (the decision log).
   ``append`` returns each record's sequence number only once the records are durable
   (committed, or written and fsync'ed); ``read`` returns them in sequence order.
+  ``append_linked`` builds each record from the one before it while holding the log's
+  write lock, so a hash chain stays one chain with several writer processes;
+* **keys**: small named secrets that can be deleted (per-customer data keys, wrapped), so
+  erasing a customer's key makes their logged values unreadable.
 
 Backends are plugins (hook ``charter_storage(url)``): ``sqlite:///path.db`` (the default,
 WAL mode) and ``postgresql://...`` through SQLAlchemy, and ``jsonl:///directory`` (an
@@ -16,7 +20,7 @@ append-only file). ``open_store(url)`` asks every plugin and uses the first that
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from engine.errors import CharterError, did_you_mean
@@ -26,6 +30,9 @@ class StorageError(CharterError):
     """A store could not be opened, read or written."""
 
     code = "D000"
+
+
+Link = Callable[[bytes | None, bytes], bytes]
 
 
 class Store(Protocol):
@@ -38,6 +45,16 @@ class Store(Protocol):
     def get_blob(self, kind: str, digest: str) -> bytes | None: ...
 
     def append(self, records: Sequence[bytes]) -> list[int]: ...
+
+    def append_linked(self, bodies: Sequence[bytes], link: Link) -> list[int]:
+        """Append ``link(previous record or None, body)`` for each body, under the write lock."""
+        ...
+
+    def put_key(self, name: str, data: bytes) -> None: ...
+
+    def get_key(self, name: str) -> bytes | None: ...
+
+    def delete_key(self, name: str) -> bool: ...
 
     def read(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, bytes]]: ...
 

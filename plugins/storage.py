@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 
 from engine.hookspecs import hookimpl
-from engine.storage import StorageError, Store, check_digest
+from engine.storage import Link, StorageError, Store, check_digest
 
 _META = sa.MetaData()
 _BLOBS = sa.Table(
@@ -34,6 +34,12 @@ _RECORDS = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
+_KEYS = sa.Table(
+    "charter_keys",
+    _META,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
 
 
 class SqlStore:
@@ -45,6 +51,9 @@ class SqlStore:
             self.engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
+                # take SQLite's write lock when a transaction begins (BEGIN IMMEDIATE), so the
+                # last record read by `append_linked` is still the last when it inserts
+                event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
             _META.create_all(self.engine)
         except exc.SQLAlchemyError as err:
             raise StorageError(
@@ -86,6 +95,45 @@ class SqlStore:
         except exc.SQLAlchemyError as err:
             raise _wrap(err, "append records") from None
 
+    def append_linked(self, bodies: Sequence[bytes], link: Link) -> list[int]:
+        try:
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":  # one writer at a time; readers go on
+                    conn.execute(sa.text("LOCK TABLE charter_records IN EXCLUSIVE MODE"))
+                row = conn.execute(sa.select(_RECORDS.c.data).order_by(_RECORDS.c.seq.desc()).limit(1)).first()
+                prev = bytes(row[0]) if row is not None else None
+                seqs = []
+                for body in bodies:
+                    record = link(prev, body)
+                    seqs.append(int(conn.execute(_RECORDS.insert().values(data=record)).inserted_primary_key[0]))
+                    prev = record
+                return seqs
+        except exc.SQLAlchemyError as err:
+            raise _wrap(err, "append records") from None
+
+    def put_key(self, name: str, data: bytes) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_KEYS.delete().where(_KEYS.c.name == name))
+                conn.execute(_KEYS.insert().values(name=name, data=data))
+        except exc.SQLAlchemyError as err:
+            raise _wrap(err, "store a key") from None
+
+    def get_key(self, name: str) -> bytes | None:
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(_KEYS.c.data).where(_KEYS.c.name == name)).first()
+        except exc.SQLAlchemyError as err:
+            raise _wrap(err, "read a key") from None
+        return bytes(row[0]) if row is not None else None
+
+    def delete_key(self, name: str) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                return bool(conn.execute(_KEYS.delete().where(_KEYS.c.name == name)).rowcount)
+        except exc.SQLAlchemyError as err:
+            raise _wrap(err, "delete a key") from None
+
     def read(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
         query = sa.select(_RECORDS.c.seq, _RECORDS.c.data).where(_RECORDS.c.seq > after).order_by(_RECORDS.c.seq)
         if limit is not None:
@@ -103,7 +151,9 @@ class SqlStore:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy's `begin` event issues BEGIN IMMEDIATE itself
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
@@ -166,13 +216,20 @@ class JsonlStore:
         return path.read_bytes() if kind.isidentifier() and digest.isalnum() and path.exists() else None
 
     def append(self, records: Sequence[bytes]) -> list[int]:
+        return self.append_linked(records, lambda prev, body: body)
+
+    def append_linked(self, bodies: Sequence[bytes], link: Link) -> list[int]:
         try:
             with open(self.log, "a+b") as f:
                 fcntl.flock(f, fcntl.LOCK_EX)
                 try:
                     _drop_torn_tail(f)
-                    last = _last_seq(f)
-                    seqs = list(range(last + 1, last + 1 + len(records)))
+                    last, prev = _last(f)
+                    seqs = list(range(last + 1, last + 1 + len(bodies)))
+                    records = []
+                    for body in bodies:
+                        prev = link(prev, body)
+                        records.append(prev)
                     lines = b"".join(
                         json.dumps({"seq": s, "data": base64.b64encode(r).decode()}).encode() + b"\n"
                         for s, r in zip(seqs, records, strict=True)
@@ -204,6 +261,30 @@ class JsonlStore:
                     if limit is not None and count >= limit:
                         return
 
+    def put_key(self, name: str, data: bytes) -> None:
+        path = self._key(name)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+
+    def get_key(self, name: str) -> bytes | None:
+        path = self._key(name)
+        return path.read_bytes() if path.exists() else None
+
+    def delete_key(self, name: str) -> bool:
+        path = self._key(name)
+        if not path.exists():
+            return False
+        path.unlink()
+        return True
+
+    def _key(self, name: str) -> Path:
+        return self.root / "keys" / base64.urlsafe_b64encode(name.encode()).decode()
+
     def close(self) -> None:
         pass
 
@@ -223,16 +304,24 @@ def _drop_torn_tail(f: Any) -> None:
     f.truncate(keep)
 
 
-def _last_seq(f: Any) -> int:
-    """The sequence number of the last complete line of the log (0 when empty)."""
+def _last(f: Any) -> tuple[int, bytes | None]:
+    """The sequence number and record of the last complete line of the log (0, None when empty)."""
     f.seek(0, os.SEEK_END)
     size = f.tell()
     if size == 0:
-        return 0
-    f.seek(max(size - 65536, 0))
-    tail = f.read().split(b"\n")
-    complete = [line for line in tail[:-1] if line.strip()]
-    return int(json.loads(complete[-1])["seq"]) if complete else 0
+        return 0, None
+    step = 65536
+    while True:  # read back far enough to hold the whole last line
+        f.seek(max(size - step, 0))
+        tail = f.read().split(b"\n")
+        complete = [line for line in tail[:-1] if line.strip()]
+        if len(complete) > 1 or step >= size:
+            break
+        step *= 4
+    if not complete:
+        return 0, None
+    item = json.loads(complete[-1])
+    return int(item["seq"]), base64.b64decode(item["data"])
 
 
 @hookimpl

@@ -26,7 +26,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         import sqlalchemy as sa
 
         with s.engine.begin() as conn:  # type: ignore[attr-defined]
-            conn.execute(sa.text("TRUNCATE charter_records, charter_blobs RESTART IDENTITY"))
+            conn.execute(sa.text("TRUNCATE charter_records, charter_blobs, charter_keys RESTART IDENTITY"))
     s.close()
 
 
@@ -70,6 +70,48 @@ def test_concurrent_appends_lose_nothing(store: Store) -> None:
     rows = list(store.read())
     assert [seq for seq, _ in rows] == list(range(1, 101))
     assert sorted(data for _, data in rows) == sorted(f"{n}-{i}".encode() for n in range(4) for i in range(25))
+
+
+def _link(prev: bytes | None, body: bytes) -> bytes:
+    """A toy hash chain: each record is the hash of the one before it, then the body."""
+    before = hashlib.sha256(prev).hexdigest().encode() if prev is not None else b"genesis"
+    return before + b" " + body
+
+
+def test_linked_appends_form_one_chain_across_writers(store: Store, tmp_path: Path) -> None:
+    other = open_store(store.url)  # a second connection, as another process would have
+
+    def writer(s: Store, n: int) -> None:
+        for i in range(20):
+            s.append_linked([f"{n}-{i}a".encode(), f"{n}-{i}b".encode()], _link)
+
+    threads = [threading.Thread(target=writer, args=(s, n)) for n, s in enumerate([store, other, store, other])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    rows = [data for _, data in store.read()]
+    assert len(rows) == 160
+    prev = None
+    for data in rows:  # each record names the one stored just before it
+        assert data.split(b" ")[0] == (hashlib.sha256(prev).hexdigest().encode() if prev else b"genesis")
+        prev = data
+    bodies = [data.split(b" ", 1)[1] for data in rows]
+    for n in range(4):  # a batch's records stay together and in order
+        for i in range(20):
+            k = bodies.index(f"{n}-{i}a".encode())
+            assert bodies[k + 1] == f"{n}-{i}b".encode()
+
+
+def test_keys_can_be_replaced_and_deleted(store: Store) -> None:
+    assert store.get_key("customer/C1") is None
+    store.put_key("customer/C1", b"k1")
+    store.put_key("customer/C1", b"k2")
+    assert store.get_key("customer/C1") == b"k2"
+    assert store.delete_key("customer/C1") is True
+    assert store.get_key("customer/C1") is None
+    assert store.delete_key("customer/C1") is False
 
 
 def test_unknown_scheme_suggests() -> None:
