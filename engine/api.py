@@ -25,12 +25,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.audit.log import DecisionLog
 from engine.core.bundle import Bundle, BundleCache, build_bundle_cached
 from engine.core.decision import Decision
 from engine.core.evaluate import Program
 from engine.errors import EvaluationError, FactErrors, SnapshotError, did_you_mean
 from engine.plugins import Registry, build_registry
 from engine.population import ScoreCuts, Snapshot, cut_points
+
+
+# Snapshots keep every whole percentile besides those the policy needs, so a what-if replay
+# of an edited band (`from: 75`) against logged decisions finds its cut point.
+WHOLE_PERCENTILES = frozenset(float(p) for p in range(1, 100))
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,13 @@ class Engine:
         snapshot: Snapshot | None = None,
         plugins: Sequence[object] = (),
         registry: Registry | None = None,
+        log: DecisionLog | None = None,
+        log_batch: int = 256,
     ) -> None:
+        """``log``: record every decision there (``engine.audit.DecisionLog``). A batch is
+        recorded ``log_batch`` decisions at a time, and yields them only once recorded."""
+        self.log = log
+        self.log_batch = max(1, log_batch)
         self._paths = [policies] if isinstance(policies, (str, Path)) else list(policies)
         self.registry = registry if registry is not None else build_registry(plugins)
         self._lock = threading.Lock()
@@ -86,7 +98,11 @@ class Engine:
 
     def program(self, domain: str) -> Program:
         """The compiled policy of ``domain`` as currently loaded."""
-        programs = self._state.programs
+        return self._program(self._state, domain)
+
+    @staticmethod
+    def _program(state: _State, domain: str) -> Program:
+        programs = state.programs
         program = programs.get(domain)
         if program is None:
             raise EvaluationError(
@@ -99,8 +115,18 @@ class Engine:
     # -- deciding ----------------------------------------------------------------------------
 
     def evaluate(self, domain: str, facts: Mapping[str, Any], *, now: datetime, explain: bool = False) -> Decision:
-        """Decide for one customer. Raises ``FactErrors`` for bad facts, ``EvaluationError`` otherwise."""
-        return self.program(domain).evaluate(facts, now, explain=explain)
+        """Decide for one customer. Raises ``FactErrors`` for bad facts, ``EvaluationError`` otherwise.
+
+        With a log, the decision is durably recorded before it is returned (``record_id``).
+        """
+        state = self._state
+        program = self._program(state, domain)
+        decision = program.evaluate(facts, now, explain=explain)
+        if self.log is not None:
+            self.log.record(
+                [(decision, facts, program)], state.bundle, self.registry, state.programs.get("classification")
+            )
+        return decision
 
     def evaluate_batch(
         self,
@@ -117,15 +143,39 @@ class Engine:
         meanwhile. With ``errors="yield"`` a customer with bad facts yields its
         ``FactErrors`` in place of a decision; with ``"raise"`` it stops the batch.
         """
-        program = self.program(domain)
+        state = self._state
+        program = self._program(state, domain)
         evaluate = program.evaluate
+        log = self.log
+        if log is None:
+            for facts in customers:
+                try:
+                    yield evaluate(facts, now, explain=explain)
+                except FactErrors as exc:
+                    if errors == "raise":
+                        raise
+                    yield exc
+            return
+        pending: list[Decision | FactErrors] = []
+        items: list[tuple[Decision, Mapping[str, Any], Program]] = []
+        classification = state.programs.get("classification")
         for facts in customers:
             try:
-                yield evaluate(facts, now, explain=explain)
+                decision = evaluate(facts, now, explain=explain)
+                pending.append(decision)
+                items.append((decision, facts, program))
             except FactErrors as exc:
                 if errors == "raise":
+                    log.record(items, state.bundle, self.registry, classification)
+                    yield from pending
                     raise
-                yield exc
+                pending.append(exc)
+            if len(pending) >= self.log_batch:
+                log.record(items, state.bundle, self.registry, classification)  # durable before yielded
+                yield from pending
+                pending, items = [], []
+        log.record(items, state.bundle, self.registry, classification)
+        yield from pending
 
     # -- changing ----------------------------------------------------------------------------
 
@@ -198,7 +248,10 @@ class Engine:
                     metrics[name].setdefault(metric, array("d")).append(float(value))
         cuts = {
             name: ScoreCuts(
-                name, compiled.score_digests[name], len(values[name]), cut_points(values[name], needed[name])
+                name,
+                compiled.score_digests[name],
+                len(values[name]),
+                cut_points(values[name], tuple(sorted(set(needed[name]) | WHOLE_PERCENTILES))),
             )
             for name in needed
         }

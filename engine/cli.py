@@ -28,6 +28,7 @@ from engine.storage import open_store
 
 DEFAULT_POLICIES = "policies"
 DEFAULT_STORE = "sqlite:///charter.db"  # a SQLite file in the working directory
+DEFAULT_KEY = "charter.key"  # the decision log's master key; CHARTER_LOG_KEY overrides it
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,7 +132,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> Engine:
-    return Engine(args.policies)
+    log = None
+    if getattr(args, "log", False):
+        from engine.audit import DecisionLog, Protector, load_key
+
+        store = open_store(args.store)
+        log = DecisionLog(store, Protector(store, load_key(args.key_file, create=True)))
+    return Engine(args.policies, log=log)
 
 
 def _customers(engine: Engine, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
@@ -360,6 +367,12 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="decide for every customer; JSON Lines out")
     facts_args(e)
     e.add_argument("--explain", action="store_true", help="add the full trace to each decision")
+    e.add_argument(
+        "--no-log", dest="log", action="store_false", help="do not record the decisions in the store's decision log"
+    )
+    e.add_argument(
+        "--key-file", default=DEFAULT_KEY, help=f"the decision log's key (default: {DEFAULT_KEY}, made if absent)"
+    )
     e.set_defaults(run=cmd_evaluate)
     x = sub.add_parser("explain", help="one customer's decision as readable text")
     facts_args(x)
@@ -376,6 +389,9 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plugins", help="list every plugin and what it provides")
     pl.add_argument("--format", choices=["text", "json"], default="text")
     pl.set_defaults(run=cmd_plugins)
+    from engine.audit.cli import add_commands
+
+    add_commands(sub, DEFAULT_STORE, DEFAULT_KEY)
     return p
 
 

@@ -29,6 +29,7 @@ class Bundle:
     version: str
     policies: dict[str, CompiledPolicy]  # in dependency order: a domain after those it uses
     files: tuple[str, ...]
+    sources: tuple[tuple[str, bytes], ...] = ()  # (file name, bytes): what the version hashes
 
     def policy(self, domain: str) -> Policy:
         return self.policies[domain].policy
@@ -234,4 +235,5 @@ def _build(docs: list[Document], paths: Sequence[str | Path], registry: Registry
     if errors:
         raise PolicyErrors(errors)
     compiled = {kind: compile_policy(policies[kind], registry) for kind in dependency_order(policies)}
-    return Bundle(bundle_version(docs), compiled, tuple(d.path for d in docs))
+    sources = tuple(sorted((Path(d.path).name, d.raw) for d in docs))
+    return Bundle(bundle_version(docs), compiled, tuple(d.path for d in docs), sources)

@@ -78,6 +78,7 @@ class Decision:
     notes: tuple[str, ...] = ()
     trace: tuple[TraceStep, ...] | None = None
     upstream: tuple[Decision, ...] = ()  # the decisions of the domains this one `uses:`
+    record_id: str | None = None  # set once the decision is durably in a decision log
     engine_version: str = ENGINE_VERSION
     semantics_version: str = SEMANTICS_VERSION
 
@@ -100,6 +101,8 @@ class Decision:
             "engine_version": self.engine_version,
             "semantics_version": self.semantics_version,
         }
+        if self.record_id is not None:
+            out["record_id"] = self.record_id
         if self.upstream:
             out["upstream"] = [u.to_dict() for u in self.upstream]
         if self.trace is not None:

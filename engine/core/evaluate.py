@@ -73,6 +73,17 @@ class Program:
             stats = snapshot.metric_cuts(name, self.compiled.score_digests[name])
             self.scores[i] = (name, bind_ranking_scorer(spec, dict(self.policy.scores[name].args), stats))
 
+    def facts_read(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of ``facts`` this policy (and those it uses) can read: what a log keeps."""
+        if self.runner is not None:
+            shape = getattr(self.runner, "shape", None)  # a request shape names what the domain reads
+            if shape is None:
+                return dict(facts)
+            keys = set(shape.schema) | {use.path[0] for use in self.policy.uses.values()} | {"id"}
+        else:
+            keys = set(self.policy.facts) | {use.path[0] for use in self.policy.uses.values()} | {"id"}
+        return {k: v for k, v in facts.items() if k in keys}
+
     @property
     def needs_snapshot(self) -> bool:
         return bool(self.compiled.ranking) or any(step.needs_snapshot for step in self.compiled.steps)

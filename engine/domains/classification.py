@@ -16,7 +16,9 @@ Semantics (documented in docs/domains.md):
   objects share a path (``contacts[].phone``) and the most restrictive item decides;
   detectors read text and whole numbers, every item of a list of them;
 * a ``null`` value is classified by its name only, so a host can ask about a field
-  without sending its content.
+  without sending its content;
+* the order of a record's keys never changes a decision: fields are decided in sorted
+  path order and the fired rules listed in file order.
 """
 
 from __future__ import annotations
@@ -229,6 +231,7 @@ class _Compiled:
         self.rank = {c.id: c.rank for c in model.classes}
         self.handling = {c.id: c.handling for c in model.classes}
         self.classes_of = {r.id: r.cls for r in model.rules}
+        self.order = {r.id: i for i, r in enumerate(model.rules)}
         self.fired = {
             r.id: FiredRule(r.id, "classification", (), r.message, r.location.file, r.location.line, r.clause)
             for r in model.rules
@@ -278,6 +281,19 @@ class _Compiled:
                 self._plans[path] = hit
         return hit
 
+    def classify(self, path: str, value: Any) -> str | None:
+        """The class of one field (by its name and content), or None when no rule classifies it."""
+        found, candidates = self.plan(path)
+        texts = _texts(value) if candidates else []
+        for key, _rule, detect in candidates:
+            try:
+                if any(detect(t) for t in texts):
+                    found = key
+                    break
+            except Exception:  # a detector's bug: this rule does not classify the value
+                continue
+        return self.rules[-found[1]][1].cls if found is not None else None
+
     def __call__(
         self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
     ) -> DomainResult:
@@ -288,7 +304,7 @@ class _Compiled:
         trace: list[TraceStep] | None = [] if explain else None
         best: dict[str, tuple[int, int]] = {}
         plan = self.plan
-        for path, vals in values.items():
+        for path, vals in sorted(values.items()):  # the record's key order never changes a decision
             found, candidates = plan(path)
             if candidates:
                 texts = [t for v in vals for t in _texts(v)]
@@ -320,7 +336,7 @@ class _Compiled:
     ) -> DomainResult:
         fields: dict[str, dict[str, str]] = {}
         decided: dict[str, list[str]] = {}
-        for path in values:
+        for path in sorted(values):
             key = best.get(path)
             if key is None:
                 continue
@@ -329,12 +345,12 @@ class _Compiled:
             decided.setdefault(rule.id, []).append(path)
             if trace is not None:
                 trace.append(TraceStep(path, rule.id, True, ((f"class `{rule.cls}`", (), True),)))
-        unclassified = [p for p in values if p not in best]
+        unclassified = sorted(p for p in values if p not in best)
         if unclassified:
             notes.append("unclassified field(s): " + ", ".join(f"`{p}`" for p in unclassified))
         present = sorted({f["class"] for f in fields.values()}, key=self.rank.__getitem__)
         fired = []
-        for rid, paths in decided.items():
+        for rid, paths in sorted(decided.items(), key=lambda item: self.order[item[0]]):
             base = self.fired[rid]
             out = (("class", self.classes_of[rid]), ("fields", tuple(paths)))
             fired.append(FiredRule(rid, base.step, out, base.message, base.file, base.line, base.clause))

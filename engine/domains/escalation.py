@@ -513,7 +513,9 @@ class _Compiled:
             where = self.model.pattern_locations[pid]
             message, clause = self.model.pattern_meta[pid]
             fired.append(FiredRule(pid, "churn", (("churn_warning", True),), message, where.file, where.line, clause))
-        return DomainResult(out, fired, notes, subject=ticket["id"])
+        customer = facts.get("customer")
+        who = customer.get("id") if isinstance(customer, Mapping) else None
+        return DomainResult(out, fired, notes, subject=str(who) if who is not None else ticket["id"])
 
     @staticmethod
     def _applies(clock: Clock, ticket: Mapping[str, Any]) -> bool:

@@ -1,0 +1,76 @@
+"""The decision log's records and their hash chain.
+
+Each stored record is canonical JSON ``{"n", "prev", "hash", "body"}``: ``body`` is the
+decision record as canonical JSON text, ``n`` its position in the chain (1, 2, ...),
+``prev`` the hash of the record before it (64 zeros for the first) and ``hash`` =
+SHA-256 of ``prev``, ``n`` and ``body``. Editing a record changes its hash; deleting,
+inserting or reordering records breaks the ``prev`` links or the numbering. Records are
+linked by the store under its write lock (``Store.append_linked``), so several writers
+still make one chain.
+
+Removing records from the *end* leaves a shorter valid chain: ``verify`` reports the
+head (count and last hash) so an auditor can keep it and check it later
+(``charter log verify --head HASH``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def canonical(obj: Any) -> bytes:
+    """The one byte form of a JSON value: sorted keys, no spaces, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def record_hash(prev: str, n: int, body: str) -> str:
+    return hashlib.sha256(f"{prev}\n{n}\n{body}".encode()).hexdigest()
+
+
+def link(prev: bytes | None, body: bytes) -> bytes:
+    """The stored record for ``body``, chained to ``prev`` (the last stored record, or None)."""
+    if prev is None:
+        prev_hash, n = GENESIS, 1
+    else:
+        last = json.loads(prev)
+        prev_hash, n = last["hash"], int(last["n"]) + 1
+    text = body.decode()
+    return canonical({"n": n, "prev": prev_hash, "hash": record_hash(prev_hash, n, text), "body": text})
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    count: int
+    head: str  # hash of the last good record
+    bad_seq: int | None = None
+    reason: str = ""
+
+
+def verify(records: Iterable[tuple[int, bytes]], head: str | None = None) -> VerifyResult:
+    """Check the chain from the first record; stop at the first bad one."""
+    prev, n, count, last_seq = GENESIS, 0, 0, 0
+    for seq, data in records:
+        last_seq = seq
+        try:
+            rec = json.loads(data)
+            body, stored, rec_prev, rec_n = rec["body"], rec["hash"], rec["prev"], int(rec["n"])
+        except (ValueError, KeyError, TypeError):
+            return VerifyResult(False, count, prev, seq, "the record is not a decision record")
+        if rec_prev != prev or rec_n != n + 1:
+            what = "deleted or reordered before it" if rec_n > n + 1 else "inserted or reordered"
+            if rec_prev != prev and rec_n == n + 1:
+                what = "inserted, or the record before it edited"
+            return VerifyResult(False, count, prev, seq, f"the chain breaks here: a record was {what}")
+        if record_hash(rec_prev, rec_n, body) != stored:
+            return VerifyResult(False, count, prev, seq, "the record was edited: its hash does not match")
+        prev, n, count = stored, rec_n, count + 1
+    if head is not None and head != prev:
+        return VerifyResult(False, count, prev, last_seq or None, "the log does not end at the expected head")
+    return VerifyResult(True, count, prev)

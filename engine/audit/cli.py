@@ -1,0 +1,176 @@
+"""``charter log verify|show|erase`` and ``charter replay``: the auditor's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.audit.chain import verify
+from engine.audit.protect import Protector, SealError, load_key
+from engine.audit.replay import Filters, Replayer, records
+from engine.errors import CharterError
+from engine.storage import Store, open_store
+
+
+def add_commands(sub: Any, default_store: str, default_key: str) -> None:
+    def store_args(sp: argparse.ArgumentParser, key: bool = True) -> None:
+        sp.add_argument("--store", default=default_store, help=f"the decision log (default: {default_store})")
+        if key:
+            sp.add_argument("--key-file", default=default_key, help=f"the log key (default: {default_key})")
+
+    log = sub.add_parser("log", help="the decision log: verify the chain, show a decision, erase a customer")
+    lsub = log.add_subparsers(dest="log_command", required=True, metavar="COMMAND")
+    v = lsub.add_parser("verify", help="check the hash chain; exit 1 at the first bad record")
+    store_args(v, key=False)
+    v.add_argument("--head", help="the head hash kept from an earlier verify: also catches records cut off the end")
+    v.set_defaults(run=cmd_verify)
+    s = lsub.add_parser("show", help="one decision with its trace and the rule text as it was")
+    store_args(s)
+    s.add_argument("id", help="record id (its hash, or the first 8 or more characters of it)")
+    s.set_defaults(run=cmd_show)
+    e = lsub.add_parser("erase", help="delete a customer's key: their logged values become unreadable")
+    store_args(e)
+    e.add_argument("customer")
+    e.set_defaults(run=cmd_erase)
+
+    r = sub.add_parser("replay", help="re-evaluate logged decisions; exit 1 unless all reproduce")
+    store_args(r)
+    r.add_argument("--against", metavar="DIR", help="evaluate with these policies instead: what would change")
+    r.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    r.add_argument("--sample", type=int, default=5, help="changed decisions to show with both traces (default 5)")
+    r.add_argument("--domain")
+    r.add_argument("--customer")
+    r.add_argument("--rule", help="only decisions where this rule fired")
+    r.add_argument("--since", help="only decisions at or after this time")
+    r.add_argument("--until", help="only decisions before this time")
+    r.set_defaults(run=cmd_replay)
+
+
+def _open(args: argparse.Namespace) -> tuple[Store, Protector | None]:
+    store = open_store(args.store)
+    try:
+        key = load_key(args.key_file)
+    except SealError:
+        return store, None
+    return store, Protector(store, key)
+
+
+def _time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    t = datetime.fromisoformat(text)
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    result = verify(store.read(), head=args.head)
+    if result.ok:
+        print(f"ok: {result.count} record(s), head {result.head}")
+        return 0
+    print(f"record {result.bad_seq}: {result.reason} ({result.count} good record(s) before it)")
+    return 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store, protector = _open(args)
+    if len(args.id) < 8:
+        raise CharterError("give at least 8 characters of the record id", code="C010")
+    found = [(seq, rid, body) for seq, rid, body in records(store) if rid.startswith(args.id)]
+    if len(found) != 1:
+        raise CharterError(
+            f"{'no' if not found else 'more than one'} record `{args.id}`",
+            code="C011",
+            hint="run `charter log verify` to list the head; ids are record hashes",
+        )
+    seq, rid, body = found[0]
+    print(f"record {seq} ({rid}) — {body['domain']} for {body['subject']} at {body['time']}")
+    print(
+        f"  bundle {body['bundle']}, snapshot {body['snapshot']}, engine {body['engine']}, "
+        f"semantics {body['semantics']}"
+    )
+    for name, value in body["outputs"].items():
+        print(f"  {name}: {json.dumps(value, ensure_ascii=False)}")
+    files = json.loads(store.get_blob("bundle", body["bundle_blob"]) or b'{"files": {}}')["files"]
+    with Replayer(store, protector) as replayer:
+        try:
+            decision = replayer.decide(body, logged=True, explain=True)
+        except SealError as exc:
+            decision = None
+            print(f"  (no trace: {exc})")
+    print("because:")
+    rules = {r.id: r for r in decision.fired} if decision is not None else {}
+    for rule_id, step in body["fired"]:
+        r = rules.get(rule_id)
+        where = f"{Path(r.file).name}:{r.line}" if r else step
+        print(f"  - [{rule_id}] {r.message if r else ''} ({where}{'; ' + r.clause if r and r.clause else ''})")
+        if r is not None:
+            print(_rule_text(files.get(Path(r.file).name, ""), r.line))
+    if decision is not None and decision.trace:
+        print("trace:")
+        for t in decision.trace:
+            mark = {True: "yes", False: "no", None: "n/a"}[t.matched]
+            print(f"  {mark:3} {t.step}/{t.rule}")
+    return 0
+
+
+def _rule_text(text: str, line: int) -> str:
+    """The rule as written at the time: its lines in the stored policy file."""
+    lines = text.splitlines()
+    if not 0 < line <= len(lines):
+        return ""
+    first = lines[line - 1]
+    indent = len(first) - len(first.lstrip(" "))  # where the rule's `- ` starts
+    out = [first]
+    for more in lines[line : line + 40]:
+        if more.strip() and len(more) - len(more.lstrip(" ")) <= indent:
+            break
+        out.append(more)
+    return "\n".join(f"      | {x}" for x in out if x.strip())
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    _, protector = _open(args)
+    if protector is None:
+        raise CharterError("erasing needs the log key", code="C012", hint="pass --key-file")
+    if protector.erase(args.customer):
+        print(f"erased the key of `{args.customer}`: their logged values can no longer be read")
+        return 0
+    print(f"no key for `{args.customer}` (nothing of theirs is sealed in this log)")
+    return 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    store, protector = _open(args)
+    filters = Filters(args.domain, args.customer, args.rule, _time(args.since), _time(args.until))
+    with Replayer(store, protector, against=args.against) as replayer:
+        report = replayer.run(filters, sample=max(args.sample, 20 if args.json else args.sample))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(report.to_dict(sample=len(report.changed)), ensure_ascii=False, indent=2) + "\n",
+            encoding="utf-8",
+        )
+    what = "unchanged" if args.against else "reproduced"
+    print(
+        f"{report.total} decision(s): {report.same} {what}, {len(report.changed)} "
+        f"{'changed' if args.against else 'diverged'}, {report.unreadable} unreadable (erased), "
+        f"{len(report.errors)} error(s)"
+    )
+    for domain, n in sorted(report.by_domain.items()):
+        print(f"  {domain}: {n} changed")
+    for output, counts in sorted(report.by_output.items()):
+        for change, n in counts.most_common(5):
+            print(f"    {output}: {change}  ({n})")
+    for c in report.changed[: args.sample]:
+        print(f"  record {c['seq']} ({c['id'][:12]}) {c['domain']} {c['subject']}:")
+        print(f"    before: {json.dumps(c['before']['outputs'], ensure_ascii=False)[:300]}")
+        print(f"    after:  {json.dumps(c['after']['outputs'], ensure_ascii=False)[:300]}")
+    for e in report.errors[:5]:
+        print(f"  record {e['seq']}: {e['error']}", file=sys.stderr)
+    if args.against:
+        return 0 if not report.errors else 1
+    return 0 if report.ok else 1

@@ -1,0 +1,218 @@
+"""The decision log: one hash-chained record per decision, durable before it is reported.
+
+What a record holds (``body``, canonical JSON; see docs/audit.md):
+
+* ``domain``, ``subject``, ``time`` (the caller's ``now``), ``outputs``, ``fired`` (rule id
+  and step), ``notes``, and ``upstream``: the same for each decision of a domain it used;
+* ``facts``: the facts the policy could read, and only those, with every sensitive value
+  sealed (``engine.audit.protect``) — a value is sensitive when the loaded classification
+  policy gives its field a class with ``encrypt_at_rest: true``, or its fact is declared
+  ``sensitive: true``;
+* ``bundle`` (version) and ``bundle_blob`` (the policy files, stored content-addressed in
+  the same store the first time they are used), ``snapshot`` (likewise stored),
+  ``engine``, ``semantics`` and ``plugins`` (a digest of every plugin's name and version,
+  the list itself stored as a blob).
+
+``record`` appends a batch in one transaction and returns only when it is durable, so a
+decision reported as recorded survives a crash of the process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from engine.audit.chain import canonical, link
+from engine.audit.protect import Protector
+from engine.core.decision import Decision, _jsonable
+from engine.storage import Store
+
+if TYPE_CHECKING:
+    from engine.core.bundle import Bundle
+    from engine.core.evaluate import Program
+    from engine.plugins import Registry
+
+RECORD_VERSION = 1
+Sensitive = Callable[[str, Any], bool]
+
+
+def decision_body(decision: Decision) -> dict[str, Any]:
+    """The outcome part of a record: what replay compares."""
+    return {
+        "domain": decision.domain,
+        "subject": decision.subject,
+        "outputs": _jsonable(decision.outputs),
+        "fired": [[r.id, r.step] for r in decision.fired],
+        "notes": list(decision.notes),
+        "upstream": [decision_body(u) for u in decision.upstream],
+    }
+
+
+class DecisionLog:
+    """Writes decision records to a store; thread-safe."""
+
+    def __init__(self, store: Store, protector: Protector | None = None) -> None:
+        self.store = store
+        self.protector = protector
+        self._stored: set[tuple[str, str]] = set()
+        self._sensitive: dict[str, Sensitive] = {}
+        self._lock = threading.Lock()
+
+    # -- content-addressed context ---------------------------------------------------------------
+
+    def _blob(self, kind: str, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        if (kind, digest) not in self._stored:
+            self.store.put_blob(kind, digest, data)
+            with self._lock:
+                self._stored.add((kind, digest))
+        return digest
+
+    def bundle_blob(self, bundle: Bundle) -> str:
+        files = {name: raw.decode("utf-8") for name, raw in bundle.sources}
+        return self._blob("bundle", canonical({"version": bundle.version, "files": files}))
+
+    def plugins_blob(self, registry: Registry) -> str:
+        listed = sorted(
+            [kind, spec.name, spec.version, spec.plugin]
+            for kind, specs in (
+                ("scorer", registry.scorers),
+                ("detector", registry.detectors),
+                ("event_backend", registry.event_backends),
+            )
+            for spec in specs.values()
+        )
+        return self._blob("plugins", canonical(listed))
+
+    def snapshot_blob(self, program: Program) -> None:
+        snap = program.snapshot
+        if snap is not None and program.snapshot_id is not None and ("population", snap.id) not in self._stored:
+            from engine.population import store_snapshot
+
+            store_snapshot(snap, self.store)
+            with self._lock:
+                self._stored.add(("population", snap.id))
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def body(
+        self,
+        decision: Decision,
+        facts: Mapping[str, Any],
+        program: Program,
+        context: Mapping[str, str],
+        classification: Program | None = None,
+    ) -> bytes:
+        read = program.facts_read(facts)
+        sensitive = self._sensitive_for(program, classification)
+        subject = decision.subject or ""
+        out = {
+            "v": RECORD_VERSION,
+            "time": _jsonable(decision.now),
+            **decision_body(decision),
+            "facts": self._seal(read, "", subject, sensitive),
+            "bundle": decision.bundle_version,
+            "snapshot": _snapshot_of(decision),
+            "engine": decision.engine_version,
+            "semantics": decision.semantics_version,
+            **context,
+        }
+        return canonical(out)
+
+    def record(
+        self,
+        items: Sequence[tuple[Decision, Mapping[str, Any], Program]],
+        bundle: Bundle,
+        registry: Registry,
+        classification: Program | None = None,
+    ) -> list[str]:
+        """Append one record per decision, durably; returns their ids (record hashes)."""
+        if not items:
+            return []
+        context = {"bundle_blob": self.bundle_blob(bundle), "plugins": self.plugins_blob(registry)}
+        for _, _, program in items:
+            self.snapshot_blob(program)
+            for up in program.upstream.values():
+                self.snapshot_blob(up)
+        bodies = [self.body(d, f, p, context, classification) for d, f, p in items]
+        made: list[bytes] = []
+
+        def linked(prev: bytes | None, body: bytes) -> bytes:
+            record = link(prev, body)
+            made.append(record)
+            return record
+
+        self.store.append_linked(bodies, linked)  # returns once the records are durable
+        ids = [str(json.loads(r)["hash"]) for r in made[-len(items) :]]
+        for (decision, _, _), rid in zip(items, ids, strict=True):
+            decision.record_id = rid
+        return ids
+
+    # -- sensitivity -----------------------------------------------------------------------------
+
+    def _sensitive_for(self, program: Program, classification: Program | None) -> Sensitive:
+        key = f"{program.bundle_version}:{program.domain}"
+        hit = self._sensitive.get(key)
+        if hit is None:
+            hit = self._sensitive[key] = sensitivity(program, classification)
+        return hit
+
+    def _seal(self, value: Any, path: str, subject: str, sensitive: Sensitive) -> Any:
+        if isinstance(value, dict):
+            return {k: self._seal(v, f"{path}.{k}" if path else str(k), subject, sensitive) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._seal(v, f"{path}[{i}]", subject, sensitive) for i, v in enumerate(value)]
+        if value is None or not sensitive(path, value):
+            return _jsonable(value)
+        if self.protector is None:
+            return {"$withheld": "sensitive; no log key was given"}
+        return self.protector.seal(subject, path, _jsonable(value))
+
+
+def _snapshot_of(decision: Decision) -> str | None:
+    if decision.snapshot_id is not None:
+        return decision.snapshot_id
+    for u in decision.upstream:
+        found = _snapshot_of(u)
+        if found is not None:
+            return found
+    return None
+
+
+def _leaf_name(path: str) -> str:
+    name = path.rsplit(".", 1)[-1]
+    return name.split("[", 1)[0]
+
+
+def sensitivity(program: Program, classification: Program | None = None) -> Sensitive:
+    """Whether a fact at ``path`` is sensitive, from the classification policy and declarations."""
+    declared = {name for name, decl in program.policy.facts.items() if decl.sensitive}
+    classifier = _classifier(classification or program)
+
+    def sensitive(path: str, value: Any) -> bool:
+        name = _leaf_name(path)
+        if name in declared and "." not in path:
+            return True
+        return classifier is not None and classifier(name, value)
+
+    return sensitive
+
+
+def _classifier(program: Program) -> Callable[[str, Any], bool] | None:
+    """From the classification program loaded with ``program`` (itself or one it uses)."""
+    seen: list[Program] = [program]
+    found = None
+    while seen:
+        p = seen.pop()
+        if p.domain == "classification":
+            found = p
+            break
+        seen.extend(p.upstream.values())
+    if found is None or found.runner is None:
+        return None
+    runner: Any = found.runner
+    protect = {c.id for c in runner.model.classes if c.handling.get("encrypt_at_rest")}
+    return lambda name, value: runner.classify(name, value) in protect

@@ -1,0 +1,212 @@
+"""Replay: re-evaluate logged decisions from what the log holds, as they were or with other policies.
+
+Every record names the policy files (stored in the log's store), the population snapshot
+(likewise), the caller's ``now`` and the facts read (sensitive ones sealed). Replay opens
+the sealed values with the log key, rebuilds the engine the record names and compares the
+outcome — outputs, fired rules, notes and upstream decisions — byte for byte as canonical
+JSON. ``against`` evaluates the same inputs with another policy directory instead: the
+what-if of an edit, before it is deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.audit.chain import canonical
+from engine.audit.log import decision_body
+from engine.audit.protect import SEALED, Protector, SealError
+from engine.errors import CharterError
+from engine.population import fetch_snapshot
+from engine.storage import Store
+
+
+@dataclass(frozen=True)
+class Filters:
+    domain: str | None = None
+    customer: str | None = None
+    rule: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def keep(self, body: Mapping[str, Any], when: datetime) -> bool:
+        if self.domain is not None and body["domain"] != self.domain:
+            return False
+        if self.customer is not None and body["subject"] != self.customer:
+            return False
+        if self.rule is not None and not any(f[0] == self.rule for f in body["fired"]):
+            return False
+        if self.since is not None and when < self.since:
+            return False
+        return not (self.until is not None and when >= self.until)
+
+
+@dataclass
+class Report:
+    """What a replay found. ``changed`` holds every divergence (or, with ``against``, change)."""
+
+    against: str | None = None
+    total: int = 0
+    same: int = 0
+    unreadable: int = 0
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    by_domain: Counter[str] = field(default_factory=Counter)
+    by_output: dict[str, Counter[str]] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.changed and not self.errors
+
+    def to_dict(self, sample: int = 20) -> dict[str, Any]:
+        return {
+            "against": self.against,
+            "total": self.total,
+            "reproduced" if self.against is None else "unchanged": self.same,
+            "changed": len(self.changed),
+            "unreadable": self.unreadable,
+            "errors": self.errors,
+            "by_domain": dict(self.by_domain),
+            "by_output": {k: dict(v) for k, v in self.by_output.items()},
+            "sample": self.changed[:sample],
+        }
+
+
+def records(store: Store, filters: Filters = Filters()) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(seq, record id, body) of every logged decision that passes ``filters``."""
+    for seq, data in store.read():
+        rec = json.loads(data)
+        body = json.loads(rec["body"])
+        if filters.keep(body, datetime.fromisoformat(body["time"])):
+            yield seq, rec["hash"], body
+
+
+def unseal(value: Any, path: str, subject: str, protector: Protector | None) -> Any:
+    if isinstance(value, dict):
+        if SEALED in value:
+            if protector is None:
+                raise SealError(
+                    "the record holds sealed values and no log key was given",
+                    code="K001",
+                    hint="pass the log key (--key-file or CHARTER_LOG_KEY)",
+                )
+            return protector.open(subject, path, value)
+        if "$withheld" in value:
+            raise SealError(f"`{path}` was withheld when logged (no key)", code="K006")
+        return {k: unseal(v, f"{path}.{k}" if path else str(k), subject, protector) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unseal(v, f"{path}[{i}]", subject, protector) for i, v in enumerate(value)]
+    return value
+
+
+class Replayer:
+    """Rebuilds engines from the log's stored policy files and snapshots, cached by version."""
+
+    def __init__(
+        self, store: Store, protector: Protector | None, *, against: str | Path | None = None, registry: Any = None
+    ) -> None:
+        from engine.plugins import build_registry
+
+        self.store = store
+        self.protector = protector
+        self.registry = registry if registry is not None else build_registry()
+        self.against = str(against) if against is not None else None
+        self._dirs: list[str] = []
+        self._engines: dict[tuple[str, str | None], Any] = {}
+
+    def close(self) -> None:
+        for d in self._dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def __enter__(self) -> Replayer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def engine(self, body: Mapping[str, Any], *, logged: bool) -> Any:
+        from engine.api import Engine
+
+        source = body["bundle_blob"] if logged or self.against is None else f"dir:{self.against}"
+        key = (source, body.get("snapshot"))
+        hit = self._engines.get(key)
+        if hit is None:
+            if source.startswith("dir:"):
+                hit = Engine(source[4:], registry=self.registry)
+            else:
+                hit = Engine(self._materialise(source), registry=self.registry)
+            if body.get("snapshot"):
+                hit.use_snapshot(fetch_snapshot(body["snapshot"], self.store))
+            self._engines[key] = hit
+        return hit
+
+    def _materialise(self, digest: str) -> str:
+        data = self.store.get_blob("bundle", digest)
+        if data is None:
+            raise CharterError(f"the log's store lacks the policy files `{digest[:16]}`", code="R001")
+        files = json.loads(data)["files"]
+        d = tempfile.mkdtemp(prefix="charter-replay-")
+        self._dirs.append(d)
+        for name, text in files.items():
+            (Path(d) / Path(name).name).write_text(text, encoding="utf-8")
+        return d
+
+    def decide(self, body: Mapping[str, Any], *, logged: bool, explain: bool = False) -> Any:
+        facts = unseal(body["facts"], "", body["subject"] or "", self.protector)
+        engine = self.engine(body, logged=logged)
+        return engine.program(body["domain"]).evaluate(facts, datetime.fromisoformat(body["time"]), explain=explain)
+
+    def run(self, filters: Filters = Filters(), sample: int = 20) -> Report:
+        report = Report(against=self.against)
+        for seq, rid, body in records(self.store, filters):
+            report.total += 1
+            try:
+                new = self.decide(body, logged=self.against is None)
+            except SealError:
+                report.unreadable += 1
+                continue
+            except CharterError as exc:
+                report.errors.append({"seq": seq, "id": rid, "error": str(exc)})
+                continue
+            before = {k: body[k] for k in ("domain", "subject", "outputs", "fired", "notes", "upstream")}
+            after = decision_body(new)
+            if canonical(before) == canonical(after):
+                report.same += 1
+                continue
+            report.by_domain[body["domain"]] += 1
+            for name in sorted(set(before["outputs"]) | set(after["outputs"])):
+                old, now = before["outputs"].get(name), after["outputs"].get(name)
+                if old != now:
+                    report.by_output.setdefault(f"{body['domain']}.{name}", Counter())[_short(old, now)] += 1
+            entry: dict[str, Any] = {
+                "seq": seq,
+                "id": rid,
+                "domain": body["domain"],
+                "subject": body["subject"],
+                "before": before,
+                "after": after,
+            }
+            if len(report.changed) < sample:
+                entry["trace_before"] = self._trace(body, logged=True)
+                entry["trace_after"] = self._trace(body, logged=self.against is None)
+            report.changed.append(entry)
+        return report
+
+    def _trace(self, body: Mapping[str, Any], *, logged: bool) -> list[dict[str, Any]]:
+        try:
+            d = self.decide(body, logged=logged, explain=True)
+        except CharterError as exc:
+            return [{"error": str(exc)}]
+        return [t.to_dict() for t in d.trace or ()]
+
+
+def _short(old: Any, new: Any) -> str:
+    text = f"{json.dumps(old, ensure_ascii=False)} -> {json.dumps(new, ensure_ascii=False)}"
+    return text if len(text) <= 120 else text[:117] + "..."
