@@ -33,7 +33,6 @@ from engine.errors import EvaluationError, FactErrors, SnapshotError, did_you_me
 from engine.plugins import Registry, build_registry
 from engine.population import ScoreCuts, Snapshot, cut_points
 
-
 # Snapshots keep every whole percentile besides those the policy needs, so a what-if replay
 # of an edited band (`from: 75`) against logged decisions finds its cut point.
 WHOLE_PERCENTILES = frozenset(float(p) for p in range(1, 100))

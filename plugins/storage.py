@@ -51,10 +51,13 @@ class SqlStore:
             self.engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-                # take SQLite's write lock when a transaction begins (BEGIN IMMEDIATE), so the
-                # last record read by `append_linked` is still the last when it inserts
-                event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-            _META.create_all(self.engine)
+                # transactions begin here; `append_linked` takes SQLite's write lock at once
+                # (BEGIN IMMEDIATE) so the last record it reads is still the last when it inserts
+                event.listen(self.engine, "begin", _sqlite_begin)
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":  # writers starting together create once
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7405001)"))
+                _META.create_all(conn)
         except exc.SQLAlchemyError as err:
             raise StorageError(
                 f"cannot open the store `{_safe(url)}`: {err.__class__.__name__}",
@@ -97,7 +100,7 @@ class SqlStore:
 
     def append_linked(self, bodies: Sequence[bytes], link: Link) -> list[int]:
         try:
-            with self.engine.begin() as conn:
+            with self.engine.execution_options(immediate=True).begin() as conn:
                 if self.engine.dialect.name == "postgresql":  # one writer at a time; readers go on
                     conn.execute(sa.text("LOCK TABLE charter_records IN EXCLUSIVE MODE"))
                 row = conn.execute(sa.select(_RECORDS.c.data).order_by(_RECORDS.c.seq.desc()).limit(1)).first()
@@ -148,6 +151,10 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,395 @@
+"""The decision log: recorded, tamper-evident, durable, replayable, and no sensitive value in clear."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import EXAMPLES, POLICIES, ROOT
+
+from engine import Engine
+from engine.audit import DecisionLog, Protector, verify
+from engine.audit.chain import link
+from engine.audit.replay import Filters, Replayer
+from engine.storage import Store, open_store
+
+KEY = bytes(range(32))
+NOW = datetime(2025, 6, 30, tzinfo=UTC)
+WRITER = Path(__file__).resolve().parent / "audit_writer.py"
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    with (EXAMPLES.parent / name).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def customers() -> list[dict[str, Any]]:
+    return load("customers.jsonl")
+
+
+_OPEN: list[Store] = []
+
+
+def opened(url: str) -> Store:
+    store = open_store(url)
+    _OPEN.append(store)
+    return store
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+@pytest.fixture
+def fresh_pg(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the test server."""
+    name = "audit_" + uuid.uuid4().hex[:12]
+    while _OPEN:  # close this test's connections before its database goes
+        _OPEN.pop().close()
+    admin = sa.create_engine(
+        postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    yield postgres_url.replace("/postgres?", f"/{name}?")
+    while _OPEN:
+        _OPEN.pop().close()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.db'}"
+    return str(request.getfixturevalue("fresh_pg"))
+
+
+def logging_engine(url: str, customers: list[dict[str, Any]], policies: Path = POLICIES) -> tuple[Engine, Store]:
+    store = opened(url)
+    engine = Engine(policies, log=DecisionLog(store, Protector(store, KEY)))
+    engine.use_snapshot(engine.build_snapshot(customers, now=NOW))
+    return engine, store
+
+
+def test_every_decision_is_recorded_with_what_replay_needs(url: str, customers: list[dict[str, Any]]) -> None:
+    engine, store = logging_engine(url, customers)
+    decisions = list(engine.evaluate_batch("tiering", customers[:300], now=NOW))
+    one = engine.evaluate("access", load("requests/access.jsonl")[0], now=NOW)
+    rows = list(store.read())
+    assert len(rows) == 301
+    assert verify(rows).ok
+    last = json.loads(rows[-1][1])
+    assert one.record_id == last["hash"]
+    assert [d.record_id for d in decisions] == [json.loads(r)["hash"] for _, r in rows[:300]]  # type: ignore[union-attr]
+    body = json.loads(json.loads(rows[0][1])["body"])
+    assert body["bundle"] == engine.bundle_version and body["time"] == "2025-06-30T00:00:00Z"
+    assert body["snapshot"] == engine.snapshot.id  # type: ignore[union-attr]
+    assert set(body["facts"]) <= set(engine.bundle.policy("tiering").facts) | {"id"}  # only what it reads
+    assert "national_id" not in body["facts"] and "name" not in body["facts"]
+    assert store.get_blob("bundle", body["bundle_blob"]) is not None
+    assert store.get_blob("population", body["snapshot"].removeprefix("pop-")) is not None
+    access = json.loads(last["body"])
+    assert [u["domain"] for u in access["upstream"]] == ["classification"]
+
+
+def _rows(store: Store) -> sa.Engine:
+    return store.engine  # type: ignore[attr-defined,no-any-return]
+
+
+def _data(store: Store, seq: int) -> bytes:
+    return next(d for s, d in store.read(after=seq - 1, limit=1))
+
+
+def tamper(store: Store, how: str) -> int:
+    """Tamper with a log of 100 records; returns the seq verify must name."""
+    t = sa.table("charter_records", sa.column("seq", sa.Integer), sa.column("data", sa.LargeBinary))
+    with _rows(store).begin() as conn:
+        if how == "edit":
+            rec = json.loads(_data(store, 50))
+            body = json.loads(rec["body"])
+            body["outputs"]["value_tier"] = "high" if body["outputs"]["value_tier"] != "high" else "low"
+            rec["body"] = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            conn.execute(t.update().where(t.c.seq == 50).values(data=json.dumps(rec).encode()))
+            return 50
+        if how == "delete":
+            conn.execute(t.delete().where(t.c.seq == 50))
+            return 51
+        if how == "insert":  # a forged record correctly linked to record 49, slid in before record 50
+            forged = link(_data(store, 49), json.loads(_data(store, 49))["body"].encode())
+            for seq in range(100, 49, -1):
+                conn.execute(t.update().where(t.c.seq == seq).values(seq=seq + 1))
+            conn.execute(t.insert().values(seq=50, data=forged))
+            return 51
+        if how == "reorder":
+            a, b = _data(store, 50), _data(store, 51)
+            conn.execute(t.update().where(t.c.seq == 50).values(data=b))
+            conn.execute(t.update().where(t.c.seq == 51).values(data=a))
+            return 50
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["edit", "delete", "insert", "reorder"])
+def test_verify_names_the_first_tampered_record(url: str, customers: list[dict[str, Any]], how: str) -> None:
+    engine, store = logging_engine(url, customers)
+    list(engine.evaluate_batch("tiering", customers[:100], now=NOW))
+    assert verify(store.read()).ok
+    bad = tamper(store, how)
+    result = verify(store.read())
+    assert not result.ok
+    assert result.bad_seq == bad, result
+    assert result.count == (49 if how == "delete" else bad - 1)  # the good records before it
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "log", "verify", "--store", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert r.stdout.startswith(f"record {bad}:")
+
+
+def test_a_cut_off_end_is_caught_against_a_kept_head(tmp_path: Path, customers: list[dict[str, Any]]) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine, store = logging_engine(url, customers)
+    list(engine.evaluate_batch("tiering", customers[:20], now=NOW))
+    head = verify(store.read()).head
+    with _rows(store).begin() as conn:
+        conn.execute(sa.text("DELETE FROM charter_records WHERE seq = 20"))
+    assert verify(store.read()).ok  # a shorter chain is still a chain...
+    assert not verify(store.read(), head=head).ok  # ...but not the one the auditor kept
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "log", "verify", "--store", url, "--head", head],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_killed_writer_loses_nothing_it_acknowledged(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}" if backend == "sqlite" else str(request.getfixturevalue("fresh_pg"))
+    proc = subprocess.Popen(
+        [sys.executable, str(WRITER), url, "100000", "25"], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    acknowledged = []
+    for line in proc.stdout:
+        acknowledged.append(line.strip())
+        if len(acknowledged) >= 260:  # mid-batch: 260 is not a multiple of 25
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    store = opened(url)
+    rows = list(store.read())
+    result = verify(rows)
+    assert result.ok, result
+    stored = {json.loads(d)["hash"] for _, d in rows}
+    assert set(acknowledged) <= stored
+    assert len(rows) >= len(acknowledged)
+    assert len(rows) % 25 == 0  # a batch is one transaction: all of it or none of it
+
+
+def test_several_writer_processes_make_one_chain(fresh_pg: str) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WRITER), fresh_pg, "120", "10", str(i * 500)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for i in range(3)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
+    ids = [line.strip() for out, _ in outs for line in out.splitlines()]
+    rows = list(opened(fresh_pg).read())
+    assert verify(rows).ok and len(rows) == 360
+    assert sorted(ids) == sorted(json.loads(d)["hash"] for _, d in rows)
+
+
+def test_ten_thousand_decisions_replay_and_a_what_if(tmp_path: Path, customers: list[dict[str, Any]]) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine, store = logging_engine(url, customers, policies)
+    nows = [NOW + timedelta(days=30 * k) for k in range(5)]
+    originals: dict[tuple[str, str], Any] = {}
+    for now in nows:
+        for d in engine.evaluate_batch("tiering", customers, now=now):
+            originals[(d.subject, d.now.isoformat())] = d.outputs  # type: ignore[union-attr]
+    assert len(originals) == 10_000
+    # the officer edits the policy on disk: the top band becomes the top 25%
+    text = (policies / "tiering.yaml").read_text(encoding="utf-8")
+    edited = text.replace("from: 80, to: 100", "from: 75, to: 100").replace("from: 50, to: 80", "from: 50, to: 75")
+    assert edited != text
+    (policies / "tiering.yaml").write_text(edited, encoding="utf-8")
+    with Replayer(store, Protector(store, KEY)) as replayer:
+        same = replayer.run()
+    assert (same.total, same.same, len(same.changed), same.errors) == (10_000, 10_000, 0, [])
+    # what the edit would change, computed directly with the edited policies...
+    fresh = Engine(policies)
+    fresh.use_snapshot(engine.snapshot)
+    expected = {
+        (c["id"], now.isoformat())
+        for now in nows
+        for c in customers
+        if fresh.evaluate("tiering", c, now=now).outputs != originals[(c["id"], now.isoformat())]
+    }
+    assert 0 < len(expected) < 10_000
+    # ...is exactly what `replay --against` reports
+    report_file = tmp_path / "whatif.json"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "replay",
+            "--store",
+            url,
+            "--against",
+            str(policies),
+            "--json",
+            str(report_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CHARTER_LOG_KEY": KEY.hex()},
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    changed = {(c["subject"], _time_of(store, c["seq"])) for c in report["sample"]}  # --json: every change
+    assert report["changed"] == len(expected) and changed == expected
+    assert set(report["by_output"]) >= {"tiering.value_tier"}
+    assert "medium -> " in " ".join(report["by_output"]["tiering.value_tier"]).replace('"', "")
+    assert report["sample"][0]["trace_before"] and report["sample"][0]["trace_after"]
+    assert f"{len(expected)} changed" in r.stdout
+
+
+def _time_of(store: Store, seq: int) -> str:
+    return datetime.fromisoformat(json.loads(json.loads(_data(store, seq))["body"])["time"]).isoformat()
+
+
+def test_no_sensitive_value_in_clear_anywhere(url: str, customers: list[dict[str, Any]], tmp_path: Path) -> None:
+    engine, store = logging_engine(url, customers)
+    sample = customers[:300]
+    list(engine.evaluate_batch("classification", sample, now=NOW))
+    list(engine.evaluate_batch("tiering", sample, now=NOW))
+    list(engine.evaluate_batch("access", load("requests/access.jsonl")[:200], now=NOW))
+    secrets = [c[k] for c in sample for k in ("national_id", "bank_account") if k in c]
+    secrets += [str(c["medical_notes"]) for c in sample if "medical_notes" in c]
+    assert len(secrets) > 300
+    if url.startswith("sqlite"):
+        db = Path(url.removeprefix("sqlite:///"))
+        raw = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
+    else:
+        raw = _pg_dump(url)
+    assert b"charter_records" in raw or raw.count(b"hash") > 500
+    assert [s for s in secrets if s.encode() in raw] == []
+    # and replay still reproduces every decision, with the key
+    with Replayer(store, Protector(store, KEY)) as replayer:
+        report = replayer.run()
+    assert (report.total, report.same) == (800, 800)
+
+
+def _pg_dump(url: str) -> bytes:
+    from urllib.parse import parse_qs, urlparse
+
+    u = urlparse(url)
+    q = parse_qs(u.query)
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    out = subprocess.run(
+        [
+            *as_postgres,
+            "/usr/lib/postgresql/15/bin/pg_dump",
+            "-h",
+            q["host"][0],
+            "-p",
+            q["port"][0],
+            "-U",
+            "postgres",
+            u.path.lstrip("/"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return out.stdout
+
+
+def test_erasing_a_customer_keeps_the_reasons(tmp_path: Path, customers: list[dict[str, Any]]) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine, store = logging_engine(url, customers)
+    people = [c for c in customers if "national_id" in c][:3]
+    for c in people:
+        engine.evaluate("classification", c, now=NOW)
+    gone = people[0]["id"]
+    assert Protector(store, KEY).erase(gone)
+    assert verify(store.read()).ok
+    with Replayer(store, Protector(store, KEY)) as replayer:
+        report = replayer.run()
+    assert (report.total, report.same, report.unreadable) == (3, 2, 1)
+    with Replayer(store, Protector(store, KEY)) as replayer:
+        assert replayer.run(Filters(customer=gone)).unreadable == 1
+    seq = 1 + [c["id"] for c in people].index(gone)
+    rec = json.loads(_data(store, seq))
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "log", "show", rec["hash"][:12], "--store", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CHARTER_LOG_KEY": KEY.hex()},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "sensitive-identifiers" in r.stdout and "were erased" in r.stdout
+
+
+def test_replay_names_a_divergence(tmp_path: Path, customers: list[dict[str, Any]]) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine, store = logging_engine(url, customers)
+    list(engine.evaluate_batch("tiering", customers[:10], now=NOW))
+    # rewrite record 4's outcome *and* re-chain everything after it: a consistent but false log
+    rows = list(store.read())
+    t = sa.table("charter_records", sa.column("seq", sa.Integer), sa.column("data", sa.LargeBinary))
+    prev = rows[2][1]
+    with _rows(store).begin() as conn:
+        for seq, data in rows[3:]:
+            body = json.loads(json.loads(data)["body"])
+            if seq == 4:
+                body["outputs"]["contact_cadence_days"] = 1
+            new = link(prev, json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+            conn.execute(t.update().where(t.c.seq == seq).values(data=new))
+            prev = new
+    assert verify(store.read()).ok
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "replay", "--store", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CHARTER_LOG_KEY": KEY.hex()},
+    )
+    assert r.returncode == 1
+    assert "10 decision(s): 9 reproduced, 1 diverged" in r.stdout
+    assert "record 4 " in r.stdout and '"contact_cadence_days": 1' in r.stdout
