@@ -71,50 +71,12 @@ def shipped_text() -> str:
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL 15 server, run as the `postgres` user on a Unix socket in a temp dir."""
     import os
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
 
-    bindir = Path("/usr/lib/postgresql/15/bin")
-    if not (bindir / "initdb").exists():
+    from engine.testing.postgres import installed, throwaway_postgres
+
+    if not installed():
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL 15 is not installed (apt-get install postgresql-15)")
         pytest.skip("PostgreSQL 15 is not installed")
-    base = Path(tempfile.mkdtemp(prefix="charter-pg-", dir="/tmp"))
-    base.chmod(0o755)
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(base, "postgres", "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = base / "data"
-    subprocess.run(
-        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *as_postgres,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(base / "log"),
-            "-o",
-            f"-p {port} -k {base} -c listen_addresses='' -c fsync=on",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql://postgres@/postgres?host={base}&port={port}"
-    finally:
-        subprocess.run(
-            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True
-        )
-        shutil.rmtree(base, ignore_errors=True)
+    with throwaway_postgres() as url:
+        yield url

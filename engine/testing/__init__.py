@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks (Charter's own, and plugin authors')."""
