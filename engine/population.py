@@ -22,6 +22,7 @@ import json
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,9 @@ class Snapshot:
     def canonical(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
 
-    @property
+    @cached_property
     def id(self) -> str:
+        """``pop-`` + SHA-256 of the canonical form; computed once (a snapshot is never changed)."""
         return "pop-" + hashlib.sha256(self.canonical()).hexdigest()
 
     @classmethod

@@ -20,7 +20,7 @@ append-only file). ``open_store(url)`` asks every plugin and uses the first that
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from engine.errors import CharterError, did_you_mean
@@ -50,9 +50,15 @@ class Store(Protocol):
         """Append ``link(previous record or None, body)`` for each body, under the write lock."""
         ...
 
-    def put_key(self, name: str, data: bytes) -> None: ...
+    def add_keys(self, keys: Mapping[str, bytes]) -> dict[str, bytes]:
+        """Store each key whose name is not stored yet, durably; a stored key is never replaced
+        (two writers creating the same key agree on the first). Returns the stored key of every
+        name given."""
+        ...
 
-    def get_key(self, name: str) -> bytes | None: ...
+    def get_keys(self, names: Sequence[str]) -> dict[str, bytes]:
+        """The stored keys among ``names``."""
+        ...
 
     def delete_key(self, name: str) -> bool: ...
 

@@ -7,15 +7,19 @@ over each (PostgreSQL against a real server it starts).
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.hookspecs import hookimpl
 from engine.storage import Link, StorageError, Store, check_digest
@@ -94,7 +98,10 @@ class SqlStore:
     def append(self, records: Sequence[bytes]) -> list[int]:
         try:
             with self.engine.begin() as conn:  # one transaction: all or nothing, durable at commit
-                return [int(conn.execute(_RECORDS.insert().values(data=r)).inserted_primary_key[0]) for r in records]
+                if not records:
+                    return []
+                insert = _RECORDS.insert().returning(_RECORDS.c.seq, sort_by_parameter_order=True)
+                return [int(r[0]) for r in conn.execute(insert, [{"data": r} for r in records])]
         except exc.SQLAlchemyError as err:
             raise _wrap(err, "append records") from None
 
@@ -105,30 +112,42 @@ class SqlStore:
                     conn.execute(sa.text("LOCK TABLE charter_records IN EXCLUSIVE MODE"))
                 row = conn.execute(sa.select(_RECORDS.c.data).order_by(_RECORDS.c.seq.desc()).limit(1)).first()
                 prev = bytes(row[0]) if row is not None else None
-                seqs = []
+                rows = []
                 for body in bodies:
-                    record = link(prev, body)
-                    seqs.append(int(conn.execute(_RECORDS.insert().values(data=record)).inserted_primary_key[0]))
-                    prev = record
-                return seqs
+                    prev = link(prev, body)
+                    rows.append({"data": prev})
+                if not rows:
+                    return []
+                insert = _RECORDS.insert().returning(_RECORDS.c.seq, sort_by_parameter_order=True)
+                return [int(r[0]) for r in conn.execute(insert, rows)]  # one batched statement
         except exc.SQLAlchemyError as err:
             raise _wrap(err, "append records") from None
 
-    def put_key(self, name: str, data: bytes) -> None:
+    def add_keys(self, keys: Mapping[str, bytes]) -> dict[str, bytes]:
+        if not keys:
+            return {}
+        insert = (sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert)(_KEYS)
         try:
-            with self.engine.begin() as conn:
-                conn.execute(_KEYS.delete().where(_KEYS.c.name == name))
-                conn.execute(_KEYS.insert().values(name=name, data=data))
+            with self.engine.begin() as conn:  # a stored key stays: the first writer's key wins
+                conn.execute(insert.on_conflict_do_nothing(), [{"name": n, "data": d} for n, d in keys.items()])
+                return self._select_keys(conn, list(keys))
         except exc.SQLAlchemyError as err:
-            raise _wrap(err, "store a key") from None
+            raise _wrap(err, "store keys") from None
 
-    def get_key(self, name: str) -> bytes | None:
+    def get_keys(self, names: Sequence[str]) -> dict[str, bytes]:
         try:
             with self.engine.connect() as conn:
-                row = conn.execute(sa.select(_KEYS.c.data).where(_KEYS.c.name == name)).first()
+                return self._select_keys(conn, names)
         except exc.SQLAlchemyError as err:
-            raise _wrap(err, "read a key") from None
-        return bytes(row[0]) if row is not None else None
+            raise _wrap(err, "read keys") from None
+
+    @staticmethod
+    def _select_keys(conn: sa.Connection, names: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for i in range(0, len(names), 500):
+            query = sa.select(_KEYS.c.name, _KEYS.c.data).where(_KEYS.c.name.in_(names[i : i + 500]))
+            found.update((str(n), bytes(d)) for n, d in conn.execute(query))
+        return found
 
     def delete_key(self, name: str) -> bool:
         try:
@@ -268,19 +287,32 @@ class JsonlStore:
                     if limit is not None and count >= limit:
                         return
 
-    def put_key(self, name: str, data: bytes) -> None:
-        path = self._key(name)
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
+    def add_keys(self, keys: Mapping[str, bytes]) -> dict[str, bytes]:
+        if keys:
+            (self.root / "keys").mkdir(exist_ok=True)
+        for name, data in keys.items():
+            path = self._key(name)
+            if path.exists():
+                continue
+            tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):  # another writer's key came first: it stays
+                os.link(tmp, path)
+            tmp.unlink()
+        if keys:
+            _fsync_dir(self.root / "keys")
+        return self.get_keys(list(keys))
 
-    def get_key(self, name: str) -> bytes | None:
-        path = self._key(name)
-        return path.read_bytes() if path.exists() else None
+    def get_keys(self, names: Sequence[str]) -> dict[str, bytes]:
+        found = {}
+        for name in names:
+            path = self._key(name)
+            if path.exists():
+                found[name] = path.read_bytes()
+        return found
 
     def delete_key(self, name: str) -> bool:
         path = self._key(name)
@@ -294,6 +326,15 @@ class JsonlStore:
 
     def close(self) -> None:
         pass
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a directory's new entries durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _drop_torn_tail(f: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -104,14 +105,28 @@ def test_linked_appends_form_one_chain_across_writers(store: Store, tmp_path: Pa
             assert bodies[k + 1] == f"{n}-{i}b".encode()
 
 
-def test_keys_can_be_replaced_and_deleted(store: Store) -> None:
-    assert store.get_key("customer/C1") is None
-    store.put_key("customer/C1", b"k1")
-    store.put_key("customer/C1", b"k2")
-    assert store.get_key("customer/C1") == b"k2"
+def test_a_stored_key_is_never_replaced_and_can_be_deleted(store: Store) -> None:
+    c1, c2, c3 = "customer/C1", "customer/C2", "customer/C3"
+    assert store.get_keys([c1]) == {}
+    assert store.add_keys({c1: b"k1", c2: b"k2"}) == {c1: b"k1", c2: b"k2"}
+    assert store.add_keys({c1: b"other", c3: b"k3"}) == {c1: b"k1", c3: b"k3"}
+    assert store.get_keys([c1, c3, "customer/C4"]) == {c1: b"k1", c3: b"k3"}
     assert store.delete_key("customer/C1") is True
-    assert store.get_key("customer/C1") is None
+    assert store.get_keys(["customer/C1"]) == {}
     assert store.delete_key("customer/C1") is False
+
+
+def test_writers_creating_the_same_key_agree_on_one(store: Store) -> None:
+    barrier = threading.Barrier(4)
+
+    def create(i: int) -> bytes:
+        barrier.wait()
+        return store.add_keys({"customer/C9": f"key-{i}".encode()})["customer/C9"]
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(create, range(4)))
+    assert len(set(got)) == 1 and got[0] in {f"key-{i}".encode() for i in range(4)}
+    assert store.get_keys(["customer/C9"]) == {"customer/C9": got[0]}
 
 
 def test_unknown_scheme_suggests() -> None:

@@ -33,15 +33,24 @@ def record_hash(prev: str, n: int, body: str) -> str:
     return hashlib.sha256(f"{prev}\n{n}\n{body}".encode()).hexdigest()
 
 
+def head_of(prev: bytes | None) -> tuple[str, int]:
+    """(hash, n) of a stored record; (genesis, 0) before the first."""
+    if prev is None:
+        return GENESIS, 0
+    last = json.loads(prev)
+    return str(last["hash"]), int(last["n"])
+
+
+def link_after(prev_hash: str, prev_n: int, body: bytes) -> tuple[bytes, str, int]:
+    """The stored record for ``body`` after the record (``prev_hash``, ``prev_n``): (record, hash, n)."""
+    n, text = prev_n + 1, body.decode()
+    digest = record_hash(prev_hash, n, text)
+    return canonical({"n": n, "prev": prev_hash, "hash": digest, "body": text}), digest, n
+
+
 def link(prev: bytes | None, body: bytes) -> bytes:
     """The stored record for ``body``, chained to ``prev`` (the last stored record, or None)."""
-    if prev is None:
-        prev_hash, n = GENESIS, 1
-    else:
-        last = json.loads(prev)
-        prev_hash, n = last["hash"], int(last["n"]) + 1
-    text = body.decode()
-    return canonical({"n": n, "prev": prev_hash, "hash": record_hash(prev_hash, n, text), "body": text})
+    return link_after(*head_of(prev), body)[0]
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,11 @@ decision reported as recorded survives a crash of the process.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.audit.chain import canonical, link
+from engine.audit.chain import canonical, head_of, link_after
 from engine.audit.protect import Protector
 from engine.core.decision import Decision, _jsonable
 from engine.storage import Store
@@ -88,13 +87,13 @@ class DecisionLog:
         return self._blob("plugins", canonical(listed))
 
     def snapshot_blob(self, program: Program) -> None:
-        snap = program.snapshot
-        if snap is not None and program.snapshot_id is not None and ("population", snap.id) not in self._stored:
+        snap, snap_id = program.snapshot, program.snapshot_id
+        if snap is not None and snap_id is not None and ("population", snap_id) not in self._stored:
             from engine.population import store_snapshot
 
             store_snapshot(snap, self.store)
             with self._lock:
-                self._stored.add(("population", snap.id))
+                self._stored.add(("population", snap_id))
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -106,21 +105,42 @@ class DecisionLog:
         context: Mapping[str, str],
         classification: Program | None = None,
     ) -> bytes:
+        """One record body, canonical JSON."""
+        pending: list[tuple[str, str, Any, dict[str, str]]] = []
+        out = self._body(decision, facts, program, context, classification, pending)
+        self._fill(pending)
+        return canonical(out)
+
+    def _body(
+        self,
+        decision: Decision,
+        facts: Mapping[str, Any],
+        program: Program,
+        context: Mapping[str, str],
+        classification: Program | None,
+        pending: list[tuple[str, str, Any, dict[str, str]]],
+    ) -> dict[str, Any]:
         read = program.facts_read(facts)
         sensitive = self._sensitive_for(program, classification)
         subject = decision.subject or ""
-        out = {
+        return {
             "v": RECORD_VERSION,
             "time": _jsonable(decision.now),
             **decision_body(decision),
-            "facts": self._seal(read, "", subject, sensitive),
+            "facts": self._seal(read, "", subject, sensitive, pending),
             "bundle": decision.bundle_version,
             "snapshot": _snapshot_of(decision),
             "engine": decision.engine_version,
             "semantics": decision.semantics_version,
             **context,
         }
-        return canonical(out)
+
+    def _fill(self, pending: list[tuple[str, str, Any, dict[str, str]]]) -> None:
+        """Seal the values set aside while building bodies: all their customers' keys at once."""
+        if pending and self.protector is not None:
+            sealed = self.protector.seal_many([(subject, path, value) for subject, path, value, _ in pending])
+            for (_, _, _, slot), value in zip(pending, sealed, strict=True):
+                slot.update(value)
 
     def record(
         self,
@@ -137,16 +157,22 @@ class DecisionLog:
             self.snapshot_blob(program)
             for up in program.upstream.values():
                 self.snapshot_blob(up)
-        bodies = [self.body(d, f, p, context, classification) for d, f, p in items]
-        made: list[bytes] = []
+        pending: list[tuple[str, str, Any, dict[str, str]]] = []
+        built = [self._body(d, f, p, context, classification, pending) for d, f, p in items]
+        self._fill(pending)
+        bodies = [canonical(b) for b in built]
+        made: list[tuple[bytes, str, int]] = []  # (record, hash, n) as linked, in order
 
         def linked(prev: bytes | None, body: bytes) -> bytes:
-            record = link(prev, body)
-            made.append(record)
+            if made and prev is made[-1][0]:  # the record just made: no need to parse it again
+                record, digest, n = link_after(made[-1][1], made[-1][2], body)
+            else:
+                record, digest, n = link_after(*head_of(prev), body)
+            made.append((record, digest, n))
             return record
 
         self.store.append_linked(bodies, linked)  # returns once the records are durable
-        ids = [str(json.loads(r)["hash"]) for r in made[-len(items) :]]
+        ids = [digest for _, digest, _ in made[-len(items) :]]
         for (decision, _, _), rid in zip(items, ids, strict=True):
             decision.record_id = rid
         return ids
@@ -160,16 +186,29 @@ class DecisionLog:
             hit = self._sensitive[key] = sensitivity(program, classification)
         return hit
 
-    def _seal(self, value: Any, path: str, subject: str, sensitive: Sensitive) -> Any:
+    def _seal(
+        self,
+        value: Any,
+        path: str,
+        subject: str,
+        sensitive: Sensitive,
+        pending: list[tuple[str, str, Any, dict[str, str]]],
+    ) -> Any:
+        """``value`` as logged: each sensitive leaf becomes a slot ``_fill`` seals."""
         if isinstance(value, dict):
-            return {k: self._seal(v, f"{path}.{k}" if path else str(k), subject, sensitive) for k, v in value.items()}
+            return {
+                k: self._seal(v, f"{path}.{k}" if path else str(k), subject, sensitive, pending)
+                for k, v in value.items()
+            }
         if isinstance(value, list):
-            return [self._seal(v, f"{path}[{i}]", subject, sensitive) for i, v in enumerate(value)]
+            return [self._seal(v, f"{path}[{i}]", subject, sensitive, pending) for i, v in enumerate(value)]
         if value is None or not sensitive(path, value):
             return _jsonable(value)
         if self.protector is None:
             return {"$withheld": "sensitive; no log key was given"}
-        return self.protector.seal(subject, path, _jsonable(value))
+        slot: dict[str, str] = {}
+        pending.append((subject, path, _jsonable(value), slot))
+        return slot
 
 
 def _snapshot_of(decision: Decision) -> str | None:
@@ -215,4 +254,26 @@ def _classifier(program: Program) -> Callable[[str, Any], bool] | None:
         return None
     runner: Any = found.runner
     protect = {c.id for c in runner.model.classes if c.handling.get("encrypt_at_rest")}
-    return lambda name, value: runner.classify(name, value) in protect
+    by_name: dict[str, bool] = {}  # fields no detector rule could reclassify: the name decides
+    by_value: dict[tuple[str, type, Any], bool] = {}  # detectors are pure: a repeated value is not run again
+
+    def protected(name: str, value: Any) -> bool:
+        hit = by_name.get(name)
+        if hit is not None:
+            return hit
+        key = (name, type(value), value) if isinstance(value, str | int | float) else None
+        if key is not None:
+            hit = by_value.get(key)
+            if hit is not None:
+                return hit
+        hit = runner.classify(name, value) in protect
+        if not runner.plan(name)[1]:
+            if len(by_name) < 65536:
+                by_name[name] = hit
+        elif key is not None:
+            if len(by_value) >= 65536:
+                by_value.clear()
+            by_value[key] = hit
+        return hit
+
+    return protected

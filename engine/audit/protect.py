@@ -17,6 +17,7 @@ import base64
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,47 +74,72 @@ class Protector:
     def __init__(self, store: Store, master: bytes) -> None:
         self.store = store
         self.master = AESGCM(master)
-        self._keys: OrderedDict[str, AESGCM | None] = OrderedDict()
+        self._keys_cache: OrderedDict[str, AESGCM | None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _key(self, subject: str, *, create: bool) -> AESGCM | None:
+    def _keys(self, subjects: Iterable[str], *, create: bool) -> dict[str, AESGCM | None]:
+        """The data key of each subject (None: none stored); with ``create``, a missing one is
+        made. One read and at most one write for all the subjects not cached."""
+        out: dict[str, AESGCM | None] = {}
+        todo: dict[str, str] = {}  # key name -> subject
         with self._lock:
-            if subject in self._keys:
-                self._keys.move_to_end(subject)
-                return self._keys[subject]
-        name = f"customer:{subject}"
-        wrapped = self.store.get_key(name)
-        if wrapped is None and create:
+            for subject in subjects:
+                if subject in out:
+                    continue
+                hit = self._keys_cache.get(subject)
+                if hit is not None or (subject in self._keys_cache and not create):
+                    self._keys_cache.move_to_end(subject)
+                    out[subject] = hit
+                else:
+                    todo[f"customer:{subject}"] = subject
+        if not todo:
+            return out
+        stored = self.store.get_keys(list(todo))
+        if create and len(stored) < len(todo):
+            made = {name: self._wrap(name, os.urandom(32)) for name in todo if name not in stored}
+            stored.update(self.store.add_keys(made))  # durable before any value is sealed with them
+        for name, subject in todo.items():
+            wrapped = stored.get(name)
+            out[subject] = None if wrapped is None else self._unwrap(name, subject, wrapped)
+        with self._lock:
+            for subject in todo.values():
+                self._keys_cache[subject] = out[subject]
+            while len(self._keys_cache) > 4096:
+                self._keys_cache.popitem(last=False)
+        return out
+
+    def _wrap(self, name: str, key: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self.master.encrypt(nonce, key, name.encode())
+
+    def _unwrap(self, name: str, subject: str, wrapped: bytes) -> AESGCM:
+        try:
+            return AESGCM(self.master.decrypt(wrapped[:12], wrapped[12:], name.encode()))
+        except InvalidTag:
+            raise SealError(
+                f"the log key does not open the data key of `{subject}`",
+                code="K003",
+                hint="use the key the log was written with",
+            ) from None
+
+    def seal_many(self, items: Sequence[tuple[str, str, Any]]) -> list[dict[str, str]]:
+        """Seal each (subject, path, value); the subjects' keys are fetched or made in one go."""
+        keys = self._keys((subject for subject, _, _ in items), create=True)
+        out = []
+        for subject, path, value in items:
+            key = keys[subject]
+            assert key is not None
             nonce = os.urandom(12)
-            wrapped = nonce + self.master.encrypt(nonce, os.urandom(32), name.encode())
-            self.store.put_key(name, wrapped)
-        key = None
-        if wrapped is not None:
-            try:
-                key = AESGCM(self.master.decrypt(wrapped[:12], wrapped[12:], name.encode()))
-            except InvalidTag:
-                raise SealError(
-                    f"the log key does not open the data key of `{subject}`",
-                    code="K003",
-                    hint="use the key the log was written with",
-                ) from None
-        with self._lock:
-            self._keys[subject] = key
-            if len(self._keys) > 4096:
-                self._keys.popitem(last=False)
-        return key
+            out.append({SEALED: base64.b64encode(nonce + key.encrypt(nonce, canonical(value), path.encode())).decode()})
+        return out
 
     def seal(self, subject: str, path: str, value: Any) -> dict[str, str]:
-        key = self._key(subject, create=True)
-        assert key is not None
-        nonce = os.urandom(12)
-        sealed = nonce + key.encrypt(nonce, canonical(value), path.encode())
-        return {SEALED: base64.b64encode(sealed).decode()}
+        return self.seal_many([(subject, path, value)])[0]
 
     def open(self, subject: str, path: str, sealed: dict[str, str]) -> Any:
         import json
 
-        key = self._key(subject, create=False)
+        key = self._keys([subject], create=False)[subject]
         if key is None:
             raise SealError(
                 f"the values of `{subject}` were erased", code="K004", hint="the decision's reasons remain in the log"
@@ -127,5 +153,5 @@ class Protector:
     def erase(self, subject: str) -> bool:
         """Delete the customer's data key; their sealed values become unreadable for good."""
         with self._lock:
-            self._keys.pop(subject, None)
+            self._keys_cache.pop(subject, None)
         return self.store.delete_key(f"customer:{subject}")
