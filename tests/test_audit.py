@@ -286,6 +286,9 @@ def test_ten_thousand_decisions_replay_and_a_what_if(tmp_path: Path, customers: 
     assert "medium -> " in " ".join(report["by_output"]["tiering.value_tier"]).replace('"', "")
     assert report["sample"][0]["trace_before"] and report["sample"][0]["trace_after"]
     assert f"{len(expected)} changed" in r.stdout
+    # the printed sample says which rules decided before and after, and where the traces part
+    assert "rules before: value-" in r.stdout and "rules after:  value-" in r.stdout
+    assert "where the traces part:" in r.stdout and "value-tier/value-" in r.stdout
 
 
 def _time_of(store: Store, seq: int) -> str:
@@ -393,3 +396,35 @@ def test_replay_names_a_divergence(tmp_path: Path, customers: list[dict[str, Any
     assert r.returncode == 1
     assert "10 decision(s): 9 reproduced, 1 diverged" in r.stdout
     assert "record 4 " in r.stdout and '"contact_cadence_days": 1' in r.stdout
+
+
+def test_show_prints_the_rule_text_as_it_was_when_decided(tmp_path: Path, customers: list[dict[str, Any]]) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine, _ = logging_engine(url, customers, policies)
+    d = engine.evaluate("tiering", customers[0], now=NOW)
+    assert d.record_id is not None
+    fired = d.fired[0]
+    tiering = policies / "tiering.yaml"
+    original_line = tiering.read_text(encoding="utf-8").splitlines()[fired.line - 1].strip()
+    tiering.write_text(tiering.read_text(encoding="utf-8").replace(original_line, "# gone"), encoding="utf-8")
+
+    def show(ident: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "engine.cli", "log", "show", ident, "--store", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "CHARTER_LOG_KEY": KEY.hex()},
+        )
+
+    by_hash, by_number = show(d.record_id[:10]), show("#1")
+    assert by_hash.returncode == 0, by_hash.stderr
+    assert by_hash.stdout == by_number.stdout
+    assert f"[{fired.id}]" in by_hash.stdout
+    assert any("|" in line and line.strip().endswith(original_line) for line in by_hash.stdout.splitlines())
+    for name, value in d.outputs.items():
+        assert f"  {name}: {json.dumps(value, ensure_ascii=False)}" in by_hash.stdout
+    missing = show("#2")
+    assert missing.returncode != 0 and "no record `#2`" in missing.stderr

@@ -87,7 +87,8 @@ def test_decision_carries_what_replay_needs(decisions: list[Decision], engine: E
 
 def test_same_inputs_same_decision(engine: Engine, customers: list[dict[str, Any]], now: datetime) -> None:
     a = [engine.evaluate("tiering", c, now=now).to_dict() for c in customers[:200]]
-    b = [Engine(POLICIES, snapshot=engine.snapshot).evaluate("tiering", c, now=now).to_dict() for c in customers[:200]]
+    fresh = Engine(POLICIES, snapshot=engine.snapshot)  # loaded and compiled again, from the same files
+    b = [fresh.evaluate("tiering", c, now=now).to_dict() for c in customers[:200]]
     assert a == b
 
 

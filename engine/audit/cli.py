@@ -30,7 +30,7 @@ def add_commands(sub: Any, default_store: str, default_key: str) -> None:
     v.set_defaults(run=cmd_verify)
     s = lsub.add_parser("show", help="one decision with its trace and the rule text as it was")
     store_args(s)
-    s.add_argument("id", help="record id (its hash, or the first 8 or more characters of it)")
+    s.add_argument("id", help="record id (its hash, or the first 8 or more characters of it), or its number as #N")
     s.set_defaults(run=cmd_show)
     e = lsub.add_parser("erase", help="delete a customer's key: their logged values become unreadable")
     store_args(e)
@@ -78,9 +78,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     store, protector = _open(args)
-    if len(args.id) < 8:
-        raise CharterError("give at least 8 characters of the record id", code="C010")
-    found = [(seq, rid, body) for seq, rid, body in records(store) if rid.startswith(args.id)]
+    by_number = args.id.lstrip("#").isdigit() and (args.id.startswith("#") or len(args.id) < 8)
+    if len(args.id) < 8 and not by_number:
+        raise CharterError("give at least 8 characters of the record id, or its number as `#N`", code="C010")
+    if by_number:
+        want = int(args.id.lstrip("#"))  # the record's position, as `verify` reports it
+        found = [
+            (seq, str(rec["hash"]), json.loads(rec["body"]))
+            for seq, rec in ((seq, json.loads(data)) for seq, data in store.read(after=want - 1, limit=1))
+            if seq == want
+        ]
+    else:
+        found = [(seq, rid, body) for seq, rid, body in records(store) if rid.startswith(args.id)]
     if len(found) != 1:
         raise CharterError(
             f"{'no' if not found else 'more than one'} record `{args.id}`",
@@ -109,7 +118,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         where = f"{Path(r.file).name}:{r.line}" if r else step
         print(f"  - [{rule_id}] {r.message if r else ''} ({where}{'; ' + r.clause if r and r.clause else ''})")
         if r is not None:
-            print(_rule_text(files.get(Path(r.file).name, ""), r.line))
+            print(_rule_text(files.get(Path(r.file).name, ""), r.line, rule_id))
     if decision is not None and decision.trace:
         print("trace:")
         for t in decision.trace:
@@ -118,12 +127,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rule_text(text: str, line: int) -> str:
+def _rule_text(text: str, line: int, rule_id: str) -> str:
     """The rule as written at the time: its lines in the stored policy file."""
     lines = text.splitlines()
     if not 0 < line <= len(lines):
         return ""
     first = lines[line - 1]
+    if rule_id not in first:  # a domain's built-in rule (a default): no text of its own
+        return "      | (built into the domain, not written in the policy file)"
     indent = len(first) - len(first.lstrip(" "))  # where the rule's `- ` starts
     out = [first]
     for more in lines[line : line + 40]:
@@ -167,10 +178,47 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"    {output}: {change}  ({n})")
     for c in report.changed[: args.sample]:
         print(f"  record {c['seq']} ({c['id'][:12]}) {c['domain']} {c['subject']}:")
-        print(f"    before: {json.dumps(c['before']['outputs'], ensure_ascii=False)[:300]}")
-        print(f"    after:  {json.dumps(c['after']['outputs'], ensure_ascii=False)[:300]}")
+        for line in _sample_lines(c):
+            print(f"    {line}")
     for e in report.errors[:5]:
         print(f"  record {e['seq']}: {e['error']}", file=sys.stderr)
     if args.against:
         return 0 if not report.errors else 1
     return 0 if report.ok else 1
+
+
+def _sample_lines(change: dict[str, Any]) -> list[str]:
+    """A changed decision in words: the outputs that changed, the rules, and where the traces part."""
+    before, after = change["before"], change["after"]
+    out = []
+    for name in sorted(set(before["outputs"]) | set(after["outputs"])):
+        old, new = before["outputs"].get(name), after["outputs"].get(name)
+        if old != new:
+            out.append(f"{name}: {_short(old)} -> {_short(new)}")
+    out.append("rules before: " + ", ".join(r for r, _ in before["fired"]))
+    out.append("rules after:  " + ", ".join(r for r, _ in after["fired"]))
+    was = {(t["step"], t["rule"]): t for t in change.get("trace_before") or []}
+    now = {(t["step"], t["rule"]): t for t in change.get("trace_after") or []}
+    parted = [
+        k for k in dict.fromkeys([*was, *now]) if (was.get(k) or {}).get("matched") != (now.get(k) or {}).get("matched")
+    ]
+    if parted:
+        out.append("where the traces part:")
+    mark = {True: "yes", False: "no", None: "n/a"}
+    for step, rule in parted[:8]:
+        a, b = was.get((step, rule)), now.get((step, rule))
+        tests = "; ".join(f"{t['test']} {_short(t['values'])}" for t in ((b or a or {}).get("tests") or [])[:2])
+        out.append(
+            f"  {step}/{rule}: {mark[a['matched']] if a else 'absent'} -> {mark[b['matched']] if b else 'absent'}"
+            + (f"   [{tests}]" if tests else "")
+        )
+    return out
+
+
+def _matched(step: dict[str, Any] | None) -> Any:
+    return None if step is None else step.get("matched")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
