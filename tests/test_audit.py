@@ -163,6 +163,11 @@ def test_verify_names_the_first_tampered_record(url: str, customers: list[dict[s
     )
     assert r.returncode == 1
     assert r.stdout.startswith(f"record {bad}:")
+    # replay trusts only what chains: it replays the good records before the break and says where it broke
+    with Replayer(store, Protector(store, KEY)) as replayer:
+        report = replayer.run()
+    assert not report.ok and (report.total, report.same) == (result.count, result.count)
+    assert report.errors[-1]["seq"] == bad and "hash chain breaks" in report.errors[-1]["error"]
 
 
 def test_a_cut_off_end_is_caught_against_a_kept_head(tmp_path: Path, customers: list[dict[str, Any]]) -> None:
@@ -395,7 +400,7 @@ def test_replay_names_a_divergence(tmp_path: Path, customers: list[dict[str, Any
     )
     assert r.returncode == 1
     assert "10 decision(s): 9 reproduced, 1 diverged" in r.stdout
-    assert "record 4 " in r.stdout and '"contact_cadence_days": 1' in r.stdout
+    assert "record 4 " in r.stdout and "    contact_cadence_days: 1 -> 30\n" in r.stdout
 
 
 def test_show_prints_the_rule_text_as_it_was_when_decided(tmp_path: Path, customers: list[dict[str, Any]]) -> None:
@@ -428,3 +433,20 @@ def test_show_prints_the_rule_text_as_it_was_when_decided(tmp_path: Path, custom
         assert f"  {name}: {json.dumps(value, ensure_ascii=False)}" in by_hash.stdout
     missing = show("#2")
     assert missing.returncode != 0 and "no record `#2`" in missing.stderr
+
+
+def test_replay_says_when_the_running_engine_is_not_the_one_that_logged(
+    tmp_path: Path, customers: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.audit import replay
+
+    engine, store = logging_engine(f"sqlite:///{tmp_path / 'log.db'}", customers)
+    list(engine.evaluate_batch("tiering", customers[:20], now=NOW))
+    with Replayer(store, Protector(store, KEY)) as replayer:
+        assert replayer.run().versions == {}
+    logged = replay.SEMANTICS_VERSION
+    monkeypatch.setattr(replay, "SEMANTICS_VERSION", logged + "-next")
+    with Replayer(store, Protector(store, KEY)) as replayer:
+        report = replayer.run()
+    assert report.versions == {f"semantics {logged} when logged, not the running one": 20}
+    assert report.same == 20  # noted, not a divergence by itself

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,24 +62,43 @@ class VerifyResult:
     reason: str = ""
 
 
-def verify(records: Iterable[tuple[int, bytes]], head: str | None = None) -> VerifyResult:
-    """Check the chain from the first record; stop at the first bad one."""
-    prev, n, count, last_seq = GENESIS, 0, 0, 0
+class ChainBroken(Exception):
+    """The first record that does not chain; ``result`` says where and why."""
+
+    def __init__(self, result: VerifyResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+def checked(records: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(seq, parsed record) for each record in order, after checking it chains to the one
+    before; raises ``ChainBroken`` at the first that does not."""
+    prev, n, count = GENESIS, 0, 0
     for seq, data in records:
-        last_seq = seq
         try:
             rec = json.loads(data)
             body, stored, rec_prev, rec_n = rec["body"], rec["hash"], rec["prev"], int(rec["n"])
         except (ValueError, KeyError, TypeError):
-            return VerifyResult(False, count, prev, seq, "the record is not a decision record")
+            raise ChainBroken(VerifyResult(False, count, prev, seq, "the record is not a decision record")) from None
         if rec_prev != prev or rec_n != n + 1:
             what = "deleted or reordered before it" if rec_n > n + 1 else "inserted or reordered"
             if rec_prev != prev and rec_n == n + 1:
                 what = "inserted, or the record before it edited"
-            return VerifyResult(False, count, prev, seq, f"the chain breaks here: a record was {what}")
+            raise ChainBroken(VerifyResult(False, count, prev, seq, f"the chain breaks here: a record was {what}"))
         if record_hash(rec_prev, rec_n, body) != stored:
-            return VerifyResult(False, count, prev, seq, "the record was edited: its hash does not match")
+            raise ChainBroken(VerifyResult(False, count, prev, seq, "the record was edited: its hash does not match"))
         prev, n, count = stored, rec_n, count + 1
+        yield seq, rec
+
+
+def verify(records: Iterable[tuple[int, bytes]], head: str | None = None) -> VerifyResult:
+    """Check the chain from the first record; stop at the first bad one."""
+    prev, count, last_seq = GENESIS, 0, 0
+    try:
+        for seq, rec in checked(records):
+            prev, count, last_seq = rec["hash"], count + 1, seq
+    except ChainBroken as broken:
+        return broken.result
     if head is not None and head != prev:
         return VerifyResult(False, count, prev, last_seq or None, "the log does not end at the expected head")
     return VerifyResult(True, count, prev)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.audit.chain import verify
+from engine.audit.chain import ChainBroken, verify
 from engine.audit.protect import Protector, SealError, load_key
 from engine.audit.replay import Filters, Replayer, records
 from engine.errors import CharterError
@@ -89,7 +89,14 @@ def cmd_show(args: argparse.Namespace) -> int:
             if seq == want
         ]
     else:
-        found = [(seq, rid, body) for seq, rid, body in records(store) if rid.startswith(args.id)]
+        try:
+            found = [(seq, rid, body) for seq, rid, body in records(store) if rid.startswith(args.id)]
+        except ChainBroken as broken:
+            raise CharterError(
+                f"the log's hash chain breaks at record {broken.result.bad_seq}: {broken.result.reason}",
+                code="C013",
+                hint="run `charter log verify`; `charter log show #N` still shows a record by number",
+            ) from None
     if len(found) != 1:
         raise CharterError(
             f"{'no' if not found else 'more than one'} record `{args.id}`",
@@ -171,6 +178,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"{'changed' if args.against else 'diverged'}, {report.unreadable} unreadable (erased), "
         f"{len(report.errors)} error(s)"
     )
+    for label, n in sorted(report.versions.items()):
+        print(f"  note: {n} record(s) with the {label}: a difference may come from that")
     for domain, n in sorted(report.by_domain.items()):
         print(f"  {domain}: {n} changed")
     for output, counts in sorted(report.by_output.items()):

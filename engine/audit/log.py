@@ -75,16 +75,7 @@ class DecisionLog:
         return self._blob("bundle", canonical({"version": bundle.version, "files": files}))
 
     def plugins_blob(self, registry: Registry) -> str:
-        listed = sorted(
-            [kind, spec.name, spec.version, spec.plugin]
-            for kind, specs in (
-                ("scorer", registry.scorers),
-                ("detector", registry.detectors),
-                ("event_backend", registry.event_backends),
-            )
-            for spec in specs.values()
-        )
-        return self._blob("plugins", canonical(listed))
+        return self._blob("plugins", plugins_listing(registry))
 
     def snapshot_blob(self, program: Program) -> None:
         snap, snap_id = program.snapshot, program.snapshot_id
@@ -209,6 +200,20 @@ class DecisionLog:
         slot: dict[str, str] = {}
         pending.append((subject, path, _jsonable(value), slot))
         return slot
+
+
+def plugins_listing(registry: Registry) -> bytes:
+    """Every plugin's kind, name, version and package, canonical JSON: a record holds its SHA-256."""
+    listed = sorted(
+        [kind, spec.name, spec.version, spec.plugin]
+        for kind, specs in (
+            ("scorer", registry.scorers),
+            ("detector", registry.detectors),
+            ("event_backend", registry.event_backends),
+        )
+        for spec in specs.values()
+    )
+    return canonical(listed)
 
 
 def _snapshot_of(decision: Decision) -> str | None:

@@ -10,6 +10,7 @@ what-if of an edit, before it is deployed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -20,9 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.audit.chain import canonical
-from engine.audit.log import decision_body
+from engine.audit.chain import ChainBroken, canonical, checked
+from engine.audit.log import decision_body, plugins_listing
 from engine.audit.protect import SEALED, Protector, SealError
+from engine.core.decision import ENGINE_VERSION, SEMANTICS_VERSION
 from engine.errors import CharterError
 from engine.population import fetch_snapshot
 from engine.storage import Store
@@ -60,6 +62,7 @@ class Report:
     by_domain: Counter[str] = field(default_factory=Counter)
     by_output: dict[str, Counter[str]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    versions: Counter[str] = field(default_factory=Counter)  # logged vs running versions that differ
 
     @property
     def ok(self) -> bool:
@@ -75,14 +78,15 @@ class Report:
             "errors": self.errors,
             "by_domain": dict(self.by_domain),
             "by_output": {k: dict(v) for k, v in self.by_output.items()},
+            "versions": dict(self.versions),
             "sample": self.changed[:sample],
         }
 
 
 def records(store: Store, filters: Filters = Filters()) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """(seq, record id, body) of every logged decision that passes ``filters``."""
-    for seq, data in store.read():
-        rec = json.loads(data)
+    """(seq, record id, body) of every logged decision that passes ``filters``, each checked
+    against the hash chain first: a tampered log raises ``ChainBroken`` at its first bad record."""
+    for seq, rec in checked(store.read()):
         body = json.loads(rec["body"])
         if filters.keep(body, datetime.fromisoformat(body["time"])):
             yield seq, rec["hash"], body
@@ -165,39 +169,64 @@ class Replayer:
 
     def run(self, filters: Filters = Filters(), sample: int = 20) -> Report:
         report = Report(against=self.against)
-        for seq, rid, body in records(self.store, filters):
-            report.total += 1
-            try:
-                new = self.decide(body, logged=self.against is None)
-            except SealError:
-                report.unreadable += 1
-                continue
-            except CharterError as exc:
-                report.errors.append({"seq": seq, "id": rid, "error": str(exc)})
-                continue
-            before = {k: body[k] for k in ("domain", "subject", "outputs", "fired", "notes", "upstream")}
-            after = decision_body(new)
-            if canonical(before) == canonical(after):
-                report.same += 1
-                continue
-            report.by_domain[body["domain"]] += 1
-            for name in sorted(set(before["outputs"]) | set(after["outputs"])):
-                old, now = before["outputs"].get(name), after["outputs"].get(name)
-                if old != now:
-                    report.by_output.setdefault(f"{body['domain']}.{name}", Counter())[_short(old, now)] += 1
-            entry: dict[str, Any] = {
-                "seq": seq,
-                "id": rid,
-                "domain": body["domain"],
-                "subject": body["subject"],
-                "before": before,
-                "after": after,
-            }
-            if len(report.changed) < sample:
-                entry["trace_before"] = self._trace(body, logged=True)
-                entry["trace_after"] = self._trace(body, logged=self.against is None)
-            report.changed.append(entry)
+        running = {
+            "engine": ENGINE_VERSION,
+            "semantics": SEMANTICS_VERSION,
+            "plugins": hashlib.sha256(plugins_listing(self.registry)).hexdigest(),
+        }
+        try:
+            for seq, rid, body in records(self.store, filters):
+                self._one(report, seq, rid, body, running, sample)
+        except ChainBroken as broken:
+            bad = broken.result
+            report.errors.append(
+                {
+                    "seq": bad.bad_seq,
+                    "id": None,
+                    "error": f"the hash chain breaks at record {bad.bad_seq} ({bad.reason}): "
+                    "it and the records after it were not replayed",
+                }
+            )
         return report
+
+    def _one(
+        self, report: Report, seq: int, rid: str, body: dict[str, Any], running: Mapping[str, str], sample: int
+    ) -> None:
+        report.total += 1
+        for what, version in running.items():
+            if body.get(what) != version:
+                label = "plugins" if what == "plugins" else f"{what} {body.get(what)}"
+                report.versions[f"{label} when logged, not the running one"] += 1
+        try:
+            new = self.decide(body, logged=self.against is None)
+        except SealError:
+            report.unreadable += 1
+            return
+        except CharterError as exc:
+            report.errors.append({"seq": seq, "id": rid, "error": str(exc)})
+            return
+        before = {k: body[k] for k in ("domain", "subject", "outputs", "fired", "notes", "upstream")}
+        after = decision_body(new)
+        if canonical(before) == canonical(after):
+            report.same += 1
+            return
+        report.by_domain[body["domain"]] += 1
+        for name in sorted(set(before["outputs"]) | set(after["outputs"])):
+            old, now = before["outputs"].get(name), after["outputs"].get(name)
+            if old != now:
+                report.by_output.setdefault(f"{body['domain']}.{name}", Counter())[_short(old, now)] += 1
+        entry: dict[str, Any] = {
+            "seq": seq,
+            "id": rid,
+            "domain": body["domain"],
+            "subject": body["subject"],
+            "before": before,
+            "after": after,
+        }
+        if len(report.changed) < sample:
+            entry["trace_before"] = self._trace(body, logged=True)
+            entry["trace_after"] = self._trace(body, logged=self.against is None)
+        report.changed.append(entry)
 
     def _trace(self, body: Mapping[str, Any], *, logged: bool) -> list[dict[str, Any]]:
         try:
