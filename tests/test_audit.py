@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import EXAMPLES, POLICIES, ROOT
 
-from engine import Engine
+from engine import Decision, Engine
 from engine.audit import DecisionLog, Protector, verify
 from engine.audit.chain import link
 from engine.audit.replay import Filters, Replayer
@@ -450,3 +450,35 @@ def test_replay_says_when_the_running_engine_is_not_the_one_that_logged(
         report = replayer.run()
     assert report.versions == {f"semantics {logged} when logged, not the running one": 20}
     assert report.same == 20  # noted, not a divergence by itself
+
+
+def test_without_the_key_show_keeps_the_reasons_and_replay_fails(
+    tmp_path: Path, customers: list[dict[str, Any]]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine, _ = logging_engine(url, customers)
+    requests = load("requests/access.jsonl")[:40]
+    decisions = [d for d in engine.evaluate_batch("access", requests, now=NOW) if isinstance(d, Decision)]
+    sealed = next(d for d in decisions if "bank_account" in json.dumps(d.outputs))
+    env = {k: v for k, v in os.environ.items() if k != "CHARTER_LOG_KEY"}
+    no_key = ["--store", url, "--key-file", str(tmp_path / "absent.key")]
+    shown = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "log", "show", str(sealed.record_id), *no_key],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "no log key was given" in shown.stdout
+    for rule in sealed.fired:  # each reason, located in the stored policy files, with its text
+        assert f"  - [{rule.id}] (access.yaml:{rule.line})" in shown.stdout
+    replayed = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "replay", *no_key],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert replayed.returncode == 1
+    assert "0 unreadable (erased or withheld)" in replayed.stdout and "no log key was given" in replayed.stderr

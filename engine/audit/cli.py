@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,16 +123,31 @@ def cmd_show(args: argparse.Namespace) -> int:
     rules = {r.id: r for r in decision.fired} if decision is not None else {}
     for rule_id, step in body["fired"]:
         r = rules.get(rule_id)
-        where = f"{Path(r.file).name}:{r.line}" if r else step
-        print(f"  - [{rule_id}] {r.message if r else ''} ({where}{'; ' + r.clause if r and r.clause else ''})")
         if r is not None:
+            where = f"{Path(r.file).name}:{r.line}"
+            print(f"  - [{rule_id}] {r.message} ({where}{'; ' + r.clause if r.clause else ''})")
             print(_rule_text(files.get(Path(r.file).name, ""), r.line, rule_id))
+            continue
+        place = _find_rule(files, rule_id)  # no replayed decision (no key): the rule from the stored files
+        print(f"  - [{rule_id}] ({f'{place[0]}:{place[1]}' if place else step})")
+        if place:
+            print(_rule_text(files[place[0]], place[1], rule_id))
     if decision is not None and decision.trace:
         print("trace:")
         for t in decision.trace:
             mark = {True: "yes", False: "no", None: "n/a"}[t.matched]
             print(f"  {mark:3} {t.step}/{t.rule}")
     return 0
+
+
+def _find_rule(files: dict[str, str], rule_id: str) -> tuple[str, int] | None:
+    """(file, line) where ``rule_id`` is declared in the stored policy files."""
+    declared = re.compile(rf"(^|[{{\s-])id:\s*[\"']?{re.escape(rule_id)}[\"']?\s*(,|}}|$)")
+    for name, text in sorted(files.items()):
+        for i, line in enumerate(text.splitlines(), 1):
+            if declared.search(line):
+                return name, i
+    return None
 
 
 def _rule_text(text: str, line: int, rule_id: str) -> str:
@@ -175,7 +191,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     what = "unchanged" if args.against else "reproduced"
     print(
         f"{report.total} decision(s): {report.same} {what}, {len(report.changed)} "
-        f"{'changed' if args.against else 'diverged'}, {report.unreadable} unreadable (erased), "
+        f"{'changed' if args.against else 'diverged'}, {report.unreadable} unreadable (erased or withheld), "
         f"{len(report.errors)} error(s)"
     )
     for label, n in sorted(report.versions.items()):

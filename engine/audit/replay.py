@@ -199,8 +199,11 @@ class Replayer:
                 report.versions[f"{label} when logged, not the running one"] += 1
         try:
             new = self.decide(body, logged=self.against is None)
-        except SealError:
-            report.unreadable += 1
+        except SealError as exc:
+            if exc.code in ("K004", "K006"):  # erased, or logged without a key: unreadable by design
+                report.unreadable += 1
+            else:  # no key given, or the wrong one: the replay could not do its job
+                report.errors.append({"seq": seq, "id": rid, "error": str(exc)})
             return
         except CharterError as exc:
             report.errors.append({"seq": seq, "id": rid, "error": str(exc)})
