@@ -82,8 +82,8 @@ def main(argv: list[str]) -> int:
             rc = run(charter, "evaluate", "--domain", domain, "--facts", facts, "--now", NOW, *extra, out=out)
             if rc:
                 return rc
-        # and one customer's decision in words, with the trace of every rule
-        return run(
+        # one customer's decision in words, with the trace of every rule
+        rc = run(
             charter,
             "explain",
             "--domain",
@@ -95,10 +95,17 @@ def main(argv: list[str]) -> int:
             "--customer",
             "C000001",
         )
+        if rc:
+            return rc
+        # the auditor's side: every decision above was logged to charter.db (key: charter.key);
+        # check the hash chain, then reproduce that customer's logged decisions from the log alone
+        rc = run(charter, "log", "verify")
+        return rc or run(charter, "replay", "--customer", "C000001")
     if task == "test":
         return run(str(PY), "-m", "pytest", *argv[1:])
     rc = run(str(PY), "bench/bench_tiering.py", *argv[1:])
-    return rc or run(str(PY), "bench/bench_domains.py")
+    rc = rc or run(str(PY), "bench/bench_domains.py")
+    return rc or run(str(PY), "bench/bench_log.py")
 
 
 if __name__ == "__main__":
