@@ -392,6 +392,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.audit.cli import add_commands
 
     add_commands(sub, DEFAULT_STORE, DEFAULT_KEY)
+    from engine.workbench import add_commands as add_workbench_commands
+
+    add_workbench_commands(sub)
     return p
 
 
