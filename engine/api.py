@@ -21,17 +21,24 @@ import threading
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from engine.audit.log import DecisionLog
-from engine.core.bundle import Bundle, BundleCache, build_bundle_cached
+from engine.core.bundle import Bundle, BundleCache, PolicySet, build_bundle_cached
+from engine.core.compile import CompiledPolicy
 from engine.core.decision import Decision
 from engine.core.evaluate import Program
 from engine.errors import EvaluationError, FactErrors, SnapshotError, did_you_mean
 from engine.plugins import Registry, build_registry
 from engine.population import ScoreCuts, Snapshot, cut_points
+
+
+def _aware(now: datetime) -> datetime:
+    """``now`` for choosing a period; a naive ``now`` is refused by the evaluation itself."""
+    return now if isinstance(now, datetime) and now.tzinfo is not None else datetime.min.replace(tzinfo=UTC)
+
 
 # Snapshots keep every whole percentile besides those the policy needs, so a what-if replay
 # of an edited band (`from: 75`) against logged decisions finds its cut point.
@@ -39,10 +46,29 @@ WHOLE_PERCENTILES = frozenset(float(p) for p in range(1, 100))
 
 
 @dataclass(frozen=True)
+class _Period:
+    """The programs of one period of the bundle (``PolicySet``), and of its audit mode."""
+
+    set: PolicySet
+    programs: dict[str, Program]
+    audit: dict[str, Program] | None = None  # only when some rule in force then is in audit mode
+
+
+@dataclass(frozen=True)
 class _State:
     bundle: Bundle
     snapshot: Snapshot | None
-    programs: dict[str, Program]
+    programs: dict[str, Program]  # the latest period's
+    periods: tuple[_Period, ...]
+
+    def period(self, now: datetime) -> _Period:
+        if len(self.periods) == 1:
+            return self.periods[0]
+        chosen = self.bundle.period_at(now)
+        return next(p for p in self.periods if p.set is chosen)
+
+
+Item = tuple[Decision, Mapping[str, Any], Program, Program | None]  # what the log records per decision
 
 
 class Engine:
@@ -71,11 +97,25 @@ class Engine:
 
     @staticmethod
     def _build(bundle: Bundle, snapshot: Snapshot | None) -> _State:
-        programs: dict[str, Program] = {}
-        for kind, cp in bundle.policies.items():  # dependency order: upstream programs exist first
-            program = programs[kind] = Program(cp, bundle.version, snapshot)
-            program.upstream = {name: programs[name] for name in cp.policy.uses}
-        return _State(bundle, snapshot, programs)
+        made: dict[tuple[int, ...], Program] = {}  # periods share the programs they have in common
+
+        def programs_of(policies: Mapping[str, CompiledPolicy]) -> dict[str, Program]:
+            programs: dict[str, Program] = {}
+            for kind, cp in policies.items():  # dependency order: upstream programs exist first
+                upstream = {name: programs[name] for name in cp.policy.uses}
+                key = (id(cp), *(id(p) for p in upstream.values()))
+                program = made.get(key)
+                if program is None:
+                    program = made[key] = Program(cp, bundle.version, snapshot)
+                    program.upstream = upstream
+                programs[kind] = program
+            return programs
+
+        periods = tuple(
+            _Period(p, programs_of(p.policies), programs_of(p.audit) if p.audit is not None else None)
+            for p in bundle.periods
+        )
+        return _State(bundle, snapshot, periods[-1].programs, periods)
 
     # -- what is loaded ----------------------------------------------------------------------
 
@@ -95,21 +135,49 @@ class Engine:
     def domains(self) -> tuple[str, ...]:
         return tuple(self._state.programs)
 
-    def program(self, domain: str) -> Program:
-        """The compiled policy of ``domain`` as currently loaded."""
-        return self._program(self._state, domain)
+    def program(self, domain: str, now: datetime | None = None) -> Program:
+        """The compiled policy of ``domain`` as currently loaded: in force at ``now``, or
+        (without ``now``) from the latest effective date in the files on."""
+        state = self._state
+        return self._program(state, state.period(now) if now is not None else state.periods[-1], domain, now)
 
     @staticmethod
-    def _program(state: _State, domain: str) -> Program:
-        programs = state.programs
-        program = programs.get(domain)
+    def _program(state: _State, period: _Period, domain: str, now: datetime | None) -> Program:
+        program = period.programs.get(domain)
         if program is None:
+            loaded = {k for p in state.periods for k in p.programs}
+            if domain in loaded and now is not None:
+                when = "; ".join(p.set.describe() for p in state.periods if domain in p.programs)
+                raise EvaluationError(
+                    f"no `{domain}` policy is in force at {now.isoformat().replace('+00:00', 'Z')}",
+                    code="V004",
+                    hint=f"by its effective dates it is in force {when}",
+                )
             raise EvaluationError(
                 f"no `{domain}` policy is loaded",
                 code="V003",
-                hint=did_you_mean(domain, programs) or "loaded: " + ", ".join(programs),
+                hint=did_you_mean(domain, loaded) or "loaded: " + ", ".join(sorted(loaded)),
             )
         return program
+
+    @staticmethod
+    def _shadow(period: _Period, domain: str) -> Program | None:
+        """The audit-mode program of ``domain`` when audit mode can change its outcome then."""
+        if period.audit is None or domain not in period.set.audited:
+            return None
+        return period.audit.get(domain)
+
+    @staticmethod
+    def _decide(
+        program: Program, shadow: Program | None, facts: Mapping[str, Any], now: datetime, explain: bool
+    ) -> Decision:
+        decision = program.evaluate(facts, now, explain=explain)
+        if shadow is not None:
+            try:
+                decision.audit = shadow.evaluate(facts, now, explain=explain)
+            except (FactErrors, EvaluationError) as exc:
+                decision.notes = (*decision.notes, f"audit mode could not decide: {exc.message}")
+        return decision
 
     # -- deciding ----------------------------------------------------------------------------
 
@@ -119,11 +187,13 @@ class Engine:
         With a log, the decision is durably recorded before it is returned (``record_id``).
         """
         state = self._state
-        program = self._program(state, domain)
-        decision = program.evaluate(facts, now, explain=explain)
+        period = state.period(_aware(now))
+        program = self._program(state, period, domain, now)
+        shadow = self._shadow(period, domain)
+        decision = self._decide(program, shadow, facts, now, explain)
         if self.log is not None:
             self.log.record(
-                [(decision, facts, program)], state.bundle, self.registry, state.programs.get("classification")
+                [(decision, facts, program, shadow)], state.bundle, self.registry, period.programs.get("classification")
             )
         return decision
 
@@ -143,26 +213,32 @@ class Engine:
         ``FactErrors`` in place of a decision; with ``"raise"`` it stops the batch.
         """
         state = self._state
-        program = self._program(state, domain)
-        evaluate = program.evaluate
+        period = state.period(_aware(now))
+        program = self._program(state, period, domain, now)
+        shadow = self._shadow(period, domain)
         log = self.log
         if log is None:
+            evaluate = program.evaluate
             for facts in customers:
                 try:
-                    yield evaluate(facts, now, explain=explain)
+                    yield (
+                        evaluate(facts, now, explain=explain)
+                        if shadow is None
+                        else self._decide(program, shadow, facts, now, explain)
+                    )
                 except FactErrors as exc:
                     if errors == "raise":
                         raise
                     yield exc
             return
         pending: list[Decision | FactErrors] = []
-        items: list[tuple[Decision, Mapping[str, Any], Program]] = []
-        classification = state.programs.get("classification")
+        items: list[Item] = []
+        classification = period.programs.get("classification")
         for facts in customers:
             try:
-                decision = evaluate(facts, now, explain=explain)
+                decision = self._decide(program, shadow, facts, now, explain)
                 pending.append(decision)
-                items.append((decision, facts, program))
+                items.append((decision, facts, program, shadow))
             except FactErrors as exc:
                 if errors == "raise":
                     log.record(items, state.bundle, self.registry, classification)

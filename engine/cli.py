@@ -207,7 +207,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _snapshot_for(engine, args, now)
     out = sys.stdout
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    bad = total = 0
+    bad = total = audit_differs = 0
     progress = _Progress()
     for result in engine.evaluate_batch(args.domain, _customers(engine, args), now=now, explain=args.explain):
         total += 1
@@ -216,6 +216,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             out.write(json.dumps({"subject": result.subject, "error": result.to_dict()}, ensure_ascii=False) + "\n")
         else:
             out.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+            audit_differs += result.audit_differs
             for name, value in result.outputs.items():
                 if isinstance(value, (str, bool, int)):
                     counts[name][str(value)] += 1
@@ -227,6 +228,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if len(c) <= 12  # outputs with many values (ids, day counts) say nothing in a summary
     )
     print(f"{total} customer(s), {total - bad} decision(s), {bad} with bad facts. {summary}", file=sys.stderr)
+    if audit_differs:
+        print(f"audit mode: the rules in audit mode decide otherwise for {audit_differs} of them", file=sys.stderr)
     return 1 if bad else 0
 
 
@@ -269,6 +272,14 @@ def render(d: Decision) -> str:
         )
     for note in d.notes:
         lines.append(f"  ! {note}")
+    if d.audit is not None:
+        lines.append(f"audit mode ({'decides otherwise' if d.audit_differs else 'agrees'}):")
+        for name, value in d.audit.outputs.items():
+            if value != d.outputs.get(name):
+                enforced = json.dumps(d.outputs.get(name), ensure_ascii=False)
+                lines.append(f"  {name}: {json.dumps(value, ensure_ascii=False)} (enforced: {enforced})")
+        for r in d.audit.fired:
+            lines.append(f"  - [{r.id}] {r.message or '(no message)'}  ({r.file}:{r.line})")
     if d.trace:
         fired = set(d.fired_ids)
         lines.append("trace (* fired; yes/no: whether the rule's condition held; n/a: undefined):")

@@ -194,6 +194,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"{'changed' if args.against else 'diverged'}, {report.unreadable} unreadable (erased or withheld), "
         f"{len(report.errors)} error(s)"
     )
+    for domain, n in sorted(report.audit_differs.items()):
+        print(f"  audit mode: in {n} {domain} decision(s) the rules in audit mode decide otherwise")
     for label, n in sorted(report.versions.items()):
         print(f"  note: {n} record(s) with the {label}: a difference may come from that")
     for domain, n in sorted(report.by_domain.items()):

@@ -47,6 +47,7 @@ def decision_body(decision: Decision) -> dict[str, Any]:
         "fired": [[r.id, r.step] for r in decision.fired],
         "notes": list(decision.notes),
         "upstream": [decision_body(u) for u in decision.upstream],
+        **({"audit": decision_body(decision.audit)} if decision.audit is not None else {}),
     }
 
 
@@ -110,8 +111,11 @@ class DecisionLog:
         context: Mapping[str, str],
         classification: Program | None,
         pending: list[tuple[str, str, Any, dict[str, str]]],
+        shadow: Program | None = None,
     ) -> dict[str, Any]:
         read = program.facts_read(facts)
+        if shadow is not None and decision.audit is not None:  # replay needs what audit mode read too
+            read = {**shadow.facts_read(facts), **read}
         sensitive = self._sensitive_for(program, classification)
         subject = decision.subject or ""
         return {
@@ -135,21 +139,24 @@ class DecisionLog:
 
     def record(
         self,
-        items: Sequence[tuple[Decision, Mapping[str, Any], Program]],
+        items: Sequence[tuple[Decision, Mapping[str, Any], Program, Program | None]],
         bundle: Bundle,
         registry: Registry,
         classification: Program | None = None,
     ) -> list[str]:
-        """Append one record per decision, durably; returns their ids (record hashes)."""
+        """Append one record per decision, durably; returns their ids (record hashes).
+
+        Each item: the decision, the facts it was made from, the program that made it and the
+        audit-mode program that made ``decision.audit`` (or None)."""
         if not items:
             return []
         context = {"bundle_blob": self.bundle_blob(bundle), "plugins": self.plugins_blob(registry)}
-        for _, _, program in items:
+        for _, _, program, _ in items:
             self.snapshot_blob(program)
             for up in program.upstream.values():
                 self.snapshot_blob(up)
         pending: list[tuple[str, str, Any, dict[str, str]]] = []
-        built = [self._body(d, f, p, context, classification, pending) for d, f, p in items]
+        built = [self._body(d, f, p, context, classification, pending, shadow) for d, f, p, shadow in items]
         self._fill(pending)
         bodies = [canonical(b) for b in built]
         made: list[tuple[bytes, str, int]] = []  # (record, hash, n) as linked, in order
@@ -164,7 +171,7 @@ class DecisionLog:
 
         self.store.append_linked(bodies, linked)  # returns once the records are durable
         ids = [digest for _, digest, _ in made[-len(items) :]]
-        for (decision, _, _), rid in zip(items, ids, strict=True):
+        for (decision, _, _, _), rid in zip(items, ids, strict=True):
             decision.record_id = rid
         return ids
 

@@ -63,6 +63,7 @@ class Report:
     by_output: dict[str, Counter[str]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     versions: Counter[str] = field(default_factory=Counter)  # logged vs running versions that differ
+    audit_differs: Counter[str] = field(default_factory=Counter)  # by domain: audit mode would decide otherwise
 
     @property
     def ok(self) -> bool:
@@ -79,6 +80,7 @@ class Report:
             "by_domain": dict(self.by_domain),
             "by_output": {k: dict(v) for k, v in self.by_output.items()},
             "versions": dict(self.versions),
+            "audit_differs": dict(self.audit_differs),
             "sample": self.changed[:sample],
         }
 
@@ -165,7 +167,7 @@ class Replayer:
     def decide(self, body: Mapping[str, Any], *, logged: bool, explain: bool = False) -> Any:
         facts = unseal(body["facts"], "", body["subject"] or "", self.protector)
         engine = self.engine(body, logged=logged)
-        return engine.program(body["domain"]).evaluate(facts, datetime.fromisoformat(body["time"]), explain=explain)
+        return engine.evaluate(body["domain"], facts, now=datetime.fromisoformat(body["time"]), explain=explain)
 
     def run(self, filters: Filters = Filters(), sample: int = 20) -> Report:
         report = Report(against=self.against)
@@ -208,7 +210,11 @@ class Replayer:
         except CharterError as exc:
             report.errors.append({"seq": seq, "id": rid, "error": str(exc)})
             return
-        before = {k: body[k] for k in ("domain", "subject", "outputs", "fired", "notes", "upstream")}
+        if new.audit_differs:
+            report.audit_differs[body["domain"]] += 1
+        before = {
+            k: body[k] for k in ("domain", "subject", "outputs", "fired", "notes", "upstream", "audit") if k in body
+        }
         after = decision_body(new)
         if canonical(before) == canonical(after):
             report.same += 1

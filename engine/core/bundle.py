@@ -8,14 +8,18 @@ lines) gives a new version, and the same files always give the same one.
 from __future__ import annotations
 
 import hashlib
+import json
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from engine.core.compile import CompiledPolicy, compile_policy
 from engine.core.decision import SEMANTICS_VERSION
 from engine.core.load import Document, load_file, load_text, policy_files
 from engine.core.model import Policy
+from engine.core.periods import Marks, describe_period, period_starts, read_marks, variant
 from engine.core.validate import validate
 from engine.domains import DOMAINS
 from engine.errors import Location, PolicyError, PolicyErrors
@@ -23,16 +27,46 @@ from engine.plugins import Registry
 
 
 @dataclass(frozen=True)
+class PolicySet:
+    """The policies in force during one period (``start`` inclusive, ``end`` exclusive; None
+    is open-ended), in dependency order; and, when some rule or policy in force then is in
+    audit mode, the set with those applied (``audit``) and the domains whose outcome they
+    can change (``audited``: those with audit rules and those that use them)."""
+
+    start: datetime | None
+    end: datetime | None
+    policies: dict[str, CompiledPolicy]
+    audit: dict[str, CompiledPolicy] | None = None
+    audited: frozenset[str] = frozenset()
+
+    def describe(self) -> str:
+        return describe_period(self.start, self.end)
+
+
+@dataclass(frozen=True)
 class Bundle:
-    """A loaded policy set: compiled policies by domain and the bundle version."""
+    """A loaded policy set: compiled policies by domain and the bundle version.
+
+    ``periods`` are the policy sets the files describe over time (one when no rule carries
+    an effective date), in time order; ``policies`` is the last of them (in force from the
+    latest date written in the files on).
+    """
 
     version: str
     policies: dict[str, CompiledPolicy]  # in dependency order: a domain after those it uses
     files: tuple[str, ...]
     sources: tuple[tuple[str, bytes], ...] = ()  # (file name, bytes): what the version hashes
+    periods: tuple[PolicySet, ...] = ()
 
     def policy(self, domain: str) -> Policy:
         return self.policies[domain].policy
+
+    def period_at(self, now: datetime) -> PolicySet:
+        """The policy set in force at ``now``."""
+        if len(self.periods) == 1:
+            return self.periods[0]
+        starts = [p.start for p in self.periods[1:]]
+        return self.periods[bisect_right(starts, now)]  # type: ignore[type-var]
 
 
 def bundle_version(docs: Sequence[Document]) -> str:
@@ -200,40 +234,128 @@ def build_bundle(paths: Sequence[str | Path], registry: Registry) -> Bundle:
 
 
 def _build(docs: list[Document], paths: Sequence[str | Path], registry: Registry) -> Bundle:
-    errors: list[PolicyError] = []
-    policies: dict[str, Policy] = {}
-    for doc in docs:
-        try:
-            policy = validate(doc, registry)
-        except PolicyErrors as exc:
-            errors.extend(exc.errors)
-            continue
-        first = policies.get(policy.kind)
-        if first is not None:
-            errors.append(
-                PolicyError(
-                    f"a second `{policy.kind}` policy; the first is in {first.path}",
-                    policy.location,
-                    code="P150",
-                    related=first.location,
-                    hint="keep one policy file per domain",
-                )
-            )
-            continue
-        policies[policy.kind] = policy
     if not docs:
-        errors.append(
-            PolicyError(
-                "no policy files found",
-                Location(", ".join(str(p) for p in paths)),
-                code="P151",
-                hint="policy files end in `.yaml`",
-            )
+        raise PolicyErrors(
+            [
+                PolicyError(
+                    "no policy files found",
+                    Location(", ".join(str(p) for p in paths)),
+                    code="P151",
+                    hint="policy files end in `.yaml`",
+                )
+            ]
         )
-    if not errors:
-        errors.extend(check_uses(policies))
+    marks = [read_marks(doc) for doc in docs]
+    errors = [e for m in marks for e in m.errors]
     if errors:
         raise PolicyErrors(errors)
-    compiled = {kind: compile_policy(policies[kind], registry) for kind in dependency_order(policies)}
+    builder = _SetBuilder(registry)
+    starts = period_starts(marks)
+    any_audit = any(m.has_audit for m in marks)
+    periods: list[PolicySet] = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else None
+        when = describe_period(start, end)
+        enforced = builder.build([variant(m, start, audit=False) for m in marks], when)
+        audit = None
+        if any_audit and enforced is not None:
+            audit = builder.build(_audit_docs(marks, start), f"{when}, with the rules in audit mode")
+        if enforced is None or (any_audit and audit is None):
+            continue
+        audited = frozenset(k for k in audit or {} if audit is not None and _differs(k, audit, enforced))
+        periods.append(PolicySet(start, end, enforced, audit if audited else None, audited))
+    if builder.errors:
+        raise PolicyErrors(builder.finish_errors(len(starts) * (2 if any_audit else 1)))
     sources = tuple(sorted((Path(d.path).name, d.raw) for d in docs))
-    return Bundle(bundle_version(docs), compiled, tuple(d.path for d in docs), sources)
+    return Bundle(bundle_version(docs), periods[-1].policies, tuple(d.path for d in docs), sources, tuple(periods))
+
+
+def _audit_docs(marks: list[Marks], start: datetime | None) -> list[Document | None]:
+    """The documents with audit mode applied: a policy file in audit mode stands in for the
+    enforced file of its kind."""
+    docs = [variant(m, start, audit=True) for m in marks]
+    shadowing = {str(d.data.get("kind")) for m, d in zip(marks, docs, strict=True) if d is not None and m.policy.audit}
+    return [
+        d
+        for m, d in zip(marks, docs, strict=True)
+        if d is not None and (m.policy.audit or str(d.data.get("kind")) not in shadowing)
+    ]
+
+
+def _differs(kind: str, audit: Mapping[str, CompiledPolicy], enforced: Mapping[str, CompiledPolicy]) -> bool:
+    """Whether audit mode can change ``kind``'s outcome: its policy differs, or one it uses does."""
+    mine = audit[kind]
+    if enforced.get(kind) is not mine:
+        return True
+    return any(_differs(dep, audit, enforced) for dep in mine.policy.uses if dep in audit)
+
+
+class _SetBuilder:
+    """Validates and compiles the policy set of each period, reusing what periods share."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.validated: dict[tuple[str, str], Policy | PolicyErrors] = {}
+        self.compiled: dict[int, CompiledPolicy] = {}
+        self.errors: dict[tuple[str, str, str], tuple[PolicyError, set[str]]] = {}
+
+    def build(self, docs: Sequence[Document | None], when: str) -> dict[str, CompiledPolicy] | None:
+        errors: list[PolicyError] = []
+        policies: dict[str, Policy] = {}
+        for doc in docs:
+            if doc is None:
+                continue
+            try:
+                policy = self._validate(doc)
+            except PolicyErrors as exc:
+                errors.extend(exc.errors)
+                continue
+            first = policies.get(policy.kind)
+            if first is not None:
+                errors.append(
+                    PolicyError(
+                        f"a second `{policy.kind}` policy; the first is in {first.path}",
+                        policy.location,
+                        code="P150",
+                        related=first.location,
+                        hint="keep one policy file per domain (a second one may be in `mode: audit`)",
+                    )
+                )
+                continue
+            policies[policy.kind] = policy
+        if not errors:
+            errors.extend(check_uses(policies))
+        if errors:
+            for err in errors:
+                key = (str(err.location), err.code, err.message)
+                self.errors.setdefault(key, (err, set()))[1].add(when)
+            return None
+        return {kind: self._compile(policies[kind]) for kind in dependency_order(policies)}
+
+    def _validate(self, doc: Document) -> Policy:
+        key = (doc.path, hashlib.sha256(json.dumps(doc.data, sort_keys=True, default=str).encode()).hexdigest())
+        hit = self.validated.get(key)
+        if hit is None:
+            try:
+                hit = validate(doc, self.registry)
+            except PolicyErrors as exc:
+                hit = exc
+            self.validated[key] = hit
+        if isinstance(hit, PolicyErrors):
+            raise hit
+        return hit
+
+    def _compile(self, policy: Policy) -> CompiledPolicy:
+        hit = self.compiled.get(id(policy))
+        if hit is None:
+            hit = self.compiled[id(policy)] = compile_policy(policy, self.registry)
+        return hit
+
+    def finish_errors(self, sets: int) -> list[PolicyError]:
+        """Each error once; one found in only some periods says which."""
+        out = []
+        for err, when in self.errors.values():
+            if len(when) < sets:
+                err.message = f"{err.message} (in force {'; '.join(sorted(when))})"
+            out.append(err)
+        return out

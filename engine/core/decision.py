@@ -79,6 +79,7 @@ class Decision:
     trace: tuple[TraceStep, ...] | None = None
     upstream: tuple[Decision, ...] = ()  # the decisions of the domains this one `uses:`
     record_id: str | None = None  # set once the decision is durably in a decision log
+    audit: Decision | None = None  # what the rules in audit mode decide, beside this (enforced) outcome
     engine_version: str = ENGINE_VERSION
     semantics_version: str = SEMANTICS_VERSION
 
@@ -107,7 +108,23 @@ class Decision:
             out["upstream"] = [u.to_dict() for u in self.upstream]
         if self.trace is not None:
             out["trace"] = [t.to_dict() for t in self.trace]
+        if self.audit is not None:
+            out["audit"] = {
+                "differs": self.audit_differs,
+                "outputs": {k: _jsonable(v) for k, v in self.audit.outputs.items()},
+                "fired": [r.to_dict() for r in self.audit.fired],
+                **({"trace": [t.to_dict() for t in self.audit.trace]} if self.audit.trace is not None else {}),
+            }
         return out
+
+    @property
+    def audit_differs(self) -> bool:
+        """Whether the rules in audit mode would have decided otherwise (outputs or fired rules)."""
+        a = self.audit
+        return a is not None and (
+            {k: _jsonable(v) for k, v in a.outputs.items()} != {k: _jsonable(v) for k, v in self.outputs.items()}
+            or a.fired_ids != self.fired_ids
+        )
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,6 +7,7 @@ checks that the published files equal what this module builds.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,22 @@ METADATA: dict[str, Any] = {
     "description": _text,
     "owner": _text,
     "clause": {**_text, "description": "the clause of the guideline or law this implements"},
+}
+
+# on the policy and on every rule (any list item with an `id`): see engine/core/periods.py
+PERIODS: dict[str, Any] = {
+    "effective_from": {
+        "type": "string",
+        "description": "in force from this date (midnight UTC) or RFC 3339 time on, inclusive; e.g. 2026-01-01",
+    },
+    "effective_to": {
+        "type": "string",
+        "description": "no longer in force from this date or time on (exclusive); e.g. 2027-01-01",
+    },
+    "mode": {
+        "enum": ["enforce", "audit"],
+        "description": "audit: computed and logged beside the enforced outcome, never changing it",
+    },
 }
 
 FACT: dict[str, Any] = {
@@ -220,9 +237,25 @@ def domain_schema(domain: Any) -> dict[str, Any]:
     from engine.domains import DOMAINS
 
     others = tuple(k for k in DOMAINS if k != domain.kind)
-    return policy_schema(
+    schema = policy_schema(
         domain.kind, extra=domain.schema_extra, shared=domain.shared, required=domain.required, uses=others
     )
+    out: dict[str, Any] = _with_periods(copy.deepcopy(schema))
+    return out
+
+
+def _with_periods(node: Any) -> Any:
+    """Allow ``effective_from``, ``effective_to`` and ``mode`` on the policy and on every object with an ``id``."""
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict) and "id" in props and node.get("type") == "object":
+            props.update(PERIODS)
+        for value in node.values():
+            _with_periods(value)
+    elif isinstance(node, list):
+        for item in node:
+            _with_periods(item)
+    return node
 
 
 def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
