@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from conftest import MINIMAL, POLICIES
 from hypothesis import HealthCheck, given, settings
@@ -161,3 +162,45 @@ def test_any_facts_give_a_decision_or_fact_errors(facts: dict[str, Any], tmp_pat
     except FactErrors as exc:
         assert all(e.field in ("id", "clv", "complaints", "") for e in exc.errors)
         json.dumps(exc.to_dict())
+
+
+def test_a_100_mb_file_is_refused_without_being_read(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from engine.core.bundle import read_sources
+
+    big = tmp_path / "tiering.yaml"
+    with big.open("wb") as f:
+        f.truncate(100 * 1024 * 1024)  # sparse: costs no disk
+    tracemalloc.start()
+    try:
+        for attempt in (lambda: build_bundle([tmp_path], REGISTRY), lambda: read_sources([tmp_path])):
+            try:
+                attempt()
+            except PolicyErrors as exc:
+                assert exc.errors[0].code == "P008" and "104857600 bytes" in exc.errors[0].message
+            else:
+                raise AssertionError("a 100 MB policy file was accepted")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 1024 * 1024  # the file was never read into memory
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        " + ".join(["customer.clv"] * 10_000) + " >= 1.0",  # 10,000 terms
+        " || ".join(["customer.clv >= 1.0"] * 10_000),
+        "+".join(["1"] * 2_000) + " >= 1",  # short enough, but 2,000 operators deep
+        "(" * 3_000 + "customer.clv" + ")" * 3_000 + " >= 1.0",
+        "-" * 1_999 + "1 >= 0",
+    ],
+)
+def test_huge_expressions_are_refused_at_their_location(expr: str, tmp_path: Path) -> None:
+    path = tmp_path / "tiering.yaml"
+    path.write_text(MINIMAL.replace("customer.clv >= 50000 && customer.complaints < 3", expr), encoding="utf-8")
+    with pytest.raises(PolicyErrors) as info:
+        build_bundle([path], REGISTRY)
+    err = info.value.errors[0]
+    assert err.code == "E106" and err.location.line == 15, str(err)

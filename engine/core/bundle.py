@@ -17,7 +17,7 @@ from pathlib import Path
 
 from engine.core.compile import CompiledPolicy, compile_policy
 from engine.core.decision import SEMANTICS_VERSION
-from engine.core.load import Document, load_file, load_text, policy_files
+from engine.core.load import Document, load_file, load_text, policy_files, read_policy_bytes
 from engine.core.model import Policy
 from engine.core.periods import Marks, describe_period, period_starts, read_marks, variant
 from engine.core.validate import validate
@@ -90,7 +90,9 @@ def read_sources(paths: Sequence[str | Path]) -> list[tuple[str, bytes]]:
         files = list(policy_files(path)) if path.is_dir() else [path]
         for f in files:
             try:
-                out.append((str(f), f.read_bytes()))
+                out.append((str(f), read_policy_bytes(f)))
+            except PolicyErrors as exc:  # too big to read
+                errors.extend(exc.errors)
             except OSError as exc:
                 reason = "no such file or directory" if not f.exists() else f"cannot read the file: {exc.strerror}"
                 errors.append(PolicyError(reason, Location(str(f)), code="P009", hint="check the path"))

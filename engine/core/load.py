@@ -13,6 +13,7 @@ plain Python data by hand so that:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -196,20 +197,35 @@ def _span(node: yaml.Node) -> Span:
     return Span(mark.line + 1, mark.column + 1, style or None)
 
 
+def _too_big(path: str, size: int) -> PolicyErrors:
+    return PolicyErrors(
+        [
+            PolicyError(
+                f"the file is {size} bytes, more than the {MAX_BYTES} allowed",
+                Location(path, 1, 1),
+                code="P008",
+                hint="split the policy into smaller files",
+            )
+        ]
+    )
+
+
+def read_policy_bytes(path: str | Path, display: str | None = None) -> bytes:
+    """A policy file's bytes; a file over ``MAX_BYTES`` is refused before it is read.
+    Raises ``OSError`` when it cannot be read."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_BYTES:
+            raise _too_big(display or str(path), size)
+        data = f.read(MAX_BYTES + 1)  # a file still growing is cut here and refused by load_text
+    return data
+
+
 def load_text(raw: bytes, path: str) -> Document:
     """Load one policy file's bytes. Raises ``PolicyErrors`` with every problem found."""
     doc = Document(path=path, data=None, raw=raw)
     if len(raw) > MAX_BYTES:
-        raise PolicyErrors(
-            [
-                PolicyError(
-                    f"the file is {len(raw)} bytes, more than the {MAX_BYTES} allowed",
-                    Location(path, 1, 1),
-                    code="P008",
-                    hint="split the policy into smaller files",
-                )
-            ]
-        )
+        raise _too_big(path, len(raw))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -297,7 +313,7 @@ def load_file(path: str | Path, *, display: str | None = None) -> Document:
     """Load one policy file from disk."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_policy_bytes(p, display)
     except OSError as exc:
         raise PolicyErrors(
             [
