@@ -2,6 +2,9 @@
 
     python tests/audit_writer.py STORE_URL COUNT BATCH [OFFSET]
 
+On a store error it prints `ERROR code message` on stderr and exits 3, or, with
+CHARTER_WRITER_RETRY=1, waits a moment and goes on with the decisions not yet handed back.
+
 Logs tiering decisions for the example customers (from OFFSET, wrapping round) with the
 shipped policies, printing each record id on its own line as soon as the engine hands the
 decision back (which it does only once the record is durable).
@@ -10,7 +13,9 @@ decision back (which it does only once the record is durable).
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine import Engine  # noqa: E402
 from engine.audit import DecisionLog, Protector  # noqa: E402
-from engine.storage import open_store  # noqa: E402
+from engine.storage import StorageError, open_store  # noqa: E402
 
 KEY = bytes(range(32))
 NOW = datetime(2025, 6, 30, tzinfo=UTC)
@@ -33,9 +38,19 @@ def main() -> None:
     store = open_store(url)
     engine = Engine(ROOT / "policies", log=DecisionLog(store, Protector(store, KEY)), log_batch=batch)
     engine.use_snapshot(engine.build_snapshot(customers, now=NOW))
-    stream = (customers[(offset + i) % len(customers)] for i in range(count))
-    for decision in engine.evaluate_batch("tiering", stream, now=NOW):
-        print(decision.record_id, flush=True)  # type: ignore[union-attr]
+    retry = os.environ.get("CHARTER_WRITER_RETRY") == "1"
+    done = 0
+    while done < count:
+        stream = (customers[(offset + i) % len(customers)] for i in range(done, count))
+        try:
+            for decision in engine.evaluate_batch("tiering", stream, now=NOW):
+                print(decision.record_id, flush=True)  # type: ignore[union-attr]
+                done += 1
+        except StorageError as exc:  # the store failed: nothing of the batch in flight was handed back
+            print(f"ERROR {exc.code} {exc.message}", file=sys.stderr, flush=True)
+            if not retry:
+                sys.exit(3)
+            time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 BINDIR = Path("/usr/lib/postgresql/15/bin")
+FAST_RESTART = ("-m", "fast", "restart")
 
 
 def installed() -> bool:
@@ -54,3 +55,16 @@ def throwaway_postgres() -> Iterator[str]:
     finally:
         subprocess.run([*ctl, "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def restart(url: str) -> None:
+    """Restart (fast: open sessions are cut) the throwaway server behind ``url``."""
+    from urllib.parse import parse_qs, urlparse
+
+    base = Path(parse_qs(urlparse(url).query)["host"][0])
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [*as_postgres, str(BINDIR / "pg_ctl"), "-D", str(base / "data"), "-l", str(base / "log"), "-w", *FAST_RESTART],
+        check=True,
+        capture_output=True,
+    )
