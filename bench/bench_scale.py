@@ -1,0 +1,254 @@
+"""Scaling benchmark: rule count, population size, all five domains on both cores.
+
+    .venv/bin/python bench/bench_scale.py [--repeat 3] [--customers 1000000] [--json FILE]
+
+* ``rules``: one access decision (a one-field record, classified, then granted or denied)
+  under generated access policies of 10, 100, 1,000 and 10,000 grants spread over roles,
+  classes, actions and purposes. Grants are indexed by role, class, action and purpose when
+  the policy loads, so the cost should barely move with the count.
+* ``memory``: tiering decisions for ``--customers`` customers streamed through
+  ``evaluate_batch`` (made on the fly from the examples, new ids, never held), without a
+  log: peak traced memory at 1%, 10% and 100% of the stream. Flat means it does not grow
+  with the number of customers. Then the same for 20,000 customers with the log on.
+* ``all domains``: the example population through all five domains (tiering and
+  classification of the 2,000 customers, the 500 example requests each of access,
+  retention and escalation), logged to one SQLite file, by 1 and by 2 worker processes
+  (each its own engine and connection; the log's write lock keeps one chain); decisions/s.
+  Then a replay of that log (decisions/s).
+
+Medians over ``--repeat`` runs with the spread; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import random
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine import Engine  # noqa: E402
+from engine.audit import DecisionLog, Protector, verify  # noqa: E402
+from engine.audit.replay import Replayer  # noqa: E402
+from engine.storage import open_store  # noqa: E402
+
+NOW = datetime(2025, 6, 30, tzinfo=UTC)
+KEY = bytes(range(32))
+CLASSES = {"basic": "gender", "commercially_sensitive": "credit_rating", "sensitive": "national_id"}
+ACTIONS = ["read", "write", "export", "delete"]
+PURPOSES = ["service", "sales", "marketing", "audit", "legal"]
+
+
+def read(name: str) -> list[dict[str, Any]]:
+    with open(ROOT / "examples" / name, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def spread(runs: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(runs), "min": min(runs), "max": max(runs)}
+
+
+# -- rules ---------------------------------------------------------------------------------------
+
+
+def access_policy(grants: int, rng: random.Random) -> str:
+    roles = max(2, grants // 10)
+    lines = [
+        "charter: 1",
+        "kind: access",
+        f"id: generated-{grants}",
+        "uses:",
+        "  classification: resource.record",
+        f"actions: [{', '.join(ACTIONS)}]",
+        f"purposes: [{', '.join(PURPOSES)}]",
+        "roles:",
+        *(f"  r{i}: {{}}" for i in range(roles)),
+        "rules:",
+    ]
+    for g in range(grants):
+        lines += [
+            f"  - id: g{g}",
+            f"    effect: {'deny' if rng.random() < 0.1 else 'allow'}",
+            f"    roles: [r{rng.randrange(roles)}]",
+            f"    classes: [{rng.choice(list(CLASSES))}]",
+            f"    actions: [{rng.choice(ACTIONS)}]",
+            f"    purposes: [{rng.choice(PURPOSES)}]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def bench_rules(repeat: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for grants in (10, 100, 1_000, 10_000):
+        rng = random.Random(grants)
+        d = Path(tempfile.mkdtemp(prefix="charter-rules-"))
+        (d / "access.yaml").write_text(access_policy(grants, rng), encoding="utf-8")
+        (d / "classification.yaml").write_bytes((ROOT / "policies" / "classification.yaml").read_bytes())
+        t = time.perf_counter()
+        engine = Engine(d)
+        load_ms = (time.perf_counter() - t) * 1e3
+        roles = max(2, grants // 10)
+        requests = [
+            {
+                "id": f"q{i}",
+                "subject": {"id": "u1", "roles": [f"r{rng.randrange(roles)}"]},
+                "action": rng.choice(ACTIONS),
+                "purpose": rng.choice(PURPOSES),
+                "resource": {"customer": "C1", "record_type": "customer_profile", "record": {field: "x"}},
+            }
+            for i, field in enumerate(rng.choice(list(CLASSES.values())) for _ in range(2_000))
+        ]
+        program = engine.program("access")
+        allowed = sum(program.evaluate(r, NOW).outputs["effect"] != "deny" for r in requests)
+        runs = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            for r in requests:
+                program.evaluate(r, NOW)
+            runs.append((time.perf_counter() - t) / len(requests) * 1e6)
+        out[str(grants)] = {"us": spread(runs), "load_ms": load_ms, "allowed": allowed}
+        print(
+            f"rules     {grants:>6} grants: {statistics.median(runs):7.1f} µs per access decision "
+            f"({min(runs):.1f}–{max(runs):.1f}); load {load_ms:,.0f} ms; {allowed} of 2,000 allowed"
+        )
+    return out
+
+
+# -- memory --------------------------------------------------------------------------------------
+
+
+def stream(customers: list[dict[str, Any]], count: int) -> Iterator[dict[str, Any]]:
+    for i in range(count):
+        c = dict(customers[i % len(customers)])
+        c["id"] = f"S{i:09d}"
+        yield c
+
+
+def bench_memory(count: int, customers: list[dict[str, Any]]) -> dict[str, Any]:
+    engine = Engine(ROOT / "policies")
+    engine.use_snapshot(engine.build_snapshot(customers, now=NOW))
+    marks = {max(1, count // 100), max(1, count // 10), count}
+    peaks: dict[str, float] = {}
+    tracemalloc.start()
+    t = time.perf_counter()
+    for i, _ in enumerate(engine.evaluate_batch("tiering", stream(customers, count), now=NOW), 1):
+        if i in marks:
+            peaks[str(i)] = tracemalloc.get_traced_memory()[1] / 1e6
+    elapsed = time.perf_counter() - t
+    tracemalloc.stop()
+    print(
+        "memory    streamed, no log: peak "
+        + ", ".join(f"{v:.1f} MB after {int(k):,}" for k, v in peaks.items())
+        + f" customers ({count / elapsed:,.0f}/s traced)"
+    )
+    logged_count = 20_000
+    d = Path(tempfile.mkdtemp(prefix="charter-mem-"))
+    store = open_store(f"sqlite:///{d / 'log.db'}")
+    engine = Engine(ROOT / "policies", log=DecisionLog(store, Protector(store, KEY)))
+    engine.use_snapshot(engine.build_snapshot(customers, now=NOW))
+    logged: dict[str, float] = {}
+    tracemalloc.start()
+    for i, _ in enumerate(engine.evaluate_batch("tiering", stream(customers, logged_count), now=NOW), 1):
+        if i in (2_000, logged_count):
+            logged[str(i)] = tracemalloc.get_traced_memory()[1] / 1e6
+    tracemalloc.stop()
+    store.close()
+    print("memory    streamed, logged: peak " + ", ".join(f"{v:.1f} MB after {int(k):,}" for k, v in logged.items()))
+    return {"no_log_peak_mb": peaks, "logged_peak_mb": logged}
+
+
+# -- all domains ---------------------------------------------------------------------------------
+
+
+def workload() -> list[tuple[str, list[dict[str, Any]]]]:
+    customers = read("customers.jsonl")
+    return [
+        ("tiering", customers),
+        ("classification", customers),
+        ("access", read("requests/access.jsonl")),
+        ("retention", read("requests/retention.jsonl")),
+        ("escalation", read("requests/escalation.jsonl")),
+    ]
+
+
+def worker(args: tuple[str, int, int]) -> int:
+    url, part, parts = args
+    customers = read("customers.jsonl")
+    store = open_store(url)
+    engine = Engine(ROOT / "policies", log=DecisionLog(store, Protector(store, KEY)))
+    engine.use_snapshot(engine.build_snapshot(customers, now=NOW))  # every worker the same snapshot
+    n = 0
+    for domain, items in workload():
+        n += sum(1 for _ in engine.evaluate_batch(domain, items[part::parts], now=NOW))
+    store.close()
+    return n
+
+
+def bench_all_domains(repeat: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    ctx = multiprocessing.get_context("spawn")
+    for parts in (1, 2):
+        runs = []
+        for _ in range(repeat):
+            d = Path(tempfile.mkdtemp(prefix="charter-all-"))
+            url = f"sqlite:///{d / 'log.db'}"
+            worker((url, 0, 10**9))  # warm: store the policy files, snapshot and plugin list once
+            with ctx.Pool(parts) as pool:
+                pool.map(len, [[]] * parts)  # processes started before the clock
+                t = time.perf_counter()
+                n = sum(pool.map(worker, [(url, k, parts) for k in range(parts)]))
+                runs.append(n / (time.perf_counter() - t))
+            store = open_store(url)
+            rows = list(store.read())
+            assert verify(rows).ok
+            store.close()
+        out[f"{parts}_process"] = spread(runs)
+        print(
+            f"all five  {parts} process(es), logged to SQLite: {statistics.median(runs):8,.0f} decisions/s "
+            f"({min(runs):,.0f}–{max(runs):,.0f}), start-up of each worker included"
+        )
+    # replay of the last log
+    store = open_store(url)
+    t = time.perf_counter()
+    with Replayer(store, Protector(store, KEY)) as replayer:
+        report = replayer.run()
+    rate = report.total / (time.perf_counter() - t)
+    assert report.ok, report.to_dict(3)
+    store.close()
+    out["replay_per_s"] = rate
+    print(f"replay    {report.total:,} decisions of all five domains: {rate:,.0f} decisions/s")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--customers", type=int, default=1_000_000, help="customers streamed for the memory figure")
+    ap.add_argument("--only", choices=["rules", "memory", "all"], help="run one part")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    figures: dict[str, Any] = {}
+    if args.only in (None, "rules"):
+        figures["rules"] = bench_rules(args.repeat)
+    if args.only in (None, "memory"):
+        figures["memory"] = bench_memory(args.customers, read("customers.jsonl"))
+    if args.only in (None, "all"):
+        figures["all_domains"] = bench_all_domains(args.repeat)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
