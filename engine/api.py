@@ -18,7 +18,6 @@ old state serving.
 from __future__ import annotations
 
 import threading
-from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ from engine.core.decision import Decision
 from engine.core.evaluate import Program
 from engine.errors import EvaluationError, FactErrors, SnapshotError, did_you_mean
 from engine.plugins import Registry, build_registry
-from engine.population import ScoreCuts, Snapshot, cut_points
+from engine.population import ScoreCuts, ScoreValues, Snapshot
 
 
 def _aware(now: datetime) -> datetime:
@@ -88,6 +87,7 @@ class Engine:
         recorded ``log_batch`` decisions at a time, and yields them only once recorded."""
         self.log = log
         self.log_batch = max(1, log_batch)
+        self.snapshot_chunk = 1_000_000  # scores held in memory per ranked score while building a snapshot
         self._paths = [policies] if isinstance(policies, (str, Path)) else list(policies)
         self.registry = registry if registry is not None else build_registry(plugins)
         self._lock = threading.Lock()
@@ -287,7 +287,9 @@ class Engine:
 
         Customers whose facts are bad, or whose score cannot be computed, are skipped and
         counted in ``Snapshot.skipped``. ``now`` is the time scores are computed at (and is
-        recorded in the snapshot). Memory: 8 bytes per customer per ranked score.
+        recorded in the snapshot). The cut points are exact; memory is bounded by
+        ``snapshot_chunk`` scores (8 bytes each) per ranked score, the rest spilled to sorted
+        temporary files (``engine.population.ScoreValues``).
         """
         program = self.program(domain)
         compiled = program.compiled
@@ -301,8 +303,8 @@ class Engine:
                     hint="rank by a score computed from the customer's own facts",
                 )
         fns = [(name, fn) for name, fn in compiled.scores if name in needed]
-        values: dict[str, array[float]] = {name: array("d") for name in needed}
-        metrics: dict[str, dict[str, array[float]]] = {name: {} for name in ranking}
+        values: dict[str, ScoreValues] = {name: ScoreValues(self.snapshot_chunk) for name in needed}
+        metrics: dict[str, dict[str, ScoreValues]] = {name: {} for name in ranking}
         skipped = counted = 0
         for facts in customers:
             try:
@@ -320,23 +322,27 @@ class Engine:
                 values[name].append(value)
             for name, measures in measured:
                 for metric, value in measures.items():
-                    metrics[name].setdefault(metric, array("d")).append(float(value))
-        cuts = {
-            name: ScoreCuts(
-                name,
-                compiled.score_digests[name],
-                len(values[name]),
-                cut_points(values[name], tuple(sorted(set(needed[name]) | WHOLE_PERCENTILES))),
-            )
-            for name in needed
-        }
-        for name, spec in ranking.items():
-            cuts[name] = ScoreCuts(
-                name,
-                compiled.score_digests[name],
-                counted,
-                {},
-                {m: cut_points(arr, spec.percentiles) for m, arr in metrics[name].items()},
-            )
+                    metrics[name].setdefault(metric, ScoreValues(self.snapshot_chunk)).append(float(value))
+        try:
+            cuts = {
+                name: ScoreCuts(
+                    name,
+                    compiled.score_digests[name],
+                    len(values[name]),
+                    values[name].cut_points(tuple(sorted(set(needed[name]) | WHOLE_PERCENTILES))),
+                )
+                for name in needed
+            }
+            for name, spec in ranking.items():
+                cuts[name] = ScoreCuts(
+                    name,
+                    compiled.score_digests[name],
+                    counted,
+                    {},
+                    {m: kept.cut_points(spec.percentiles) for m, kept in metrics[name].items()},
+                )
+        finally:
+            for kept in [*values.values(), *(k for by in metrics.values() for k in by.values())]:
+                kept.close()
         stamp = now.isoformat().replace("+00:00", "Z")
         return Snapshot(compiled.policy.id, cuts, skipped, as_of=stamp)

@@ -8,7 +8,10 @@ start at. Cut points use the nearest-rank rule on the ascending order::
 
 so with 1,000 customers ``cut(80)`` is the 801st smallest score and exactly the 200
 customers from it upward are "at or above the 80th percentile" (ties go to the higher
-band). Scores are stored as floats, so memory is 8 bytes a customer (80 MB for 10M).
+band). The cut points are exact at any size, in one pass over the customers with bounded
+memory (``ScoreValues``): up to a million scores are held in memory, and beyond that each
+million is sorted and written to a temporary file, the cut points read off a merge of the
+sorted runs. 10M customers take 8 MB of memory and 80 MB of temporary disk per ranked score.
 
 A snapshot is content-addressed: its ``id`` is the SHA-256 of its canonical JSON, and it
 records the digest of each score's definition, so a snapshot cannot silently be used
@@ -18,13 +21,15 @@ with a policy whose scores have changed.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
+import tempfile
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from engine.errors import SnapshotError
 from engine.storage import Store
@@ -147,6 +152,72 @@ class Snapshot:
 
 def _pct_key(p: float) -> str:
     return f"{p:g}"
+
+
+class ScoreValues:
+    """The values of one score over a population, for exact nearest-rank cut points in bounded memory.
+
+    At most ``chunk`` values are in memory; each full chunk is sorted and spilled to a
+    temporary file (deleted on ``close`` or when the object goes). ``cut_points`` then merges
+    the sorted runs, reading each in blocks, and picks the ranks it needs.
+    """
+
+    BLOCK = 65_536
+
+    def __init__(self, chunk: int = 1_000_000) -> None:
+        self.chunk = max(1, chunk)
+        self.buffer: array[float] = array("d")
+        self.runs: list[IO[bytes]] = []
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, value: float) -> None:
+        self.buffer.append(value)
+        self.count += 1
+        if len(self.buffer) >= self.chunk:
+            self._spill()
+
+    def _spill(self) -> None:
+        run = tempfile.TemporaryFile(prefix="charter-scores-")  # noqa: SIM115  # kept open until close()
+        array("d", sorted(self.buffer)).tofile(run)
+        self.runs.append(run)
+        self.buffer = array("d")
+
+    def cut_points(self, percentiles: Iterable[float]) -> dict[float, float]:
+        if not self.runs:
+            return cut_points(self.buffer, percentiles)
+        n = self.count
+        if self.buffer:
+            self._spill()
+        wanted: dict[int, list[float]] = {}
+        for p in percentiles:
+            wanted.setdefault(min(int(p / 100.0 * n), n - 1), []).append(p)
+        out: dict[float, float] = {}
+        last = max(wanted)
+        for rank, value in enumerate(heapq.merge(*(self._read(run) for run in self.runs))):
+            for p in wanted.get(rank, ()):
+                out[p] = value
+            if rank == last:
+                break
+        return out
+
+    def _read(self, run: IO[bytes]) -> Iterator[float]:
+        run.seek(0)
+        while True:
+            block: array[float] = array("d")
+            try:
+                block.fromfile(run, self.BLOCK)
+            except EOFError:  # the last, shorter block: what was there is in `block`
+                yield from block
+                return
+            yield from block
+
+    def close(self) -> None:
+        for run in self.runs:
+            run.close()
+        self.runs = []
 
 
 def cut_points(values: array[float] | list[float], percentiles: Iterable[float]) -> dict[float, float]:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from conftest import POLICIES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import Decision, Engine, EvaluationError, FactErrors, Snapshot
 from engine.population import cut_points
@@ -249,3 +251,33 @@ def test_snapshot_from_dict_rejects_garbage() -> None:
 
     with pytest.raises(SnapshotError):
         Snapshot.from_dict({"scores": 3})
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    values=st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1, max_size=3_000),
+    chunk=st.integers(1, 700),
+)
+def test_spilled_cut_points_are_exact(values: list[float], chunk: int) -> None:
+    from engine.population import ScoreValues
+
+    kept = ScoreValues(chunk)
+    for v in values:
+        kept.append(v)
+    percentiles = [float(p) for p in range(0, 100, 7)] + [99.5]
+    try:
+        assert kept.cut_points(percentiles) == cut_points(values, percentiles)
+        assert len(kept) == len(values) and (len(kept.runs) > 0) == (len(values) >= chunk)
+    finally:
+        kept.close()
+
+
+def test_a_snapshot_is_the_same_whether_scores_spill_or_not(
+    engine: Engine, customers: list[dict[str, Any]], now: datetime
+) -> None:
+    whole = engine.build_snapshot(customers, now=now)
+    engine.snapshot_chunk = 97  # 2,000 customers: 20 sorted runs on disk
+    try:
+        assert engine.build_snapshot(customers, now=now).id == whole.id
+    finally:
+        engine.snapshot_chunk = 1_000_000
