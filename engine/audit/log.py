@@ -242,12 +242,18 @@ def sensitivity(program: Program, classification: Program | None = None) -> Sens
     """Whether a fact at ``path`` is sensitive, from the classification policy and declarations."""
     declared = {name for name, decl in program.policy.facts.items() if decl.sensitive}
     classifier = _classifier(classification or program)
+    paths: dict[str, tuple[str, bool]] = {}  # path -> (leaf name, declared sensitive)
 
     def sensitive(path: str, value: Any) -> bool:
-        name = _leaf_name(path)
-        if name in declared and "." not in path:
+        known = paths.get(path)
+        if known is None:
+            name = _leaf_name(path)
+            known = (name, name in declared and "." not in path)
+            if len(paths) < 65536:
+                paths[path] = known
+        if known[1]:
             return True
-        return classifier is not None and classifier(name, value)
+        return classifier is not None and classifier(known[0], value)
 
     return sensitive
 
@@ -268,12 +274,19 @@ def _classifier(program: Program) -> Callable[[str, Any], bool] | None:
     protect = {c.id for c in runner.model.classes if c.handling.get("encrypt_at_rest")}
     by_name: dict[str, bool] = {}  # fields no detector rule could reclassify: the name decides
     by_value: dict[tuple[str, type, Any], bool] = {}  # detectors are pure: a repeated value is not run again
+    by_name_only: dict[str, bool] = {}  # for values no detector reads
 
     def protected(name: str, value: Any) -> bool:
         hit = by_name.get(name)
         if hit is not None:
             return hit
-        key = (name, type(value), value) if isinstance(value, str | int | float) else None
+        kind = type(value)
+        if kind is float or kind is bool:  # no detector reads numbers with a fraction or booleans: the name decides
+            hit = by_name_only.get(name)
+            if hit is None:
+                hit = by_name_only[name] = runner.classify(name, None) in protect
+            return hit
+        key = (name, kind, value) if kind is str or kind is int else None
         if key is not None:
             hit = by_value.get(key)
             if hit is not None:
