@@ -113,9 +113,13 @@ def parse_now(text: str | None) -> datetime:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Load the policies; once they load, print what `charter lint` finds. Findings never fail it."""
+    from engine.workbench.lint import lint_bundle
+
     paths = args.paths or [DEFAULT_POLICIES]
+    registry = build_registry()
     try:
-        bundle = build_bundle(paths, build_registry())
+        bundle = build_bundle(paths, registry)
     except PolicyErrors as exc:
         if args.format == "json":
             print(json.dumps([e.to_dict() for e in exc.errors], ensure_ascii=False, indent=2))
@@ -124,10 +128,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(err.describe())
             print(f"{len(exc.errors)} error(s)", file=sys.stderr)
         return 1
+    findings = lint_bundle(bundle, registry)
     if args.format == "json":
-        print(json.dumps({"valid": True, "bundle_version": bundle.version, "files": list(bundle.files)}))
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "bundle_version": bundle.version,
+                    "files": list(bundle.files),
+                    "warnings": [f.to_dict() for f in findings],
+                },
+                ensure_ascii=False,
+            )
+        )
     else:
         print(f"ok: {len(bundle.files)} policy file(s), bundle {bundle.version}")
+        for finding in findings:
+            print(finding.describe())
+        if findings:
+            print(f"{len(findings)} lint finding(s); they do not stop the policies loading", file=sys.stderr)
     return 0
 
 
