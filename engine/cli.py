@@ -20,7 +20,7 @@ from typing import IO, Any
 from engine import population
 from engine.api import Engine
 from engine.core.bundle import build_bundle
-from engine.core.decision import Decision
+from engine.core.decision import Decision, _jsonable
 from engine.core.model import FactDecl
 from engine.errors import CharterError, FactErrors, PolicyErrors
 from engine.plugins import build_registry
@@ -281,7 +281,7 @@ def render(d: Decision) -> str:
     """A decision as readable text: outcome, the rules that decided, then the trace."""
     lines = [f"customer {d.subject} — {d.domain} at {d.now.isoformat()}"]
     for name, value in d.outputs.items():
-        lines.append(f"  {name}: {json.dumps(value, ensure_ascii=False)}")
+        lines.append(f"  {name}: {_text(value)}")
     if d.scores:
         lines.append("  scores: " + ", ".join(f"{k} = {v:,.2f}" for k, v in d.scores.items()))
     lines.append("because:")
@@ -295,8 +295,7 @@ def render(d: Decision) -> str:
         lines.append(f"audit mode ({'decides otherwise' if d.audit_differs else 'agrees'}):")
         for name, value in d.audit.outputs.items():
             if value != d.outputs.get(name):
-                enforced = json.dumps(d.outputs.get(name), ensure_ascii=False)
-                lines.append(f"  {name}: {json.dumps(value, ensure_ascii=False)} (enforced: {enforced})")
+                lines.append(f"  {name}: {_text(value)} (enforced: {_text(d.outputs.get(name))})")
         for r in d.audit.fired:
             lines.append(f"  - [{r.id}] {r.message or '(no message)'}  ({r.file}:{r.line})")
     if d.trace:
@@ -316,6 +315,11 @@ def render(d: Decision) -> str:
         f"semantics {d.semantics_version}"
     )
     return "\n".join(lines)
+
+
+def _text(value: Any) -> str:
+    """An output value as JSON text (times in ISO form)."""
+    return json.dumps(_jsonable(value), ensure_ascii=False)
 
 
 def _show(value: Any) -> str:

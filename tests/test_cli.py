@@ -251,3 +251,23 @@ def test_a_domain_using_a_ranking_one_needs_a_population(tmp_path: Path) -> None
     assert r.returncode != 0
     assert "the `tiering` policy ranks customers, so `escalation` needs a population snapshot" in r.stderr
     assert "--population" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("domain", "facts", "shown"),
+    [
+        ("classification", "customers.jsonl", "  highest: "),
+        ("access", "requests/access.jsonl", "  effect: "),
+        ("retention", "requests/retention.jsonl", '  due: "20'),  # a time, shown as ISO text
+        ("escalation", "requests/escalation.jsonl", '"due": "20'),
+    ],
+)
+def test_explain_every_domain(domain: str, facts: str, shown: str, tmp_path: Path) -> None:
+    r = charter(
+        "explain",
+        *("--domain", domain, "--facts", str(EXAMPLES.parent / facts), "--now", "2025-06-30T00:00:00Z"),
+        *("--population", str(EXAMPLES), "--store", f"sqlite:///{tmp_path / 'c.db'}", "--policies", str(POLICIES)),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"customer C000001 — {domain} at ") and shown in r.stdout
