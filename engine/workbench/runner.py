@@ -1114,6 +1114,7 @@ def run(args: argparse.Namespace) -> int:
     ws = Workspace()
     errors += reference_errors(suite, ws)
     if errors:
+        errors = list({(str(e.location), e.code, e.message): e for e in errors}.values())  # each once
         errors.sort(key=PolicyError.sort_key)
         for err in errors:
             print(err.describe())
