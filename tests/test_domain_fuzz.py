@@ -77,3 +77,25 @@ def test_any_value_anywhere(engine: Engine, domain: str, data: st.DataObject) ->
         return
     assert isinstance(decision, Decision)
     json.dumps(decision.to_dict())  # every decision can be written to a log
+
+
+@pytest.mark.parametrize("domain", ["access", "retention", "escalation"])
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_fast_request_check_agrees_with_cerberus(engine: Engine, domain: str, data: st.DataObject) -> None:
+    """The compiled shape check accepts exactly the requests cerberus accepts."""
+    shape = engine.program(domain).runner.shape  # type: ignore[union-attr]
+    doc = copy.deepcopy(first(domain))
+    for _ in range(data.draw(st.integers(0, 2))):
+        where = data.draw(st.sampled_from(paths(doc)[1:]))
+        target = doc
+        for key in where[:-1]:
+            target = target[key]
+        if data.draw(st.booleans()) and isinstance(target, dict):
+            del target[where[-1]]
+        else:
+            target[where[-1]] = data.draw(json_values)
+    validator = shape._validator
+    assert shape.fast(doc) == bool(validator.validate(dict(doc))), validator.errors

@@ -345,6 +345,8 @@ class _Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no
     types_mapping = _TYPES
 
     def _check_with_timestamp(self, field: str, value: Any) -> None:
+        if value is None:  # cerberus runs `check_with` on null too; `nullable` alone decides about it
+            return
         try:
             parse_timestamp(value)
         except (ValueError, TypeError):

@@ -43,6 +43,10 @@ def _compile_rule(rule: Mapping[str, Any]) -> Check:
         types = _PY_TYPES[kind]
         if kind in ("integer", "number"):
             tests.append(lambda v: isinstance(v, types) and not isinstance(v, bool))
+        elif kind == "string":
+            tests.append(lambda v: type(v) is str or isinstance(v, str))
+        elif kind == "dict":
+            tests.append(lambda v: type(v) is dict or isinstance(v, dict))
         else:
             tests.append(lambda v: isinstance(v, types))
     if rule.get("check_with") == "timestamp":
@@ -60,14 +64,25 @@ def _compile_rule(rule: Mapping[str, Any]) -> Check:
     if values is not None:
         value = _compile_rule(values)
         tests.append(lambda v: all(isinstance(k, str) and value(x) for k, x in v.items()))
-    nullable = bool(rule.get("nullable", False))
+    return _nullable(_all(tests), bool(rule.get("nullable", False)))
 
-    def check(v: Any) -> bool:
-        if v is None:
-            return nullable
-        return all(t(v) for t in tests)
 
-    return check
+def _all(tests: list[Check]) -> Check:
+    """One check passing when all of ``tests`` pass (unrolled: a request runs this per field)."""
+    if not tests:
+        return lambda v: True
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda v: first(v) and second(v)
+    return lambda v: all(t(v) for t in tests)
+
+
+def _nullable(body: Check, nullable: bool) -> Check:
+    if nullable:
+        return lambda v: v is None or body(v)
+    return lambda v: v is not None and body(v)
 
 
 def compile_shape(schema: Mapping[str, Mapping[str, Any]]) -> Check:
