@@ -229,3 +229,34 @@ def test_libyaml_and_the_python_reader_read_every_file_alike(data: st.DataObject
         return  # the Python reader decides; it is what the other tests check
     assert slow is not None
     assert (fast.data, fast.spans, fast.key_spans) == (slow.data, slow.spans, slow.key_spans)
+
+
+def test_the_atheris_target_runs_on_the_shipped_policies_and_junk() -> None:
+    """fuzz/fuzz_policy.py is for long runs under atheris; it must keep working between them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_policy", POLICIES.parent / "fuzz" / "fuzz_policy.py")
+    assert spec is not None and spec.loader is not None
+    target = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(target)
+    for i, path in enumerate(sorted(POLICIES.glob("*.yaml"))):
+        kind = ("tiering", "classification", "access", "retention", "escalation").index(path.stem)
+        target.check_one(bytes([kind]) + path.read_bytes())
+        assert i < 5
+    for junk in (b"", b"\x00", b"\x02kind: [", b"\x01" + b"a: &a [*a]\n", b"\x03\xff\xfe"):
+        target.check_one(junk)
+    import pytest as _pytest
+
+    with _pytest.raises(AssertionError):  # and it does catch a broken contract
+        original = target.build_bundle
+        target.build_bundle = lambda *a: (_ for _ in ()).throw(PolicyErrors([_unlocated()]))
+        try:
+            target.check_one(b"\x00x")
+        finally:
+            target.build_bundle = original
+
+
+def _unlocated() -> PolicyError:
+    from engine.errors import Location
+
+    return PolicyError("somewhere", Location("elsewhere.yaml", 0, 0), code="P000")

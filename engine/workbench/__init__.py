@@ -10,7 +10,7 @@ import argparse
 import importlib
 from typing import Any
 
-COMMANDS = ("runner", "lint", "diff", "fmt")
+COMMANDS = ("policytest", "lint", "diff", "fmt")
 
 
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
