@@ -104,8 +104,9 @@ def main(argv: list[str]) -> int:
     if task == "test":
         return run(str(PY), "-m", "pytest", *argv[1:])
     rc = run(str(PY), "bench/bench_tiering.py", *argv[1:])
-    rc = rc or run(str(PY), "bench/bench_domains.py")
-    return rc or run(str(PY), "bench/bench_log.py")
+    for script in ("bench_domains.py", "bench_log.py", "bench_peers.py", "bench_scale.py"):
+        rc = rc or run(str(PY), f"bench/{script}")
+    return rc
 
 
 if __name__ == "__main__":
