@@ -21,18 +21,17 @@ from hypothesis import strategies as st
 from engine.cli import main
 from engine.core.expr import BOOL, DOUBLE, INT, STRING, EvalError, ObjectType, check, compile_expr, parse
 from engine.errors import Location
-from engine.workbench.conditions import (
-    INF,
+from engine.workbench.lint import Finding, Related, dedupe
+from engine.workbench.lint.conditions import (
     Analysis,
     Space,
-    Values,
     Var,
     always,
     analyse,
     implies,
     same,
 )
-from engine.workbench.lint import Finding, Related, dedupe
+from engine.workbench.lint.values import INF, Values
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -527,7 +526,8 @@ def test_dedupe_keeps_one_of_each_sorted_by_place() -> None:
 
 
 def test_every_code_is_documented_with_an_example() -> None:
-    source = (ROOT / "engine" / "workbench" / "lint.py").read_text(encoding="utf-8")
+    package = ROOT / "engine" / "workbench" / "lint"
+    source = "".join(p.read_text(encoding="utf-8") for p in sorted(package.glob("*.py")))
     codes = sorted(set(re.findall(r'"(L0\d\d)"', source)))
     doc = (ROOT / "docs" / "lint.md").read_text(encoding="utf-8")
     assert codes == sorted(re.findall(r"^### (L0\d\d)", doc, flags=re.M))  # no more, no fewer
