@@ -44,7 +44,7 @@ def test_bad_reload_keeps_the_old_policies(write_policy: Callable[[str], Path], 
 
 
 def test_concurrent_evaluation_never_sees_a_mix(tmp_path: Path, now: datetime) -> None:
-    """8 threads decide while the main thread reloads 999 times between two bundles and an invalid one.
+    """8 threads decide while the main thread reloads 1,000 times between two bundles and an invalid one.
 
     The workers pause briefly every 50 decisions so the GIL lets the reloading thread run;
     without it eight busy threads starve it and the test takes minutes, not seconds.
@@ -85,7 +85,7 @@ def test_concurrent_evaluation_never_sees_a_mix(tmp_path: Path, now: datetime) -
     for t in threads:
         t.start()
     failed = 0
-    for i in range(999):
+    for i in range(1_000):
         target = [dirs["a"], dirs["b"], bad][i % 3]
         try:
             eng.reload(target)
