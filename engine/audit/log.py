@@ -296,7 +296,7 @@ def _classifier(program: Program) -> Callable[[str, Any], bool] | None:
             if len(by_name) < 65536:
                 by_name[name] = hit
         elif key is not None:
-            if len(by_value) >= 65536:
+            if len(by_value) >= 16384:
                 by_value.clear()
             by_value[key] = hit
         return hit
