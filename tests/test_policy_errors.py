@@ -135,6 +135,15 @@ CASES = [
         "",
     ),
     (
+        "when-and-match",
+        edit("        when: customer.clv >= 50000", "        match: {tier: gold}\n        when: customer.clv >= 50000"),
+        "P138",
+        15,
+        9,
+        "`when:` or `match:`, not both",
+        "fold the match into the condition",
+    ),
+    (
         "not-utf8",
         MINIMAL.replace("id: t\n", "id: t\n# \xff\n").encode("latin-1"),
         "P002",

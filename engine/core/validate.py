@@ -661,6 +661,14 @@ class Semantics:
                 self.error(str(exc), (*path, "match", name), "P135", cells.CELL_HINT)
         if "when" not in spec and "match" not in spec:
             self.error("a rule needs `when:` or `match:`", path, "P136", 'write `when: "true"` for a catch-all rule')
+        elif "when" in spec and "match" in spec and table["hit"] != "unique":
+            self.error(
+                "a rule has `when:` or `match:`, not both",
+                (*path, "match"),
+                "P138",
+                'fold the match into the condition, e.g. `when: outputs.value_tier == "high" && ...`',
+                key=True,
+            )
         then = self.outcome((*path, "then"), spec["then"], names, outs)
         return RuleDecl(
             spec["id"],
