@@ -132,6 +132,11 @@ SCHEMA: dict[str, Any] = {
                 "unless": _text,
                 "within": _duration,
                 "score_at_most": {"type": "number"},
+                "actions": {
+                    "type": "array",
+                    "items": _text,
+                    "description": "what to do when the pattern fires, e.g. a win-back call",
+                },
                 **_meta,
             },
         },
@@ -241,6 +246,7 @@ class Escalation:
     patterns: tuple[EventPattern, ...]
     pattern_locations: dict[str, Location] = field(default_factory=dict)
     pattern_meta: dict[str, tuple[str, str]] = field(default_factory=dict)
+    pattern_actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def check(ctx: Semantics) -> Escalation:
@@ -303,7 +309,7 @@ def check(ctx: Semantics) -> Escalation:
     )
     backend = data.get("event_backend", "durable_rules")
     patterns = []
-    locations, meta = {}, {}
+    locations, meta, actions = {}, {}, {}
     for i, spec in enumerate(data.get("churn_patterns", [])):
         path = ("churn_patterns", i)
         ctx.claim_id(spec["id"], path)
@@ -327,6 +333,7 @@ def check(ctx: Semantics) -> Escalation:
         )
         locations[spec["id"]] = ctx.doc.location(path)
         meta[spec["id"]] = (str(spec.get("message", "")), str(spec.get("clause", "")))
+        actions[spec["id"]] = tuple(str(a) for a in spec.get("actions", ()))
     if patterns and backend not in ctx.registry.event_backends:
         ctx.error(
             f"no plugin provides the event backend `{backend}`",
@@ -346,6 +353,7 @@ def check(ctx: Semantics) -> Escalation:
         tuple(patterns),
         locations,
         meta,
+        actions,
     )
 
 
@@ -512,7 +520,13 @@ class _Compiled:
         for pid in dict.fromkeys(a["pattern"] for a in alerts):
             where = self.model.pattern_locations[pid]
             message, clause = self.model.pattern_meta[pid]
-            fired.append(FiredRule(pid, "churn", (("churn_warning", True),), message, where.file, where.line, clause))
+            todo = self.model.pattern_actions.get(pid, ())
+            out["actions"] += [a for a in todo if a not in out["actions"]]
+            fired.append(
+                FiredRule(
+                    pid, "churn", (("churn_warning", True), ("actions", todo)), message, where.file, where.line, clause
+                )
+            )
         customer = facts.get("customer")
         who = customer.get("id") if isinstance(customer, Mapping) else None
         return DomainResult(out, fired, notes, subject=str(who) if who is not None else ticket["id"])

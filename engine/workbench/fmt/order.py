@@ -47,7 +47,7 @@ DOMAINS = {
         "clocks[]": f"id stops within categories severities complexity calendar {_TAIL}",
         "priority[]": f"tier factor {_TAIL}",
         "ladder[]": "level owner at after actions message title description clause",
-        "churn_patterns[]": f"id first then absent within unless score_at_most {_TAIL}",
+        "churn_patterns[]": f"id first then absent within unless score_at_most actions {_TAIL}",
     },
 }
 
