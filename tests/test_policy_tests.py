@@ -162,10 +162,7 @@ def test_the_json_report_has_every_case_and_the_coverage(shipped: dict[str, Any]
     (policies,) = coverage["policies"]
     assert policies["path"] == "policies" and policies["uncovered"] == []
     assert set(policies["domains"]) == {"access", "classification", "escalation", "retention", "tiering"}
-    # priority by tier acts on decisions without being named as fired: listed, not counted
-    assert [(r["domain"], r["id"], r["line"]) for r in policies["unmeasured"]] == [
-        ("escalation", "high", line_of(POLICIES / "escalation.yaml", "- tier: high"))
-    ]
+    assert policies["unmeasured"] == []  # every rule of the shipped policies is named when it fires
 
 
 def test_the_policy_loader_ignores_the_tests_directory() -> None:
@@ -360,7 +357,7 @@ def test_coverage_lists_a_rule_no_case_makes_fire(
         for rule in ("risk-compliance", "flag-compliance")
     ]
     assert "  tiering           20/22     90.9%" in r.out
-    assert "  overall           68/70     97.1%" in r.out
+    assert "  overall           69/71     97.2%" in r.out
     assert r.out.splitlines()[:-1] == doc_block("## Coverage", "text").splitlines()  # as docs/testing.md shows
     assert charter_test(tests, "--fail-under", "100").code == 1
     low = charter_test(tests, "--fail-under", "97")
@@ -371,9 +368,9 @@ def test_fail_under_reports_the_shortfall(workspace: Path, charter_test: Callabl
     tests = workspace / "policies" / "tests"
     r = charter_test(tests / "tiering.yaml", "--fail-under", "50")
     assert r.code == 1  # tiering's tests alone leave the other four domains untested
-    assert "rule coverage 31.4% is below --fail-under 50%" in r.out
+    assert "rule coverage 31.0% is below --fail-under 50%" in r.out
     assert "policies/access.yaml" in r.out and "rule `default-deny` (access)" in r.out
-    assert charter_test(tests / "tiering.yaml", "--fail-under", "31").code == 0
+    assert charter_test(tests / "tiering.yaml", "--fail-under", "30").code == 0
 
 
 def test_k_selects_cases_and_coverage_counts_only_them(charter_test: Callable[..., Run]) -> None:

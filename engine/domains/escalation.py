@@ -247,6 +247,7 @@ class Escalation:
     pattern_locations: dict[str, Location] = field(default_factory=dict)
     pattern_meta: dict[str, tuple[str, str]] = field(default_factory=dict)
     pattern_actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    priority_clauses: dict[str, str] = field(default_factory=dict)
 
 
 def check(ctx: Semantics) -> Escalation:
@@ -354,6 +355,7 @@ def check(ctx: Semantics) -> Escalation:
         locations,
         meta,
         actions,
+        {str(p["tier"]): str(p.get("clause", "")) for p in data.get("priority", [])},
     )
 
 
@@ -491,6 +493,14 @@ class _Compiled:
                 breached_at = min(breached_at or entry["due"], entry["due"])
         if not clocks:
             notes.append("no service-level clock applies to this ticket")
+        elif factor != 1.0:  # the customer's tier shortened every target: that rule decided too
+            _, message, where = self.model.priority[str(tier)]
+            clause = self.model.priority_clauses.get(str(tier), "")
+            fired.append(
+                FiredRule(
+                    f"priority-{tier}", "priority", (("factor", factor),), message, where.file, where.line, clause
+                )
+            )
         step = self._ladder(worst, breached_at, now)
         out: dict[str, Any] = {
             "state": worst if clocks else None,

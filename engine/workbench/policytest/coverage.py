@@ -13,8 +13,9 @@ A rule is *exercised* when it appears among the fired rules of a decision some c
 the decisions of the domains that decision used included. Rules are told apart by domain and
 id, since two domains may use the same id (``sensitive-identifiers``).
 
-Some parts of a policy act on decisions without ever being reported as fired; they are
-listed as *not measured* rather than counted (escalation's ``priority:`` entries).
+A part of a policy that could act on decisions without being reported as fired would be
+listed as *not measured* rather than counted; none of the shipped domains has one now
+(escalation reports its ``priority:`` entries as ``priority-<tier>``).
 """
 
 from __future__ import annotations
@@ -96,11 +97,11 @@ def _escalation(policy: Policy) -> Enumerated:
         RuleRef(where.file, where.line, policy.kind, pid, "churn pattern")
         for pid, where in model.pattern_locations.items()
     ]
-    unmeasured = tuple(
-        RuleRef(where.file, where.line, policy.kind, tier, "priority for tier")
+    rules += [
+        RuleRef(where.file, where.line, policy.kind, f"priority-{tier}", "priority for tier")
         for tier, (_, _, where) in model.priority.items()
-    )
-    return Enumerated(tuple(rules), unmeasured)
+    ]
+    return Enumerated(tuple(rules))
 
 
 ENUMERATORS = {
