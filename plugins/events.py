@@ -33,11 +33,33 @@ _compiled: dict[str, list[str]] = {}  # key -> rule set names, so a policy versi
 _sinks: dict[str, list[Alert]] = {}  # session id -> alerts collected by the consequences
 
 
+def _quiet_host() -> None:
+    """Install a durable-rules host without its background dispatch threads.
+
+    ``durable.engine.Host`` starts two timer threads that keep dispatching every rule set,
+    concurrently with the ``assert_fact`` calls made here under ``_lock``: a data race inside
+    its C engine that crashed the process at random (SIGSEGV in ``assert_fact``, more often
+    the longer a run took). Charter feeds event timestamps and uses no durable-rules timer,
+    and consequences run inside ``assert_fact``, so the host runs without those threads.
+    Call under ``_lock``.
+    """
+    from durable import engine, lang
+
+    if lang._main_host is None:
+
+        class QuietHost(engine.Host):  # type: ignore[misc]  # durable-rules ships no type hints
+            def _run(self) -> None:  # no background dispatch: nothing runs outside our lock
+                return
+
+        lang._main_host = QuietHost()
+
+
 def _durable_compile(patterns: Sequence[EventPattern], key: str) -> EventMatcher:
     from durable.engine import MessageNotHandledException
     from durable.lang import assert_fact, retract_fact
 
     with _lock:
+        _quiet_host()
         names = _compiled.get(key)
         if names is None:
             names = [_ruleset(f"charter_{key}_{i}", p) for i, p in enumerate(patterns)]

@@ -288,3 +288,18 @@ def test_durable_rules_gives_the_same_alerts_every_time_it_is_reused() -> None:
     for _ in range(5000):  # a new session per history used to exhaust durable-rules' tables (MemoryError)
         assert durable(history, 300 * day) == expected
     assert durable(history[:1], 300 * day) == [durable(history[:1], 300 * day)[0]]
+
+
+def test_durable_rules_runs_no_background_threads(shipped: Engine) -> None:
+    """durable-rules' host dispatches its rule sets from timer threads, racing our calls into
+    its C engine (it crashed the process now and then): Charter's host runs none."""
+    import threading
+
+    from durable import lang
+
+    with (EXAMPLES.parent / "requests" / "escalation.jsonl").open(encoding="utf-8") as f:
+        requests = [json.loads(line) for line in f][:50]
+    for r in requests:
+        shipped.evaluate("escalation", r, now=NOW)
+    assert lang._main_host is not None and type(lang._main_host).__name__ == "QuietHost"
+    assert [t for t in threading.enumerate() if isinstance(t, threading.Timer)] == []
