@@ -1,24 +1,17 @@
 """The compliance officer's workbench: policy tests and coverage, lint, semantic diff, fmt.
 
-Each command lives in its own module with an ``add_command(subparsers)`` function that
+Each command lives in its own package with an ``add_command(subparsers)`` function that
 registers its ``charter`` subcommand; ``add_commands`` wires them all into the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
-COMMANDS = ("policytest", "lint", "diff", "fmt")
+from engine.workbench import diff, fmt, lint, policytest
 
 
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"engine.workbench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"engine.workbench.{name}":
-                raise
-            continue  # TODO(session): every module exists once issue 6 lands; then import them directly
-        module.add_command(sub)
+    for command in (policytest, lint, diff, fmt):
+        command.add_command(sub)
