@@ -61,10 +61,7 @@ class _State:
     periods: tuple[_Period, ...]
 
     def period(self, now: datetime) -> _Period:
-        if len(self.periods) == 1:
-            return self.periods[0]
-        chosen = self.bundle.period_at(now)
-        return next(p for p in self.periods if p.set is chosen)
+        return self.periods[self.bundle.period_index(now)]
 
 
 Item = tuple[Decision, Mapping[str, Any], Program, Program | None]  # what the log records per decision
@@ -159,6 +156,14 @@ class Engine:
                 hint=did_you_mean(domain, loaded) or "loaded: " + ", ".join(sorted(loaded)),
             )
         return program
+
+    def ranking_domain(self, domain: str) -> str | None:
+        """``domain``, or a domain it uses (directly or not), whose policy ranks customers
+        against a population snapshot; None when none does."""
+        program = self.program(domain)
+        if program.needs_snapshot:
+            return domain
+        return next((d for name in program.policy.uses if (d := self.ranking_domain(name))), None)
 
     @staticmethod
     def _shadow(period: _Period, domain: str) -> Program | None:

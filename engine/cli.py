@@ -164,20 +164,8 @@ def _customers(engine: Engine, args: argparse.Namespace) -> Iterator[dict[str, A
     return read_facts(args.facts, args.format, engine.program(args.domain).policy.facts)
 
 
-def _ranking_domain(engine: Engine, domain: str) -> str | None:
-    """``domain``, or a domain it uses (directly or not), whose policy ranks customers."""
-    program = engine.program(domain)
-    if program.needs_snapshot:
-        return domain
-    for name in program.policy.uses:
-        found = _ranking_domain(engine, name)
-        if found is not None:
-            return found
-    return None
-
-
 def _snapshot_for(engine: Engine, args: argparse.Namespace, now: datetime) -> None:
-    ranking = _ranking_domain(engine, args.domain)
+    ranking = engine.ranking_domain(args.domain)
     if ranking is None:
         return
     if args.snapshot:

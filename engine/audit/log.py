@@ -89,20 +89,6 @@ class DecisionLog:
 
     # -- records ---------------------------------------------------------------------------------
 
-    def body(
-        self,
-        decision: Decision,
-        facts: Mapping[str, Any],
-        program: Program,
-        context: Mapping[str, str],
-        classification: Program | None = None,
-    ) -> bytes:
-        """One record body, canonical JSON."""
-        pending: list[tuple[str, str, Any, dict[str, str]]] = []
-        out = self._body(decision, facts, program, context, classification, pending)
-        self._fill(pending)
-        return canonical(out)
-
     def _body(
         self,
         decision: Decision,

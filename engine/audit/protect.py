@@ -133,9 +133,6 @@ class Protector:
             out.append({SEALED: base64.b64encode(nonce + key.encrypt(nonce, canonical(value), path.encode())).decode()})
         return out
 
-    def seal(self, subject: str, path: str, value: Any) -> dict[str, str]:
-        return self.seal_many([(subject, path, value)])[0]
-
     def open(self, subject: str, path: str, sealed: dict[str, str]) -> Any:
         import json
 

@@ -13,6 +13,7 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 from engine.core.compile import CompiledPolicy, compile_policy
@@ -61,12 +62,14 @@ class Bundle:
     def policy(self, domain: str) -> Policy:
         return self.policies[domain].policy
 
-    def period_at(self, now: datetime) -> PolicySet:
-        """The policy set in force at ``now``."""
-        if len(self.periods) == 1:
-            return self.periods[0]
-        starts = [p.start for p in self.periods[1:]]
-        return self.periods[bisect_right(starts, now)]  # type: ignore[type-var]
+    @cached_property
+    def _starts(self) -> list[datetime]:
+        """Where each period after the first starts, computed once (evaluation bisects it)."""
+        return [p.start for p in self.periods[1:] if p.start is not None]
+
+    def period_index(self, now: datetime) -> int:
+        """The position in ``periods`` of the policy set in force at ``now``."""
+        return bisect_right(self._starts, now) if len(self.periods) > 1 else 0
 
 
 def bundle_version(docs: Sequence[Document]) -> str:

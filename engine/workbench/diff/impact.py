@@ -118,18 +118,10 @@ def measure_impact(report: Report, args: argparse.Namespace) -> Impact:
     return impact
 
 
-def _ranking_domain(engine: Engine, domain: str) -> str | None:
-    """``domain``, or a domain it uses (directly or not), whose policy ranks customers."""
-    program = engine.program(domain)
-    if program.needs_snapshot:
-        return domain
-    return next((d for name in program.policy.uses if (d := _ranking_domain(engine, name))), None)
-
-
 def _share_snapshot(impact: Impact, old: Engine, new: Engine, args: argparse.Namespace) -> None:
     """Rank both policy sets against one population snapshot, built once with the old policy."""
     engines = {"old": old, "new": new}
-    ranks = {which: _ranking_domain(e, args.domain) for which, e in engines.items()}
+    ranks = {which: e.ranking_domain(args.domain) for which, e in engines.items()}
     if ranks["old"] is None and ranks["new"] is None:
         return
     source = args.population or (args.facts if args.domain in ranks.values() else None)

@@ -59,7 +59,7 @@ class Workspace:
 
     def use_snapshot(self, engine: Engine, case: Case) -> None:
         """Rank against the case's population at its ``now``, when its domain (or one it uses) ranks."""
-        ranking = ranking_domain(engine, case.domain)
+        ranking = engine.ranking_domain(case.domain)
         if ranking is None:
             return
         source = case.file.population
@@ -73,18 +73,6 @@ class Workspace:
             snap = self.snapshots[key] = engine.build_snapshot(records, now=case.now, domain=ranking)
         if engine.snapshot is not snap:
             engine.use_snapshot(snap)
-
-
-def ranking_domain(engine: Engine, domain: str) -> str | None:
-    """``domain``, or a domain it uses (directly or not), whose policy ranks customers."""
-    program = engine.program(domain)
-    if program.needs_snapshot:
-        return domain
-    for name in program.policy.uses:
-        found = ranking_domain(engine, name)
-        if found is not None:
-            return found
-    return None
 
 
 def reference_errors(suite: Sequence[SuiteFile], ws: Workspace) -> list[PolicyError]:
@@ -133,7 +121,7 @@ def _case_references(case: Case, engine: Engine, known: Mapping[str, set[str]], 
                 out.append(PolicyError(f"no output `{name}` in `{case.domain}`", where, code="T041", hint=hint))
     if "customer" in spec:
         out += _customer_errors(case, engine, ws)
-    if ranking_domain(engine, case.domain) is not None and case.file.population is None:
+    if engine.ranking_domain(case.domain) is not None and case.file.population is None:
         out.append(
             PolicyError(
                 f"`{case.domain}` ranks customers against a population, and this file names none",
