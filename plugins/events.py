@@ -4,7 +4,8 @@
 asserts a customer's events as facts, in time order, each with its own timestamp; an
 absence pattern is judged by one last ``clock`` fact at the caller's ``now``. No
 durable-rules timer is used, so the same history always yields the same alerts.
-durable-rules lives only in this module (and is imported only when a policy uses it), so it
+durable-rules runs only in a worker process (``durable_worker.py``, started on first use;
+see ``DurableWorker`` for why), so it can neither crash the host nor be imported by it, and
 can be replaced by another backend plugin without touching the engine.
 
 ``python`` is a plain reference implementation of the same semantics; the test suite
@@ -13,124 +14,185 @@ checks that the two agree on random histories.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import dataclasses
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from engine.errors import PluginError
 from engine.hookspecs import hookimpl
 from engine.plugins import Alert, EventBackendSpec, EventMatcher, EventPattern
 
-CLOCK = "__clock__"
-
-
 # --------------------------------------------------------------------------------------------
-# durable-rules
+# durable-rules, in a worker process
 # --------------------------------------------------------------------------------------------
 
-_lock = threading.Lock()  # durable-rules keeps one global host
-_compiled: dict[str, list[str]] = {}  # key -> rule set names, so a policy version compiles once
-_sinks: dict[str, list[Alert]] = {}  # session id -> alerts collected by the consequences
+WORKER = Path(__file__).with_name("durable_worker.py")
+RECYCLE_AFTER = 10_000  # histories a worker matches before a fresh one takes over
+TIMEOUT = 60.0  # seconds one history may take before the worker is judged hung
 
 
-def _quiet_host() -> None:
-    """Install a durable-rules host without its background dispatch threads.
+class DurableWorker:
+    """One durable-rules worker process (``durable_worker.py``), started on first use.
 
-    ``durable.engine.Host`` starts two timer threads that keep dispatching every rule set,
-    concurrently with the ``assert_fact`` calls made here under ``_lock``: a data race inside
-    its C engine that crashed the process at random (SIGSEGV in ``assert_fact``, more often
-    the longer a run took). Charter feeds event timestamps and uses no durable-rules timer,
-    and consequences run inside ``assert_fact``, so the host runs without those threads.
-    Call under ``_lock``.
+    durable-rules 2.0.28's C engine has memory-safety bugs (found with valgrind on our rule
+    sets, each worked around in ``durable_worker.py``): it read past the end of a
+    conjunction's expression array when the last comparison was false (it crashed the
+    process now and then), it kept pointers into strings Python had already freed, its
+    ``delete_state`` frees a pointer it never initialised, and retracting a fact whose rule
+    had fired scans past the end of a freed frame. So it never runs in the host's process:
+    a fault ends the worker; the history is matched again by a fresh one (matching is a pure
+    function of the history and ``now``), and a history that fails twice is a
+    ``PluginError`` for that decision, never a crash of the application. A worker is
+    replaced after ``RECYCLE_AFTER`` histories, and after a fork the child starts its own.
     """
-    from durable import engine, lang
 
-    if lang._main_host is None:
+    def __init__(self, command: Sequence[str] | None = None) -> None:
+        self.command = list(command) if command else [sys.executable, str(WORKER)]
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid = 0  # the process that started the worker
+        self._compiled: set[str] = set()
+        self._served = 0
+        self.restarts = 0  # workers replaced after a fault (for tests and diagnostics)
 
-        class QuietHost(engine.Host):  # type: ignore[misc]  # durable-rules ships no type hints
-            def _run(self) -> None:  # no background dispatch: nothing runs outside our lock
-                return
+    def match(
+        self, key: str, patterns: Sequence[EventPattern], events: Sequence[Mapping[str, Any]], now: int
+    ) -> list[Alert]:
+        request = {"op": "match", "key": key, "events": [dict(e) for e in events], "now": now}
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    answer = self._ask(key, patterns, request)
+                except _WorkerDied as died:
+                    self._stop()
+                    self.restarts += 1
+                    if attempt == 2:
+                        raise PluginError(
+                            f"the durable-rules worker failed twice on one history ({died})",
+                            plugin="charter_plugins.events",
+                            code="X005",
+                            hint="the `python` event backend has the same semantics: `event_backend: python`",
+                        ) from None
+                    continue
+                return sorted(Alert(int(at), str(p), tuple(str(i) for i in ids)) for at, p, ids in answer["alerts"])
+        raise AssertionError("unreachable")  # pragma: no cover
 
-        lang._main_host = QuietHost()
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while one runs in this process."""
+        return self._proc.pid if self._proc is not None and self._pid == os.getpid() else None
+
+    def _ask(self, key: str, patterns: Sequence[EventPattern], request: dict[str, Any]) -> dict[str, Any]:
+        if self._proc is not None and (self._pid != os.getpid() or self._served >= RECYCLE_AFTER):
+            self._stop()
+        if self._proc is None:
+            self._start()
+        if key not in self._compiled:
+            self._call({"op": "compile", "key": key, "patterns": [dataclasses.asdict(p) for p in patterns]})
+            self._compiled.add(key)
+        self._served += 1
+        return self._call(request)
+
+    def _start(self) -> None:
+        self._proc = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
+        )
+        self._pid = os.getpid()
+        self._compiled = set()
+        self._served = 0
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or self._pid != os.getpid():
+            return  # a worker inherited over fork belongs to the parent
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+        except OSError:
+            raise _WorkerDied(self._exit_status(proc)) from None
+        line = self._readline(proc)
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise PluginError(
+                f"the durable-rules worker refused a request: {answer['error']}",
+                plugin="charter_plugins.events",
+                code="X006",
+            )
+        return answer
+
+    def _readline(self, proc: subprocess.Popen[bytes]) -> bytes:
+        assert proc.stdout is not None
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + TIMEOUT
+        fd = proc.stdout.fileno()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                proc.kill()
+                raise _WorkerDied(f"no answer within {TIMEOUT:.0f} s")
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise _WorkerDied(self._exit_status(proc))
+            chunks.append(chunk)
+            if chunk.endswith(b"\n"):
+                return b"".join(chunks)
+
+    @staticmethod
+    def _exit_status(proc: subprocess.Popen[bytes]) -> str:
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return "it stopped answering"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"it died of {signal.Signals(-code).name}"
+        return f"it exited with status {code}"
+
+
+class _WorkerDied(Exception):
+    """The worker process ended (or hung) before answering."""
+
+
+_worker = DurableWorker()
+atexit.register(_worker.close)
 
 
 def _durable_compile(patterns: Sequence[EventPattern], key: str) -> EventMatcher:
-    from durable.engine import MessageNotHandledException
-    from durable.lang import assert_fact, retract_fact
-
-    with _lock:
-        _quiet_host()
-        names = _compiled.get(key)
-        if names is None:
-            names = [_ruleset(f"charter_{key}_{i}", p) for i, p in enumerate(patterns)]
-            _compiled[key] = names
+    frozen = tuple(patterns)
 
     def match(events: Sequence[Mapping[str, Any]], now: int) -> list[Alert]:
-        alerts: list[Alert] = []
-        with _lock:
-            # one session, emptied after each history: durable-rules cannot free a session's
-            # state safely (see below), and a new session per history would fill its tables
-            sid = "charter"
-            _sinks[sid] = alerts
-            try:
-                facts = [
-                    {**{k: v for k, v in fact.items() if v is not None}, "sid": sid}
-                    for fact in [*events, {"kind": CLOCK, "ts": now, "eid": "now"}]
-                ]
-                for name in names:
-                    _sinks[sid] = alerts
-                    asserted = []
-                    for fact in facts:
-                        # a kind of event no rule of this set looks at is refused: nothing to do
-                        with contextlib.suppress(MessageNotHandledException):
-                            assert_fact(name, fact)
-                            asserted.append(fact)
-                    # durable-rules' own `delete_state` can crash after a `none` condition was
-                    # retracted; retracting the facts, newest first, empties the session safely.
-                    # Matches a retraction makes are not part of the history: they go nowhere.
-                    _sinks[sid] = []
-                    for fact in reversed(asserted):
-                        with contextlib.suppress(MessageNotHandledException):
-                            retract_fact(name, fact)
-            finally:
-                del _sinks[sid]
-        return sorted(set(alerts))
+        return _worker.match(key, frozen, events, now)
 
     return match
-
-
-def _ruleset(name: str, p: EventPattern) -> str:
-    from durable.lang import c, m, none, ruleset, when_all
-
-    def sink(pattern: str, at: Callable[[Any], int], ids: Callable[[Any], tuple[str, ...]]) -> Callable[[Any], None]:
-        def consequence(ctx: Any) -> None:
-            _sinks[ctx.first.sid].append(Alert(int(at(ctx)), pattern, ids(ctx)))
-
-        return consequence
-
-    with ruleset(name):
-        first = m.kind == p.first
-        if p.score_at_most is not None:
-            first = first & (m.score <= p.score_at_most)
-        if p.then is not None:
-            assert p.within is not None
-            conditions: list[Any] = [
-                c.first << first,
-                c.second << ((m.kind == p.then) & (m.ts > c.first.ts) & (m.ts <= c.first.ts + p.within)),
-            ]
-            if p.unless is not None:
-                conditions.append(none((m.kind == p.unless) & (m.ref == c.first.eid)))
-            when_all(*conditions)(sink(p.id, lambda x: x.second.ts, lambda x: (x.first.eid, x.second.eid)))
-        elif p.absent is not None:
-            assert p.within is not None
-            when_all(
-                c.first << first,
-                c.clock << ((m.kind == CLOCK) & (m.ts >= c.first.ts + p.within)),
-                none((m.kind == p.absent) & (m.ts > c.first.ts) & (m.ts <= c.first.ts + p.within)),
-            )(sink(p.id, lambda x: x.first.ts + p.within, lambda x: (x.first.eid,)))
-        else:
-            when_all(c.first << first)(sink(p.id, lambda x: x.first.ts, lambda x: (x.first.eid,)))
-    return name
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +19,7 @@ from hypothesis import strategies as st
 
 from engine import Engine
 from engine.domains.escalation import Calendar
-from engine.errors import FactErrors, PolicyErrors
+from engine.errors import FactErrors, PluginError, PolicyErrors
 from engine.plugins import EventPattern, build_registry
 
 NOW = datetime(2025, 6, 30, 12, tzinfo=UTC)
@@ -290,16 +294,101 @@ def test_durable_rules_gives_the_same_alerts_every_time_it_is_reused() -> None:
     assert durable(history[:1], 300 * day) == [durable(history[:1], 300 * day)[0]]
 
 
-def test_durable_rules_runs_no_background_threads(shipped: Engine) -> None:
-    """durable-rules' host dispatches its rule sets from timer threads, racing our calls into
-    its C engine (it crashed the process now and then): Charter's host runs none."""
-    import threading
+def test_durable_rules_runs_in_a_worker_process_not_in_the_host() -> None:
+    """durable-rules' C engine has memory-safety bugs (plugins/events.py lists them): the host
+    process never imports it, a worker process runs it, and that worker starts no timer threads."""
+    script = f"""
+import json, sys, threading
+from datetime import datetime, timezone
+from engine import Engine
+from charter_plugins import events
+now = datetime(2025, 6, 30, tzinfo=timezone.utc)
+eng = Engine({str(POLICIES)!r})
+with open({str(EXAMPLES)!r}, encoding="utf-8") as f:
+    eng.use_snapshot(eng.build_snapshot([json.loads(x) for x in f], now=now))
+with open({str(EXAMPLES.parent / "requests" / "escalation.jsonl")!r}, encoding="utf-8") as f:
+    requests = [json.loads(x) for x in f][:40]
+alerts = sum(len(eng.evaluate("escalation", r, now=now).outputs.get("churn_alerts") or []) for r in requests)
+timers = [t.name for t in threading.enumerate() if isinstance(t, threading.Timer)]
+seen = {{"durable_imported": "durable" in sys.modules, "worker": events._worker.pid, "alerts": alerts}}
+print(json.dumps({{**seen, "timers": timers}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    seen = json.loads(out.stdout)
+    assert seen["durable_imported"] is False
+    assert seen["timers"] == []
+    assert isinstance(seen["worker"], int) and seen["worker"] != os.getpid()
+    assert seen["alerts"] > 0  # the worker did match the examples' histories
 
-    from durable import lang
 
-    with (EXAMPLES.parent / "requests" / "escalation.jsonl").open(encoding="utf-8") as f:
-        requests = [json.loads(line) for line in f][:50]
-    for r in requests:
-        shipped.evaluate("escalation", r, now=NOW)
-    assert lang._main_host is not None and type(lang._main_host).__name__ == "QuietHost"
-    assert [t for t in threading.enumerate() if isinstance(t, threading.Timer)] == []
+REPEAT_HISTORY = [
+    {"kind": "complaint", "ts": 0, "eid": "a"},
+    {"kind": "complaint", "ts": 86400, "eid": "b"},
+]
+
+
+def test_a_crashed_worker_is_replaced_and_the_history_matched_again() -> None:
+    """A worker killed by a segmentation fault (as durable-rules did) costs no decision."""
+    from charter_plugins.events import DurableWorker
+
+    worker = DurableWorker()
+    try:
+        expected = worker.match("crash", PATTERNS, REPEAT_HISTORY, 300 * 86400)
+        assert [a.pattern for a in expected] == ["repeat", "silent", "silent"]
+        first = worker.pid
+        assert first is not None
+        os.kill(first, signal.SIGSEGV)
+        assert worker.match("crash", PATTERNS, REPEAT_HISTORY, 300 * 86400) == expected
+        assert worker.restarts == 1 and worker.pid not in (None, first)
+    finally:
+        worker.close()
+
+
+def test_a_history_that_kills_the_worker_twice_is_a_plugin_error(tmp_path: Path) -> None:
+    """Never a crash of the host: the decision fails with a located plugin error and a hint."""
+    from charter_plugins.events import DurableWorker
+
+    dying = tmp_path / "dying_worker.py"
+    dying.write_text(
+        "import os, signal, sys\n"
+        "for line in sys.stdin:\n"
+        "    if '\"match\"' in line:\n"
+        "        os.kill(os.getpid(), signal.SIGSEGV)\n"
+        "    print('{\"ok\": true}', flush=True)\n",
+        encoding="utf-8",
+    )
+    worker = DurableWorker([sys.executable, str(dying)])
+    try:
+        with pytest.raises(PluginError) as info:
+            worker.match("dying", PATTERNS, REPEAT_HISTORY, 300 * 86400)
+        assert info.value.code == "X005"
+        assert "died of SIGSEGV" in info.value.message and "event_backend: python" in (info.value.hint or "")
+        assert worker.restarts == 2
+    finally:
+        worker.close()
+
+
+def test_a_forked_child_starts_its_own_worker() -> None:
+    """Two processes never share one worker's pipes (batch runs fork on two cores)."""
+    from charter_plugins.events import DurableWorker
+
+    worker = DurableWorker()
+    try:
+        expected = worker.match("fork", PATTERNS, REPEAT_HISTORY, 300 * 86400)
+        parent_worker = worker.pid
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            try:
+                ok = worker.match("fork", PATTERNS, REPEAT_HISTORY, 300 * 86400) == expected
+                os.write(write, json.dumps([ok, worker.pid]).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        ok, child_worker = json.loads(os.read(read, 1000))
+        os.waitpid(child, 0)
+        assert ok and child_worker not in (None, parent_worker)
+        assert worker.pid == parent_worker  # the parent's worker still serves the parent
+        assert worker.match("fork", PATTERNS, REPEAT_HISTORY, 300 * 86400) == expected
+    finally:
+        worker.close()
