@@ -392,3 +392,23 @@ def test_a_forked_child_starts_its_own_worker() -> None:
         assert worker.match("fork", PATTERNS, REPEAT_HISTORY, 300 * 86400) == expected
     finally:
         worker.close()
+
+
+def test_event_ids_are_compared_as_the_reference_compares_them() -> None:
+    """The worker hands durable-rules numbers for event ids (its stored strings point into freed
+    memory): repeated ids, references to unknown ids and ids that look like numbers still
+    match exactly as the plain reference matches them."""
+    registry = build_registry()
+    durable = registry.event_backends["durable_rules"].prepare(PATTERNS, "ids")
+    reference = registry.event_backends["python"].prepare(PATTERNS, "ids")
+    day = 86400
+    history = [
+        {"kind": "complaint", "ts": 0, "eid": "7"},
+        {"kind": "complaint_answered", "ts": day, "eid": "x", "ref": "7"},
+        {"kind": "complaint", "ts": 2 * day, "eid": "7"},  # the same id again
+        {"kind": "complaint_answered", "ts": 3 * day, "eid": "y", "ref": "nowhere"},
+        {"kind": "complaint", "ts": 4 * day, "eid": "-1"},  # the id the clock fact would have
+        {"kind": "complaint", "ts": 5 * day, "eid": "z", "ref": "-1"},
+    ]
+    for n in range(1, len(history) + 1):
+        assert durable(history[:n], 300 * day) == reference(history[:n], 300 * day), n
