@@ -543,3 +543,39 @@ def test_customer_references_and_error_expectations(tmp_path: Path, charter_test
     status, problems = result["leaving out a fact that is not there fails"]
     assert status == "failed" and problems == ["without: there is no fact `no_such_fact` to leave out"]
     assert r.out.splitlines()[-1] == "3 passed, 4 failed"
+
+
+def test_coverage_counts_rules_of_every_period_of_effective_dates(
+    workspace: Path, charter_test: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule whose effective_to has passed, or whose effective_from lies ahead, is still a rule
+    a test should exercise: coverage lists it with its place."""
+    monkeypatch.chdir(workspace)
+    policy = Path("policies/access.yaml")
+    edit(
+        policy,
+        "  - id: erasure\n",
+        "  - id: legacy-export\n"
+        "    effective_to: 2020-01-01\n"
+        "    effect: allow\n"
+        "    roles: [compliance_officer]\n"
+        "    classes: [basic]\n"
+        "    actions: [export]\n"
+        "    purposes: [audit]\n"
+        "  - id: future-export\n"
+        "    effective_from: 2030-01-01\n"
+        "    effect: allow\n"
+        "    roles: [compliance_officer]\n"
+        "    classes: [basic]\n"
+        "    actions: [export]\n"
+        "    purposes: [audit]\n"
+        "  - id: erasure\n",
+    )
+    r = charter_test(Path("policies/tests"), "--coverage")
+    assert r.code == 0, r.out
+    uncovered = [line for line in r.out.splitlines() if "no test makes it fire" in line]
+    assert uncovered == [
+        f"{policy}:{line_of(policy, f'id: {rule}')}: rule `{rule}` (access) — no test makes it fire"
+        for rule in ("legacy-export", "future-export")
+    ]
+    assert "  overall           71/73" in r.out
