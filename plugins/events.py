@@ -157,7 +157,7 @@ class DurableWorker:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 proc.kill()
-                raise _WorkerDied(f"no answer within {TIMEOUT:.0f} s")
+                raise _WorkerDied(f"no answer within {TIMEOUT:g} s")
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 raise _WorkerDied(self._exit_status(proc))

@@ -412,3 +412,25 @@ def test_event_ids_are_compared_as_the_reference_compares_them() -> None:
     ]
     for n in range(1, len(history) + 1):
         assert durable(history[:n], 300 * day) == reference(history[:n], 300 * day), n
+
+
+def test_a_hung_worker_is_killed_and_the_decision_fails_in_bounded_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from charter_plugins import events
+
+    hung = tmp_path / "hung_worker.py"
+    hung.write_text(
+        "import sys, time\nfor line in sys.stdin:\n    if '\"match\"' in line:\n        time.sleep(3600)\n"
+        "    print('{\"ok\": true}', flush=True)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(events, "TIMEOUT", 0.5)
+    worker = events.DurableWorker([sys.executable, str(hung)])
+    try:
+        with pytest.raises(PluginError) as info:
+            worker.match("hung", PATTERNS, REPEAT_HISTORY, 300 * 86400)
+        assert info.value.code == "X005" and "no answer within 0.5 s" in info.value.message
+        assert worker.restarts == 2 and worker.pid is None
+    finally:
+        worker.close()
