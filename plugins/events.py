@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,16 @@ class DurableWorker:
         self._compiled: set[str] = set()
         self._served = 0
         self.restarts = 0  # workers replaced after a fault (for tests and diagnostics)
+        me = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forked(me))
+
+    def _forget_parent_worker(self) -> None:
+        """In a forked child: the parent's worker and lock (perhaps held by a parent thread
+        that does not exist here) are the parent's; the child starts afresh."""
+        self._lock = threading.Lock()
+        self._proc = None
+        self._compiled = set()
+        self._served = 0
 
     def match(
         self, key: str, patterns: Sequence[EventPattern], events: Sequence[Mapping[str, Any]], now: int
@@ -176,6 +187,12 @@ class DurableWorker:
             with contextlib.suppress(ValueError):
                 return f"it died of {signal.Signals(-code).name}"
         return f"it exited with status {code}"
+
+
+def _forked(worker: weakref.ref[DurableWorker]) -> None:
+    w = worker()
+    if w is not None:
+        w._forget_parent_worker()
 
 
 class _WorkerDied(Exception):

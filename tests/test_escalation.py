@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -377,7 +378,10 @@ def test_a_forked_child_starts_its_own_worker() -> None:
         expected = worker.match("fork", PATTERNS, REPEAT_HISTORY, 300 * 86400)
         parent_worker = worker.pid
         read, write = os.pipe()
+        worker._lock.acquire()  # as if another parent thread were matching at the fork
         child = os.fork()
+        if child:
+            worker._lock.release()
         if child == 0:  # pragma: no cover - runs in the child
             try:
                 ok = worker.match("fork", PATTERNS, REPEAT_HISTORY, 300 * 86400) == expected
@@ -385,6 +389,9 @@ def test_a_forked_child_starts_its_own_worker() -> None:
             finally:
                 os._exit(0)
         os.close(write)
+        if not select.select([read], [], [], 60)[0]:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the forked child hung on the lock a parent thread held at the fork")
         ok, child_worker = json.loads(os.read(read, 1000))
         os.waitpid(child, 0)
         assert ok and child_worker not in (None, parent_worker)
