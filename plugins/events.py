@@ -59,7 +59,9 @@ class DurableWorker:
     """
 
     def __init__(self, command: Sequence[str] | None = None) -> None:
-        self.command = list(command) if command else [sys.executable, str(WORKER)]
+        # a host embedding Python (uWSGI, mod_wsgi) may have no usable sys.executable
+        python = os.environ.get("CHARTER_WORKER_PYTHON") or sys.executable
+        self.command = list(command) if command else [python, str(WORKER)]
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid = 0  # the process that started the worker

@@ -441,3 +441,23 @@ def test_a_hung_worker_is_killed_and_the_decision_fails_in_bounded_time(
         assert worker.restarts == 2 and worker.pid is None
     finally:
         worker.close()
+
+
+def test_the_worker_interpreter_can_be_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """For hosts that embed Python, where sys.executable is not an interpreter."""
+    from charter_plugins.events import WORKER, DurableWorker
+
+    named = tmp_path / "python"
+    named.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
+    named.chmod(0o755)
+    monkeypatch.setenv("CHARTER_WORKER_PYTHON", str(named))
+    worker = DurableWorker()
+    try:
+        assert worker.command == [str(named), str(WORKER)]
+        assert [a.pattern for a in worker.match("named", PATTERNS, REPEAT_HISTORY, 300 * 86400)] == [
+            "repeat",
+            "silent",
+            "silent",
+        ]
+    finally:
+        worker.close()
