@@ -21,11 +21,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-CLOCK = "__clock__"
+CLOCK = "clock"  # the kind of the last fact, at `now`; event kinds become k0, k1, ...
 SID = "charter"
 
 _sink: list[tuple[int, str, tuple[int, ...]]] = []  # alerts of the history being matched
-_rulesets: dict[str, list[str]] = {}  # key -> rule set names
 
 
 def _quiet_host() -> None:
@@ -46,7 +45,7 @@ def _quiet_host() -> None:
         lang._main_host = QuietHost()
 
 
-def _ruleset(name: str, p: dict[str, Any]) -> str:
+def _ruleset(name: str, p: dict[str, Any], token: dict[str, str]) -> str:
     from durable.lang import c, m, none, ruleset, when_all
 
     def sink(pattern: str, at: Callable[[Any], int], ids: Callable[[Any], tuple[int, ...]]) -> Callable[[Any], None]:
@@ -62,57 +61,85 @@ def _ruleset(name: str, p: dict[str, Any]) -> str:
     same = m.one == c.first.one
     within = p.get("within")
     with ruleset(name):
-        first = m.kind == p["first"]
+        first = m.kind == token[p["first"]]
         if p.get("score_at_most") is not None:
-            first = first & (m.score <= p["score_at_most"])
+            first = first & (m.low == 1)
         if p.get("then") is not None:
             conditions: list[Any] = [
                 c.first << first,
-                c.second << ((m.kind == p["then"]) & (m.ts > c.first.ts) & (m.ts <= c.first.ts + within) & same),
+                c.second << ((m.kind == token[p["then"]]) & (m.ts > c.first.ts) & (m.ts <= c.first.ts + within) & same),
             ]
             if p.get("unless") is not None:
-                conditions.append(none((m.kind == p["unless"]) & (m.ref == c.first.eid) & same))
+                conditions.append(none((m.kind == token[p["unless"]]) & (m.ref == c.first.eid) & same))
             when_all(*conditions)(sink(p["id"], lambda x: x.second.ts, lambda x: (x.first.eid, x.second.eid)))
         elif p.get("absent") is not None:
             when_all(
                 c.first << first,
                 c.clock << ((m.kind == CLOCK) & (m.ts >= c.first.ts + within) & same),
-                none((m.kind == p["absent"]) & (m.ts > c.first.ts) & (m.ts <= c.first.ts + within) & same),
+                none((m.kind == token[p["absent"]]) & (m.ts > c.first.ts) & (m.ts <= c.first.ts + within) & same),
             )(sink(p["id"], lambda x: x.first.ts + within, lambda x: (x.first.eid,)))
         else:
             when_all(c.first << first)(sink(p["id"], lambda x: x.first.ts, lambda x: (x.first.eid,)))
     return name
 
 
+class Compiled:
+    """The rule sets of one policy version and the tokens that stand for its event kinds."""
+
+    def __init__(self, key: str, patterns: list[dict[str, Any]]) -> None:
+        kinds = sorted({p[f] for p in patterns for f in ("first", "then", "unless", "absent") if p.get(f) is not None})
+        self.token = {kind: f"k{i}" for i, kind in enumerate(kinds)}  # the clock's is CLOCK
+        self.rulesets = [
+            (_ruleset(f"charter_{key}_{i}", p, self.token), p.get("score_at_most")) for i, p in enumerate(patterns)
+        ]
+
+
+_compiled: dict[str, Compiled] = {}
+
+
 def compile_patterns(key: str, patterns: list[dict[str, Any]]) -> None:
-    if key not in _rulesets:
+    if key not in _compiled:
         _quiet_host()
-        _rulesets[key] = [_ruleset(f"charter_{key}_{i}", p) for i, p in enumerate(patterns)]
+        _compiled[key] = Compiled(key, patterns)
 
 
 def match(key: str, events: list[dict[str, Any]], now: int) -> list[tuple[int, str, tuple[str, ...]]]:
-    """The alerts of one history; the session is emptied again afterwards."""
+    """The alerts of one history; the session is emptied again afterwards.
+
+    Only small integers and short tokens reach durable-rules. Its C engine keeps pointers to
+    a stored fact's strings into the text it was handed, which Python frees after the call
+    (valgrind: reads of freed memory), so event ids become their positions (and go back on
+    the way out) and event kinds become tokens (a kind no pattern names is not asserted at
+    all). Its JSON reader refuses numbers written with an exponent (Python writes 1e-05 and
+    1e+16 so) and overflows past 64-bit integers, so a score reaches it as `low`: 1 when the
+    score is at most the pattern's `score_at_most`, else 0. Timestamps are whole seconds
+    within the years 1-9999.
+    """
     from durable.engine import MessageNotHandledException
     from durable.lang import assert_fact, retract_fact
 
-    # Only numbers are compared with earlier facts: the C engine keeps pointers to a fact's
-    # strings into the text it was handed, which Python frees after the call (valgrind:
-    # reads of freed memory). Event ids become their positions and go back on the way out.
+    compiled = _compiled[key]
     eids = [str(e["eid"]) for e in events]
     position: dict[str, int] = {}
     for i, eid in enumerate(eids):
         position.setdefault(eid, i)  # equal ids, equal numbers
-    facts: list[dict[str, Any]] = []
+    base: list[tuple[dict[str, Any], Any]] = []
     for i, e in enumerate(events):
-        fact = {"sid": SID, "one": 1, "kind": e["kind"], "ts": e["ts"], "eid": position[eids[i]]}
-        if e.get("score") is not None:
-            fact["score"] = e["score"]
+        kind = compiled.token.get(e["kind"])
+        if kind is None:
+            continue
+        fact = {"sid": SID, "one": 1, "kind": kind, "ts": int(e["ts"]), "eid": position[eids[i]]}
         if e.get("ref") is not None:
             fact["ref"] = position.get(str(e["ref"]), -1)
-        facts.append(fact)
-    facts.append({"sid": SID, "one": 1, "kind": CLOCK, "ts": now, "eid": -1})
+        base.append((fact, e.get("score")))
+    clock = {"sid": SID, "one": 1, "kind": CLOCK, "ts": int(now), "eid": -1}
     alerts: list[tuple[int, str, tuple[str, ...]]] = []
-    for name in _rulesets[key]:
+    for name, at_most in compiled.rulesets:
+        facts = [
+            {**fact, "low": int(score <= at_most)} if at_most is not None and score is not None else fact
+            for fact, score in base
+        ]
+        facts.append(clock)
         _sink.clear()
         asserted = []
         for fact in facts:

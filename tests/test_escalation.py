@@ -461,3 +461,33 @@ def test_the_worker_interpreter_can_be_named(monkeypatch: pytest.MonkeyPatch, tm
         ]
     finally:
         worker.close()
+
+
+AWKWARD_SCORES = [1e-05, 2e-05, 3e-05, 1e16, 1e308, -1e308, 10**30, -(10**30), 2**63, -0.0, 5e-324, 2, 2.0000001]
+
+
+@pytest.mark.parametrize("at_most", [2, 2e-05, 1e16, -1e300, 10**30])
+def test_scores_and_kinds_durable_rules_cannot_read_are_matched_like_the_reference(at_most: float) -> None:
+    """durable-rules' JSON reader refused numbers with an exponent (Python writes 1e-05, 1e+16)
+    and overflowed past 64 bits: a score of 0.00001 failed the decision, a threshold of
+    0.00002 failed every decision. Scores now reach it as at-most-or-not, kinds as tokens."""
+    patterns = [
+        EventPattern("low", "survey", score_at_most=at_most),
+        EventPattern("odd", 'kind with "quotes", 中文 and\nnewline', then="__clock__", within=86400),
+    ]
+    registry = build_registry()
+    durable = registry.event_backends["durable_rules"].prepare(patterns, f"awkward{at_most!r}")
+    reference = registry.event_backends["python"].prepare(patterns, "awkward")
+    history = [{"kind": "survey", "ts": i, "eid": f"s{i}", "score": s} for i, s in enumerate(AWKWARD_SCORES)]
+    history += [
+        {"kind": "survey", "ts": 100, "eid": "none"},  # no score: never low
+        {"kind": 'kind with "quotes", 中文 and\nnewline', "ts": 200, "eid": "q"},
+        {"kind": "__clock__", "ts": 300, "eid": "c"},  # an event kind like any other
+        {"kind": "x" * 10_000, "ts": 400, "eid": "long"},
+    ]
+    got = durable(history, 10**6)
+    assert got == reference(history, 10**6)
+    assert {a.events for a in got if a.pattern == "low"} == {
+        (f"s{i}",) for i, s in enumerate(AWKWARD_SCORES) if s <= at_most
+    }
+    assert [a.events for a in got if a.pattern == "odd"] == [("q", "c")]
