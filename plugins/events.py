@@ -40,6 +40,7 @@ from engine.plugins import Alert, EventBackendSpec, EventMatcher, EventPattern
 
 WORKER = Path(__file__).with_name("durable_worker.py")
 RECYCLE_AFTER = 10_000  # histories a worker matches before a fresh one takes over
+MAX_VERSIONS = 8  # policy versions compiled in one worker (hot reloads) before a fresh one
 TIMEOUT = 60.0  # seconds one history may take before the worker is judged hung
 
 
@@ -50,12 +51,15 @@ class DurableWorker:
     sets, each worked around in ``durable_worker.py``): it read past the end of a
     conjunction's expression array when the last comparison was false (it crashed the
     process now and then), it kept pointers into strings Python had already freed, its
-    ``delete_state`` frees a pointer it never initialised, and retracting a fact whose rule
-    had fired scans past the end of a freed frame. So it never runs in the host's process:
+    ``delete_state`` frees a pointer it never initialised, retracting a fact whose rule had
+    fired scans past the end of a freed frame, and its JSON reader refuses numbers written
+    with an exponent (1e-05) and overflows past 64 bits. So it never runs in the host's process:
     a fault ends the worker; the history is matched again by a fresh one (matching is a pure
     function of the history and ``now``), and a history that fails twice is a
     ``PluginError`` for that decision, never a crash of the application. A worker is
-    replaced after ``RECYCLE_AFTER`` histories, and after a fork the child starts its own.
+    replaced after ``RECYCLE_AFTER`` histories or ``MAX_VERSIONS`` policy versions (each hot
+    reload of a changed escalation policy compiles new rule sets), and after a fork the child
+    starts its own.
     """
 
     def __init__(self, command: Sequence[str] | None = None) -> None:
@@ -111,7 +115,8 @@ class DurableWorker:
         return self._proc.pid if self._proc is not None and self._pid == os.getpid() else None
 
     def _ask(self, key: str, patterns: Sequence[EventPattern], request: dict[str, Any]) -> dict[str, Any]:
-        if self._proc is not None and (self._pid != os.getpid() or self._served >= RECYCLE_AFTER):
+        stale = self._served >= RECYCLE_AFTER or (key not in self._compiled and len(self._compiled) >= MAX_VERSIONS)
+        if self._proc is not None and (self._pid != os.getpid() or stale):
             self._stop()
         if self._proc is None:
             self._start()

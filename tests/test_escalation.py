@@ -491,3 +491,25 @@ def test_scores_and_kinds_durable_rules_cannot_read_are_matched_like_the_referen
         (f"s{i}",) for i, s in enumerate(AWKWARD_SCORES) if s <= at_most
     }
     assert [a.events for a in got if a.pattern == "odd"] == [("q", "c")]
+
+
+def test_a_worker_is_replaced_after_many_policy_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each hot reload of a changed escalation policy compiles new rule sets in the worker:
+    a fresh worker takes over before they pile up."""
+    from charter_plugins import events
+
+    monkeypatch.setattr(events, "MAX_VERSIONS", 3)
+    worker = events.DurableWorker()
+    try:
+        pids = []
+        for version in range(7):
+            assert [a.pattern for a in worker.match(f"v{version}", PATTERNS, REPEAT_HISTORY, 300 * 86400)] == [
+                "repeat",
+                "silent",
+                "silent",
+            ]
+            pids.append(worker.pid)
+        assert len(set(pids)) == 3 and pids[0] == pids[2] != pids[3] == pids[5] != pids[6]
+        assert worker.restarts == 0  # replaced, not failed
+    finally:
+        worker.close()
