@@ -20,7 +20,7 @@ from typing import IO, Any
 from engine import population
 from engine.api import Engine
 from engine.core.bundle import build_bundle
-from engine.core.decision import Decision, _jsonable
+from engine.core.decision import Decision, jsonable
 from engine.core.model import FactDecl
 from engine.errors import CharterError, FactErrors, PolicyErrors
 from engine.plugins import build_registry
@@ -307,7 +307,7 @@ def render(d: Decision) -> str:
 
 def _text(value: Any) -> str:
     """An output value as JSON text (times in ISO form)."""
-    return json.dumps(_jsonable(value), ensure_ascii=False)
+    return json.dumps(jsonable(value), ensure_ascii=False)
 
 
 def _show(value: Any) -> str:

@@ -68,7 +68,6 @@ class DurableWorker:
         self.command = list(command) if command else [python, str(WORKER)]
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._pid = 0  # the process that started the worker
         self._compiled: set[str] = set()
         self._served = 0
         self.restarts = 0  # workers replaced after a fault (for tests and diagnostics)
@@ -77,11 +76,9 @@ class DurableWorker:
 
     def _forget_parent_worker(self) -> None:
         """In a forked child: the parent's worker and lock (perhaps held by a parent thread
-        that does not exist here) are the parent's; the child starts afresh."""
+        that does not exist here) are the parent's; the child starts its own on first use."""
         self._lock = threading.Lock()
         self._proc = None
-        self._compiled = set()
-        self._served = 0
 
     def match(
         self, key: str, patterns: Sequence[EventPattern], events: Sequence[Mapping[str, Any]], now: int
@@ -91,6 +88,7 @@ class DurableWorker:
             for attempt in (1, 2):
                 try:
                     answer = self._ask(key, patterns, request)
+                    break
                 except _WorkerDied as died:
                     self._stop()
                     self.restarts += 1
@@ -101,9 +99,7 @@ class DurableWorker:
                             code="X005",
                             hint="the `python` event backend has the same semantics: `event_backend: python`",
                         ) from None
-                    continue
-                return sorted(Alert(int(at), str(p), tuple(str(i) for i in ids)) for at, p, ids in answer["alerts"])
-        raise AssertionError("unreachable")  # pragma: no cover
+        return sorted(Alert(int(at), str(p), tuple(str(i) for i in ids)) for at, p, ids in answer["alerts"])
 
     def close(self) -> None:
         with self._lock:
@@ -112,11 +108,11 @@ class DurableWorker:
     @property
     def pid(self) -> int | None:
         """The worker's process id while one runs in this process."""
-        return self._proc.pid if self._proc is not None and self._pid == os.getpid() else None
+        return self._proc.pid if self._proc is not None else None
 
     def _ask(self, key: str, patterns: Sequence[EventPattern], request: dict[str, Any]) -> dict[str, Any]:
         stale = self._served >= RECYCLE_AFTER or (key not in self._compiled and len(self._compiled) >= MAX_VERSIONS)
-        if self._proc is not None and (self._pid != os.getpid() or stale):
+        if stale:
             self._stop()
         if self._proc is None:
             self._start()
@@ -130,14 +126,13 @@ class DurableWorker:
         self._proc = subprocess.Popen(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
         )
-        self._pid = os.getpid()
         self._compiled = set()
         self._served = 0
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or self._pid != os.getpid():
-            return  # a worker inherited over fork belongs to the parent
+        if proc is None:
+            return
         with contextlib.suppress(OSError):
             assert proc.stdin is not None
             proc.stdin.close()

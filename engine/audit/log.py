@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.audit.chain import canonical, head_of, link_after
 from engine.audit.protect import Protector
-from engine.core.decision import Decision, _jsonable
+from engine.core.decision import Decision, jsonable
 from engine.storage import Store
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def decision_body(decision: Decision) -> dict[str, Any]:
     return {
         "domain": decision.domain,
         "subject": decision.subject,
-        "outputs": _jsonable(decision.outputs),
+        "outputs": jsonable(decision.outputs),
         "fired": [[r.id, r.step] for r in decision.fired],
         "notes": list(decision.notes),
         "upstream": [decision_body(u) for u in decision.upstream],
@@ -106,7 +106,7 @@ class DecisionLog:
         subject = decision.subject or ""
         return {
             "v": RECORD_VERSION,
-            "time": _jsonable(decision.now),
+            "time": jsonable(decision.now),
             **decision_body(decision),
             "facts": self._seal(read, "", subject, sensitive, pending),
             "bundle": decision.bundle_version,
@@ -187,11 +187,11 @@ class DecisionLog:
         if isinstance(value, list):
             return [self._seal(v, f"{path}[{i}]", subject, sensitive, pending) for i, v in enumerate(value)]
         if value is None or not sensitive(path, value):
-            return _jsonable(value)
+            return jsonable(value)
         if self.protector is None:
             return {"$withheld": "sensitive; no log key was given"}
         slot: dict[str, str] = {}
-        pending.append((subject, path, _jsonable(value), slot))
+        pending.append((subject, path, jsonable(value), slot))
         return slot
 
 

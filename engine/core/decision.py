@@ -28,7 +28,7 @@ class FiredRule:
         return {
             "id": self.id,
             "step": self.step,
-            "set": {k: _jsonable(v) for k, v in self.outputs},
+            "set": {k: jsonable(v) for k, v in self.outputs},
             "message": self.message,
             "file": self.file,
             "line": self.line,
@@ -52,7 +52,7 @@ class TraceStep:
             "rule": self.rule,
             "matched": self.matched,
             "tests": [
-                {"test": t, "values": [_jsonable(v) for v in vals], "result": _jsonable(r)} for t, vals, r in self.tests
+                {"test": t, "values": [jsonable(v) for v in vals], "result": jsonable(r)} for t, vals, r in self.tests
             ],
             **({"error": self.error} if self.error else {}),
         }
@@ -92,7 +92,7 @@ class Decision:
             "domain": self.domain,
             "subject": self.subject,
             "now": self.now.isoformat().replace("+00:00", "Z"),
-            "outputs": {k: _jsonable(v) for k, v in self.outputs.items()},
+            "outputs": {k: jsonable(v) for k, v in self.outputs.items()},
             "fired": [r.to_dict() for r in self.fired],
             "scores": self.scores,
             "notes": list(self.notes),
@@ -111,7 +111,7 @@ class Decision:
         if self.audit is not None:
             out["audit"] = {
                 "differs": self.audit_differs,
-                "outputs": {k: _jsonable(v) for k, v in self.audit.outputs.items()},
+                "outputs": {k: jsonable(v) for k, v in self.audit.outputs.items()},
                 "fired": [r.to_dict() for r in self.audit.fired],
                 **({"trace": [t.to_dict() for t in self.audit.trace]} if self.audit.trace is not None else {}),
             }
@@ -122,7 +122,7 @@ class Decision:
         """Whether the rules in audit mode would have decided otherwise (outputs or fired rules)."""
         a = self.audit
         return a is not None and (
-            {k: _jsonable(v) for k, v in a.outputs.items()} != {k: _jsonable(v) for k, v in self.outputs.items()}
+            {k: jsonable(v) for k, v in a.outputs.items()} != {k: jsonable(v) for k, v in self.outputs.items()}
             or a.fired_ids != self.fired_ids
         )
 
@@ -130,7 +130,8 @@ class Decision:
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A value as JSON has it: times in ISO form with `Z`, durations in seconds."""
     if type(value) in _PLAIN:
         return value
     if isinstance(value, datetime):
@@ -138,9 +139,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, timedelta):
         return f"{value.total_seconds():g}s"
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, Exception):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, BaseException):
         return str(value)
     return value

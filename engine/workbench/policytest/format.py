@@ -15,10 +15,10 @@ from typing import Any
 
 import jsonschema
 
+from engine.core.decision import jsonable
 from engine.core.load import DocPath, Document, load_file
 from engine.domains import DOMAINS
 from engine.errors import Location, PolicyError, PolicyErrors, did_you_mean
-from engine.workbench.policytest.values import _plain
 
 DEFAULT_DIR = "policies/tests"
 
@@ -273,7 +273,7 @@ def _kind(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return "nothing" if value is None else f"`{_plain(value)}`"
+    return "nothing" if value is None else f"`{jsonable(value)}`"
 
 
 def _read_file(doc: Document, here: Path) -> tuple[SuiteFile, list[PolicyError]]:

@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.api import Engine
-from engine.core.decision import Decision, FiredRule
+from engine.core.decision import Decision, FiredRule, jsonable
 from engine.errors import CharterError, FactError, FactErrors, PolicyErrors, did_you_mean
 from engine.workbench.policytest import coverage as cov
 from engine.workbench.policytest.format import Case, parse_when
-from engine.workbench.policytest.values import MISSING, _plain, show
+from engine.workbench.policytest.values import MISSING, show
 from engine.workbench.policytest.workspace import Workspace, _sources, qualify
 
 DEFAULT_TOLERANCE = 0.005
@@ -45,9 +45,9 @@ class Problem:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"what": self.what, "message": self.describe()}
         if self.expected is not MISSING:
-            out["expected"] = _plain(self.expected)
+            out["expected"] = jsonable(self.expected)
         if self.text == "" or self.actual is not MISSING:
-            out["actual"] = None if self.actual is MISSING else _plain(self.actual)
+            out["actual"] = None if self.actual is MISSING else jsonable(self.actual)
         return out
 
 
@@ -309,7 +309,7 @@ def value_key(value: Any) -> str:
         return value
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return json.dumps(_plain(value), ensure_ascii=False, default=str)
+    return json.dumps(jsonable(value), ensure_ascii=False, default=str)
 
 
 # --------------------------------------------------------------------------------------------
