@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +52,14 @@ class _Period:
     set: PolicySet
     programs: dict[str, Program]
     audit: dict[str, Program] | None = None  # only when some rule in force then is in audit mode
+
+    @cached_property
+    def classifier(self) -> Program | None:
+        """The program whose domain classifies data (``Domain.field_classifier``): the log asks
+        it which logged values to seal."""
+        return next(
+            (p for p in self.programs.values() if p.compiled.domain and p.compiled.domain.field_classifier), None
+        )
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,38 @@ class Engine:
             return domain
         return next((d for name in program.policy.uses if (d := self.ranking_domain(name))), None)
 
+    def ranking_domains(self) -> tuple[str, ...]:
+        """The loaded domains whose own policy ranks customers against a population snapshot."""
+        return tuple(d for d in self.domains if self.program(d).needs_snapshot)
+
+    def default_ranking_domain(self) -> str:
+        """The one loaded domain whose policy ranks customers: what a snapshot is built for
+        when no domain is named. Raises ``SnapshotError`` when there is none or several."""
+        found = self.ranking_domains()
+        if len(found) != 1:
+            raise SnapshotError(
+                "no loaded policy ranks customers against a population"
+                if not found
+                else "several loaded policies rank customers: " + ", ".join(f"`{d}`" for d in found),
+                code="S010",
+                hint="name the domain to build the snapshot for" if found else "a snapshot is for a policy with bands",
+            )
+        return found[0]
+
+    def default_domain(self) -> str:
+        """The domain a command decides in when none is named: the only one loaded, or else the
+        one whose policy ranks customers. Raises ``EvaluationError`` when that does not decide."""
+        if len(self.domains) == 1:
+            return self.domains[0]
+        ranking = self.ranking_domains()
+        if len(ranking) != 1:
+            raise EvaluationError(
+                "name the policy domain to decide in",
+                code="V005",
+                hint="pass `--domain` with one of " + ", ".join(f"`{d}`" for d in sorted(self.domains)),
+            )
+        return ranking[0]
+
     @staticmethod
     def _shadow(period: _Period, domain: str) -> Program | None:
         """The audit-mode program of ``domain`` when audit mode can change its outcome then."""
@@ -197,9 +238,7 @@ class Engine:
         shadow = self._shadow(period, domain)
         decision = self._decide(program, shadow, facts, now, explain)
         if self.log is not None:
-            self.log.record(
-                [(decision, facts, program, shadow)], state.bundle, self.registry, period.programs.get("classification")
-            )
+            self.log.record([(decision, facts, program, shadow)], state.bundle, self.registry, period.classifier)
         return decision
 
     def evaluate_batch(
@@ -238,7 +277,7 @@ class Engine:
             return
         pending: list[Decision | FactErrors] = []
         items: list[Item] = []
-        classification = period.programs.get("classification")
+        classification = period.classifier
         for facts in customers:
             try:
                 decision = self._decide(program, shadow, facts, now, explain)
@@ -286,9 +325,10 @@ class Engine:
             self._state = self._build(self._state.bundle, snapshot)
 
     def build_snapshot(
-        self, customers: Iterable[Mapping[str, Any]], *, now: datetime, domain: str = "tiering"
+        self, customers: Iterable[Mapping[str, Any]], *, now: datetime, domain: str | None = None
     ) -> Snapshot:
-        """Compute a population snapshot for ``domain``'s bands from a stream of customers.
+        """Compute a population snapshot for ``domain``'s bands from a stream of customers
+        (by default the one loaded domain whose policy ranks customers, ``ranking_domains``).
 
         Customers whose facts are bad, or whose score cannot be computed, are skipped and
         counted in ``Snapshot.skipped``. ``now`` is the time scores are computed at (and is
@@ -296,7 +336,7 @@ class Engine:
         ``snapshot_chunk`` scores (8 bytes each) per ranked score, the rest spilled to sorted
         temporary files (``engine.population.ScoreValues``).
         """
-        program = self.program(domain)
+        program = self.program(domain if domain is not None else self.default_ranking_domain())
         compiled = program.compiled
         needed = compiled.policy.percentiles()
         ranking = compiled.ranking

@@ -8,103 +8,26 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import json
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from engine import population
 from engine.api import Engine
 from engine.core.bundle import build_bundle
 from engine.core.decision import Decision, jsonable
-from engine.core.model import FactDecl
 from engine.errors import CharterError, FactErrors, PolicyErrors
+from engine.inputs import parse_now, read_facts
 from engine.plugins import build_registry
 from engine.storage import open_store
 
 DEFAULT_POLICIES = "policies"
 DEFAULT_STORE = "sqlite:///charter.db"  # a SQLite file in the working directory
 DEFAULT_KEY = "charter.key"  # the decision log's master key; CHARTER_LOG_KEY overrides it
-
-
-# --------------------------------------------------------------------------------------------
-# reading facts: JSON (one object or an array), JSON Lines, CSV; `-` is standard input
-# --------------------------------------------------------------------------------------------
-
-
-def read_facts(
-    source: str, fmt: str = "auto", declared: Mapping[str, FactDecl] | None = None
-) -> Iterator[dict[str, Any]]:
-    """Stream customers from a file or stdin. JSON Lines and CSV never load the whole file.
-
-    CSV cells are text; a cell of a fact declared as a number, integer, boolean or list is
-    read as JSON (`12.5`, `true`, `["a"]`), so the fact checker sees the intended type. An
-    empty cell is an absent fact.
-    """
-    stream: IO[str] = sys.stdin if source == "-" else open(source, encoding="utf-8", newline="")  # noqa: SIM115
-    try:
-        if fmt == "auto":
-            fmt = _guess_format(source, stream)
-        if fmt == "csv":
-            typed = {n for n, d in (declared or {}).items() if d.type not in ("string", "timestamp")}
-            for row in csv.DictReader(stream):
-                yield {k: _csv_value(v) if k in typed else v for k, v in row.items() if v not in ("", None)}
-        elif fmt == "jsonl":
-            for n, line in enumerate(stream, 1):
-                if line.strip():
-                    yield _json_object(line, f"{source}:{n}")
-        else:
-            data = json.load(stream)
-            yield from data if isinstance(data, list) else [data]
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-
-
-def _guess_format(source: str, stream: IO[str]) -> str:
-    suffix = Path(source).suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    if suffix == ".csv":
-        return "csv"
-    if suffix == ".json":
-        return "json"
-    return "jsonl"
-
-
-def _json_object(text: str, where: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise CharterError(
-            f"{where}: not valid JSON: {exc}", code="C001", hint="each line must be one JSON object"
-        ) from None
-    return value  # type: ignore[no-any-return]  # a non-object is reported by the fact checker
-
-
-def _csv_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_now(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(UTC)  # the caller's clock, read here at the edge, never in evaluation
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        raise CharterError(
-            f"`--now {text}` is not a timestamp",
-            code="C002",
-            hint="write it like `2025-06-30T09:00:00Z` or `2025-06-30`",
-        ) from None
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,7 +80,10 @@ def _engine(args: argparse.Namespace) -> Engine:
 
         store = open_store(args.store)
         log = DecisionLog(store, Protector(store, load_key(args.key_file, create=True)))
-    return Engine(args.policies, log=log)
+    engine = Engine(args.policies, log=log)
+    if getattr(args, "domain", "") is None:  # no --domain: the domain whose policy ranks customers
+        args.domain = engine.default_domain()
+    return engine
 
 
 def _customers(engine: Engine, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
@@ -336,7 +262,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from engine.core.schema import SCHEMA_DIR, write_schemas
 
-    for path in write_schemas(Path(args.directory) if args.directory else SCHEMA_DIR):
+    domains = build_registry().domains
+    for path in write_schemas(domains, Path(args.directory) if args.directory else SCHEMA_DIR):
         print(path)
     return 0
 
@@ -370,7 +297,9 @@ def _parser() -> argparse.ArgumentParser:
     v.set_defaults(run=cmd_validate)
 
     def facts_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--domain", default="tiering", help="policy domain (default: tiering)")
+        sp.add_argument(
+            "--domain", help="policy domain (default: the only one, or the one whose policy ranks customers)"
+        )
         sp.add_argument(
             "--facts", required=True, help="customers or requests: .json, .jsonl or .csv file, or - for stdin"
         )
@@ -442,4 +371,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "read_facts", "render"]
+__all__ = ["main", "render"]

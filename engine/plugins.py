@@ -5,155 +5,47 @@ group, then any the host application registers in code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import pluggy
 
 from engine import hookspecs
+from engine.core.domain import Domain
 from engine.core.expr.functions import BUILTIN_NAMES as BUILTIN_FUNCTIONS
 from engine.errors import PluginError
+from engine.hookspecs import (
+    Alert,
+    DetectorSpec,
+    EventBackendSpec,
+    EventMatcher,
+    EventPattern,
+    FunctionSpec,
+    Registry,
+    ScorerFunc,
+    ScorerSpec,
+)
 
-ScorerFunc = Callable[..., float]  # func(facts, args, now) or, ranking scorers, func(facts, args, now, stats)
-
-
-@dataclass(frozen=True)
-class ScorerSpec:
-    """A scorer's declaration, apart from its implementation.
-
-    ``reads`` maps each fact the scorer reads to its type (``number``, ``integer``,
-    ``string``, ``boolean``, ``timestamp``); ``args`` maps each argument a policy may pass
-    to its default. ``func(facts, args, now)`` must be pure: no clock (``now`` is the
-    caller's time of decision), no randomness, no I/O.
-    """
-
-    name: str
-    func: ScorerFunc
-    reads: Mapping[str, str]
-    args: Mapping[str, float] = field(default_factory=dict)
-    version: str = "1"
-    description: str = ""
-    plugin: str = ""
-    # A scorer that ranks customers against the population declares the per-customer
-    # metrics it ranks (``metrics(facts, now) -> {name: number}``) and the percentiles it
-    # needs; population snapshots store those cut points, and ``func`` then receives them
-    # as a fourth argument: ``func(facts, args, now, {metric: {percentile: cut}})``.
-    metrics: Callable[[Mapping[str, Any], datetime], Mapping[str, float]] | None = None
-    percentiles: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class DetectorSpec:
-    """A content detector: ``func(text) -> bool``, pure (no clock, no I/O)."""
-
-    name: str
-    func: Callable[[str], bool]
-    description: str = ""
-    version: str = "1"
-    plugin: str = ""
-
-
-@dataclass(frozen=True)
-class EventPattern:
-    """A churn early-warning pattern over a customer's events (escalation ``churn_patterns:``).
-
-    Three forms: ``first`` alone (optionally ``score_at_most``); ``first`` then ``then``
-    within ``within`` seconds, unless an ``unless`` event referring to the first (its
-    ``ref`` is the first's id) arrived before the second; ``first`` with no ``absent`` event
-    within ``within`` seconds after it, judged at the caller's ``now``.
-    """
-
-    id: str
-    first: str
-    then: str | None = None
-    absent: str | None = None
-    unless: str | None = None
-    within: int | None = None
-    score_at_most: float | None = None
-
-
-@dataclass(frozen=True, order=True)
-class Alert:
-    """A pattern that matched: when (epoch seconds) and the ids of the events that made it."""
-
-    at: int
-    pattern: str
-    events: tuple[str, ...]
-
-
-# events in time order: {"kind", "ts" (epoch seconds), "eid", "ref", "score"}; ``now`` in epoch seconds
-EventMatcher = Callable[[Sequence[Mapping[str, Any]], int], list[Alert]]
-
-
-@dataclass(frozen=True)
-class EventBackendSpec:
-    """An event-pattern backend: ``prepare(patterns, key) -> match(events, now) -> alerts``.
-
-    ``key`` is unique to the policy version, for backends that keep named rule sets.
-    """
-
-    name: str
-    prepare: Callable[[Sequence[EventPattern], str], EventMatcher]
-    description: str = ""
-    version: str = "1"
-    plugin: str = ""
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """An extra function for the condition language, declared with its types.
-
-    ``params`` and ``result`` are type names: ``int``, ``double``, ``string``, ``bool``,
-    ``timestamp``, ``duration``. ``method=True`` makes the first parameter the receiver
-    (``customer.name.initials()``). ``func`` must be pure; an exception it raises makes the
-    condition undefined.
-    """
-
-    name: str
-    func: Callable[..., Any]
-    params: tuple[str, ...]
-    result: str
-    method: bool = False
-    description: str = ""
-    version: str = "1"
-    plugin: str = ""
-
-
-@dataclass(frozen=True)
-class Registry:
-    """What the loaded plugins provide, by name, and what went wrong with the others.
-
-    A plugin whose hook raises, returns the wrong type or reuses a name is reported in
-    ``problems`` by plugin name and skipped; the others keep working.
-    """
-
-    scorers: Mapping[str, ScorerSpec]
-    detectors: Mapping[str, DetectorSpec]
-    plugins: Sequence[str]
-    problems: Sequence[PluginError] = ()
-    functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
-    event_backends: Mapping[str, EventBackendSpec] = field(default_factory=dict)
-
-    def describe(self) -> list[dict[str, Any]]:
-        """Every plugin and what it provides (for ``charter plugins``)."""
-        out = []
-        for name in self.plugins:
-            out.append(
-                {
-                    "plugin": name,
-                    "scorers": sorted(s.name for s in self.scorers.values() if s.plugin == name),
-                    "detectors": sorted(d.name for d in self.detectors.values() if d.plugin == name),
-                    "functions": sorted(f.name for f in self.functions.values() if f.plugin == name),
-                    "event_backends": sorted(b.name for b in self.event_backends.values() if b.plugin == name),
-                }
-            )
-        return out
-
+__all__ = [  # the declarations live with the hook specs; importable from here as before
+    "Alert",
+    "DetectorSpec",
+    "Domain",
+    "EventBackendSpec",
+    "EventMatcher",
+    "EventPattern",
+    "FunctionSpec",
+    "Registry",
+    "ScorerFunc",
+    "ScorerSpec",
+    "build_registry",
+    "installed",
+    "plugin_manager",
+]
 
 BUILTIN_PLUGINS = (
+    "engine.domains",
     "charter_plugins.scorers",
     "charter_plugins.detectors",
     "charter_plugins.storage",
@@ -164,6 +56,7 @@ _HOOKS: tuple[tuple[str, type], ...] = (
     ("charter_detectors", DetectorSpec),
     ("charter_functions", FunctionSpec),
     ("charter_event_backends", EventBackendSpec),
+    ("charter_domains", Domain),
 )
 
 
@@ -214,7 +107,15 @@ def build_registry(
         problems,
         functions,
         found["charter_event_backends"],
+        found["charter_domains"],
     )
+
+
+@functools.cache
+def installed() -> Registry:
+    """The installed plugins (built-ins and entry points), loaded once: what the workbench asks
+    of a domain (its key order, the lists whose order decides) when no engine is at hand."""
+    return build_registry()
 
 
 TYPE_NAMES = ("int", "double", "string", "bool", "timestamp", "duration")

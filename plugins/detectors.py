@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from engine.hookspecs import hookimpl
-from engine.plugins import DetectorSpec
+from engine.hookspecs import DetectorSpec, hookimpl
 
 _ID = re.compile(r"^\d{17}[\dXx]$")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import PluginError
-from engine.hookspecs import hookimpl
-from engine.plugins import Alert, EventBackendSpec, EventMatcher, EventPattern
+from engine.hookspecs import Alert, EventBackendSpec, EventMatcher, EventPattern, hookimpl
 
 # --------------------------------------------------------------------------------------------
 # durable-rules, in a worker process

@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from engine.hookspecs import hookimpl
-from engine.plugins import ScorerSpec
+from engine.hookspecs import ScorerSpec, hookimpl
 
 CLV_ARGS = {
     "base_retention": 0.5,

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, MINIMAL, POLICIES, ROOT
 
-from engine.cli import main, read_facts
+from engine.cli import main
 from engine.core.model import FactDecl
 from engine.errors import Location
+from engine.inputs import read_facts
 
 HERE = Location("p.yaml", 1, 1)
 

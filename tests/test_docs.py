@@ -49,8 +49,9 @@ def test_published_schemas_match_the_code(tmp_path: Path) -> None:
     import json
 
     from engine.core.schema import SCHEMA_DIR, write_schemas
+    from engine.domains import BUILTIN
 
-    for path in write_schemas(tmp_path):
+    for path in write_schemas({d.kind: d for d in BUILTIN}, tmp_path):
         shipped = SCHEMA_DIR / path.name
         assert shipped.exists(), f"run `charter schema` to publish {path.name}"
         assert json.loads(shipped.read_text()) == json.loads(path.read_text())

@@ -71,6 +71,7 @@ def test_listed_by_charter_plugins() -> None:
         "detectors": ["wechat_id"],
         "functions": ["initials"],
         "event_backends": [],
+        "domains": [],
     }
 
 

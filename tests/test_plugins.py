@@ -165,6 +165,7 @@ def test_every_hook_is_documented_to_the_template() -> None:
         "charter_detectors",
         "charter_functions",
         "charter_event_backends",
+        "charter_domains",
         "charter_storage",
     }
     for f in specs:

@@ -267,7 +267,7 @@ def test_removing_the_plugin_fails_validation_not_evaluation(tmp_path: Path) -> 
     path = tmp_path / "tiering.yaml"
     path.write_text(BANDS.replace("to: 70", "to: 80"))
     with pytest.raises(PolicyErrors) as info:
-        build_bundle([path], build_registry(builtins=()))
+        build_bundle([path], build_registry(builtins=("engine.domains",)))
     assert [e.code for e in info.value.errors] == ["P110"]
 
 

@@ -20,6 +20,7 @@ import pytest
 from conftest import EXAMPLES, POLICIES, ROOT
 
 from engine.cli import main
+from engine.plugins import installed
 
 TESTS = POLICIES / "tests"
 
@@ -282,7 +283,7 @@ def test_a_malformed_test_file_is_located_and_exits_2(tmp_path: Path, charter_te
     assert r.code == 2
     assert r.out.splitlines() == [
         f"{path}:4:5: missing key `domain` [T021]",
-        "  help: add `domain:`, one of `tiering`, `classification`, `access`, `retention`, `escalation`",
+        "  help: add `domain:`, one of " + ", ".join(f"`{d}`" for d in installed().domains),
         f"{path}:10:5: unknown key `expct` [T020]",
         "  help: did you mean `expect`?",
     ]

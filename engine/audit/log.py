@@ -32,7 +32,7 @@ from engine.storage import Store
 if TYPE_CHECKING:
     from engine.core.bundle import Bundle
     from engine.core.evaluate import Program
-    from engine.plugins import Registry
+    from engine.hookspecs import Registry
 
 RECORD_VERSION = 1
 Sensitive = Callable[[str, Any], bool]
@@ -225,7 +225,8 @@ def _leaf_name(path: str) -> str:
 
 
 def sensitivity(program: Program, classification: Program | None = None) -> Sensitive:
-    """Whether a fact at ``path`` is sensitive, from the classification policy and declarations."""
+    """Whether a fact at ``path`` is sensitive: declared so, or so classified by the program
+    that classifies data (``classification``, or one ``program`` uses)."""
     declared = {name for name, decl in program.policy.facts.items() if decl.sensitive}
     classifier = _classifier(classification or program)
     paths: dict[str, tuple[str, bool]] = {}  # path -> (leaf name, declared sensitive)
@@ -245,46 +246,13 @@ def sensitivity(program: Program, classification: Program | None = None) -> Sens
 
 
 def _classifier(program: Program) -> Callable[[str, Any], bool] | None:
-    """From the classification program loaded with ``program`` (itself or one it uses)."""
+    """From the program loaded with ``program`` (itself or one it uses) whose domain classifies
+    data (``Domain.field_classifier``)."""
     seen: list[Program] = [program]
-    found = None
     while seen:
         p = seen.pop()
-        if p.domain == "classification":
-            found = p
-            break
+        domain = p.compiled.domain
+        if domain is not None and domain.field_classifier is not None and p.runner is not None:
+            return domain.field_classifier(p.runner)
         seen.extend(p.upstream.values())
-    if found is None or found.runner is None:
-        return None
-    runner: Any = found.runner
-    protect = {c.id for c in runner.model.classes if c.handling.get("encrypt_at_rest")}
-    by_name: dict[str, bool] = {}  # fields no detector rule could reclassify: the name decides
-    by_value: dict[tuple[str, type, Any], bool] = {}  # detectors are pure: a repeated value is not run again
-    by_name_only: dict[str, bool] = {}  # for values no detector reads
-
-    def protected(name: str, value: Any) -> bool:
-        hit = by_name.get(name)
-        if hit is not None:
-            return hit
-        kind = type(value)
-        if kind is float or kind is bool:  # no detector reads numbers with a fraction or booleans: the name decides
-            hit = by_name_only.get(name)
-            if hit is None:
-                hit = by_name_only[name] = runner.classify(name, None) in protect
-            return hit
-        key = (name, kind, value) if kind is str or kind is int else None
-        if key is not None:
-            hit = by_value.get(key)
-            if hit is not None:
-                return hit
-        hit = runner.classify(name, value) in protect
-        if not runner.plan(name)[1]:
-            if len(by_name) < 65536:
-                by_name[name] = hit
-        elif key is not None:
-            if len(by_value) >= 16384:
-                by_value.clear()
-            by_value[key] = hit
-        return hit
-
-    return protected
+    return None

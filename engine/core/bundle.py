@@ -22,9 +22,8 @@ from engine.core.load import Document, load_file, load_text, policy_files, read_
 from engine.core.model import Policy
 from engine.core.periods import Marks, describe_period, period_starts, read_marks, variant
 from engine.core.validate import validate
-from engine.domains import DOMAINS
-from engine.errors import Location, PolicyError, PolicyErrors
-from engine.plugins import Registry
+from engine.errors import Location, PolicyError, PolicyErrors, did_you_mean
+from engine.hookspecs import Registry
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ def load_documents(paths: Sequence[str | Path]) -> list[Document]:
     return docs
 
 
-def check_uses(policies: Mapping[str, Policy]) -> list[PolicyError]:
+def check_uses(policies: Mapping[str, Policy], registry: Registry) -> list[PolicyError]:
     """Every domain a policy ``uses:`` is loaded, the uses have no cycle, and cross-domain checks pass."""
     errors: list[PolicyError] = []
     for policy in policies.values():
@@ -166,7 +165,8 @@ def check_uses(policies: Mapping[str, Policy]) -> list[PolicyError]:
                         f"this policy uses `{name}`, but no `{name}` policy is loaded",
                         use.location,
                         code="P160",
-                        hint=f"add the `{name}` policy file to the policy directory, or remove this line",
+                        hint=did_you_mean(name, policies)
+                        or f"add the `{name}` policy file to the policy directory, or remove this line",
                     )
                 )
     if errors:
@@ -185,7 +185,7 @@ def check_uses(policies: Mapping[str, Policy]) -> list[PolicyError]:
             )
         ]
     for policy in policies.values():
-        cross = DOMAINS[policy.kind].cross_check
+        cross = registry.domains[policy.kind].cross_check
         if cross is not None:
             errors.extend(cross(policy, policies))
     return errors
@@ -329,7 +329,7 @@ class _SetBuilder:
                 continue
             policies[policy.kind] = policy
         if not errors:
-            errors.extend(check_uses(policies))
+            errors.extend(check_uses(policies, self.registry))
         if errors:
             for err in errors:
                 key = (str(err.location), err.code, err.message)

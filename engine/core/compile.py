@@ -24,14 +24,13 @@ from typing import Any
 
 from engine.core import cells
 from engine.core.decision import FiredRule, TraceStep
+from engine.core.domain import Domain, Runner
 from engine.core.expr import EvalError, compile_expr, compile_traced, source
 from engine.core.expr import TraceStep as ExprStep
 from engine.core.facts import FactChecker
 from engine.core.model import BandsDecl, Policy, RuleDecl, Step, TableDecl
-from engine.domains import DOMAINS
-from engine.domains.base import Runner
 from engine.errors import EvaluationError
-from engine.plugins import Registry, ScorerSpec
+from engine.hookspecs import Registry, ScorerSpec
 
 Env = dict[str, Any]
 Condition = Callable[[Env], Any]
@@ -50,6 +49,7 @@ class CompiledPolicy:
     tables: dict[str, TableParts] = field(default_factory=dict)
     ranking: dict[str, ScorerSpec] = field(default_factory=dict)  # scores that need population statistics
     runner: Runner | None = None  # a domain with its own semantics (``engine.domains``)
+    domain: Domain | None = None  # what the policy's kind is (``engine.core.domain``), set by the domain pass
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,8 @@ def _pass_digest(cp: CompiledPolicy, registry: Registry) -> None:
 
 
 def _pass_domain(cp: CompiledPolicy, registry: Registry) -> None:
-    build = DOMAINS[cp.policy.kind].build
+    cp.domain = registry.domains[cp.policy.kind]
+    build = cp.domain.build
     if build is not None:
         cp.runner = build(cp.policy, registry)
 

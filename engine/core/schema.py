@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.core.domain import Domain
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -152,13 +156,13 @@ def policy_schema(
     extra: dict[str, Any] | None = None,
     shared: bool = True,
     required: tuple[str, ...] = (),
-    uses: tuple[str, ...] = (),
+    uses: bool = False,
 ) -> dict[str, Any]:
     """The JSON Schema for a policy file of ``kind``.
 
     ``shared`` policies have facts, scores, outputs and decision tables; the others only
-    their own sections (``extra``). ``uses`` names the domains whose decisions this kind
-    may use (``uses: {classification: resource.record}``).
+    their own sections (``extra``). ``uses``: whether the policy may read other domains'
+    decisions (``uses: {classification: resource.record}``).
     """
     head: dict[str, Any] = {
         "charter": {"const": 1, "description": "policy file format version"},
@@ -170,7 +174,7 @@ def policy_schema(
         head["uses"] = {
             "type": "object",
             "description": "the decisions of other domains this policy reads, and where their facts are",
-            "propertyNames": {"enum": list(uses)},
+            "propertyNames": {"type": "string", "pattern": ID_PATTERN},
             "additionalProperties": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*(\\.[a-z_][a-z0-9_]*)*$"},
         }
     if not shared:
@@ -225,20 +229,17 @@ def policy_schema(
     }
 
 
-def schemas() -> dict[str, dict[str, Any]]:
+def schemas(domains: Mapping[str, Domain]) -> dict[str, dict[str, Any]]:
     """Every policy kind's schema, by kind."""
-    from engine.domains import DOMAINS
-
-    return {kind: domain_schema(domain) for kind, domain in DOMAINS.items()}
+    return {kind: domain_schema(domain) for kind, domain in domains.items()}
 
 
-def domain_schema(domain: Any) -> dict[str, Any]:
-    """The schema of a ``engine.domains.Domain``: any policy may use the decisions of other domains."""
-    from engine.domains import DOMAINS
-
-    others = tuple(k for k in DOMAINS if k != domain.kind)
+def domain_schema(domain: Domain) -> dict[str, Any]:
+    """The schema of a ``Domain``'s policy files. Any policy may use the decisions of other
+    domains: which ones are loaded is checked after the schema (P160), so the schema of a
+    kind does not depend on what else is installed."""
     schema = policy_schema(
-        domain.kind, extra=domain.schema_extra, shared=domain.shared, required=domain.required, uses=others
+        domain.kind, extra=domain.schema_extra, shared=domain.shared, required=domain.required, uses=True
     )
     out: dict[str, Any] = _with_periods(copy.deepcopy(schema))
     return out
@@ -258,11 +259,11 @@ def _with_periods(node: Any) -> Any:
     return node
 
 
-def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+def write_schemas(domains: Mapping[str, Domain], directory: Path = SCHEMA_DIR) -> list[Path]:
     """Write every schema as ``<kind>.schema.json`` into ``directory``; returns the paths."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind, schema in schemas().items():
+    for kind, schema in schemas(domains).items():
         path = directory / f"{kind}.schema.json"
         path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(path)

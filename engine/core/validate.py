@@ -51,9 +51,8 @@ from engine.core.model import (
     UseDecl,
 )
 from engine.core.schema import domain_schema
-from engine.domains import DOMAINS
 from engine.errors import Location, PolicyError, PolicyErrors, did_you_mean
-from engine.plugins import Registry
+from engine.hookspecs import Registry
 
 FACT_EXPR_TYPES: dict[str, Type] = {
     "string": STRING,
@@ -62,7 +61,7 @@ FACT_EXPR_TYPES: dict[str, Type] = {
     "boolean": BOOL,
     "timestamp": TIMESTAMP,
 }
-_validators: dict[str, jsonschema.protocols.Validator] = {}
+_validators: dict[tuple[Any, ...], jsonschema.protocols.Validator] = {}
 
 
 def expr_type(kind: str, items: str | None = None) -> Type:
@@ -74,7 +73,7 @@ def expr_type(kind: str, items: str | None = None) -> Type:
 
 def validate(doc: Document, registry: Registry) -> Policy:
     """Check one loaded policy file. Raises ``PolicyErrors`` with every error found."""
-    errors = check_schema(doc)
+    errors = check_schema(doc, registry)
     if errors:
         raise PolicyErrors(errors)
     checker = Semantics(doc, registry)
@@ -89,7 +88,7 @@ def validate(doc: Document, registry: Registry) -> Policy:
 # --------------------------------------------------------------------------------------------
 
 
-def check_schema(doc: Document) -> list[PolicyError]:
+def check_schema(doc: Document, registry: Registry) -> list[PolicyError]:
     data = doc.data
     if not isinstance(data, dict):
         return [
@@ -101,15 +100,17 @@ def check_schema(doc: Document) -> list[PolicyError]:
             )
         ]
     kind = data.get("kind")
-    if not isinstance(kind, str) or kind not in DOMAINS:
+    domains = registry.domains
+    if not isinstance(kind, str) or kind not in domains:
         where = doc.location(("kind",)) if "kind" in data else doc.location(())
         shown = f"`{kind}`" if kind is not None else "nothing"
-        hint = did_you_mean(str(kind), DOMAINS) or "write one of " + ", ".join(f"`{k}`" for k in DOMAINS)
+        hint = did_you_mean(str(kind), domains) or "write one of " + ", ".join(f"`{k}`" for k in domains)
         return [PolicyError(f"unknown policy kind {shown}", where, code="P011", hint=hint)]
-    validator = _validators.get(kind)
+    domain = domains[kind]
+    cache_key = (kind, id(domain.schema_extra), domain.shared, domain.required)  # the same across registries
+    validator = _validators.get(cache_key)
     if validator is None:
-        schema = domain_schema(DOMAINS[kind])
-        validator = _validators[kind] = jsonschema.Draft202012Validator(schema)
+        validator = _validators[cache_key] = jsonschema.Draft202012Validator(domain_schema(domain))
     seen: set[tuple[DocPath, str]] = set()
     out = []
     for err in validator.iter_errors(data):
@@ -296,7 +297,7 @@ class Semantics:
             name: UseDecl(name, tuple(path.split(".")), self.doc.location(("uses", name), key=True))
             for name, path in self.data.get("uses", {}).items()
         }
-        domain = DOMAINS[self.data["kind"]]
+        domain = self.registry.domains[self.data["kind"]]
         extra = domain.check(self) if domain.check is not None else None
         meta: dict[str, str] = {
             k: str(self.data[k]) for k in ("title", "description", "owner", "clause") if k in self.data

@@ -1,19 +1,26 @@
-"""The policy domains: what each ``kind:`` of policy file may contain beyond the shared parts.
+"""The five built-in policy domains, registered as a plugin through ``charter_domains``.
 
-Each domain lives in its own module and registers a ``Domain`` here. The shared parts
-(facts, scores, outputs, decision tables) are in ``engine.core``; a domain adds its own
-sections to the schema and, where it needs them, its own checks and compile steps.
+Each domain lives in its own module and is declared there as an ``engine.core.domain.Domain``;
+this module only hands them to the plugin manager, exactly as a third-party package's entry
+point would. Nothing in ``engine.core`` imports this package.
 """
 
 from __future__ import annotations
 
+from engine.core.domain import Domain
 from engine.domains.access import ACCESS
-from engine.domains.base import Domain
 from engine.domains.classification import CLASSIFICATION
 from engine.domains.escalation import ESCALATION
 from engine.domains.retention import RETENTION
 from engine.domains.tiering import TIERING
+from engine.hookspecs import hookimpl
 
-DOMAINS: dict[str, Domain] = {d.kind: d for d in (TIERING, CLASSIFICATION, ACCESS, RETENTION, ESCALATION)}
+BUILTIN: tuple[Domain, ...] = (TIERING, CLASSIFICATION, ACCESS, RETENTION, ESCALATION)
 
-__all__ = ["DOMAINS", "Domain"]
+
+@hookimpl
+def charter_domains() -> list[Domain]:
+    return list(BUILTIN)
+
+
+__all__ = ["BUILTIN", "Domain", "charter_domains"]

@@ -32,16 +32,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule, TraceStep
+from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.core.expr import BOOL, STRING, TIMESTAMP, EvalError, ListType, Node, ObjectType, compile_expr
 from engine.core.facts import parse_timestamp
-from engine.domains.base import Domain, DomainResult, Runner
 from engine.domains.request import RequestShape
 from engine.errors import Location, PolicyError, did_you_mean
 
 if TYPE_CHECKING:
     from engine.core.model import Policy
-    from engine.core.validate import Semantics
-    from engine.plugins import Registry
+    from engine.hookspecs import Registry
 
 ANY = "*"
 _text = {"type": "string", "minLength": 1}
@@ -161,7 +160,7 @@ class Access:
 # --------------------------------------------------------------------------------------------
 
 
-def check(ctx: Semantics) -> Access:
+def check(ctx: CheckContext) -> Access:
     data = ctx.data
     actions, purposes = tuple(data["actions"]), tuple(data["purposes"])
     raw_roles: dict[str, Any] = data["roles"]
@@ -198,7 +197,7 @@ def check(ctx: Semantics) -> Access:
     return Access(actions, purposes, closure, role_locations, obligations, rules, tuple(exceptions))
 
 
-def _closure(role: str, parents: Mapping[str, tuple[str, ...]], ctx: Semantics) -> tuple[str, ...]:
+def _closure(role: str, parents: Mapping[str, tuple[str, ...]], ctx: CheckContext) -> tuple[str, ...]:
     seen: list[str] = []
     stack = [role]
     while stack:
@@ -220,7 +219,7 @@ def _closure(role: str, parents: Mapping[str, tuple[str, ...]], ctx: Semantics) 
 
 
 def _grant(
-    ctx: Semantics,
+    ctx: CheckContext,
     path: tuple[str | int, ...],
     spec: dict[str, Any],
     lists: Mapping[str, tuple[str, ...]],
@@ -547,6 +546,22 @@ class _Compiled:
         return DomainResult(outputs, fired, notes, trace)
 
 
+def rules(policy: Policy) -> list[RuleInfo]:
+    """Each rule and waiver, and the built-in default deny (cited at the policy's own location)."""
+    model = policy.extra
+    out = [RuleInfo(g.location.file, g.location.line, g.id, f"{g.effect} rule") for g in model.rules]
+    out += [RuleInfo(g.location.file, g.location.line, g.id, "waiver") for g in model.exceptions]
+    out.append(RuleInfo(policy.path, policy.location.line, "default-deny", "built-in"))
+    return out
+
+
+def lint(ctx: Any, policy: Policy) -> None:
+    """``charter lint``'s access checks (L020-L022, and L003-L005 on conditions)."""
+    from engine.domains.access_lint import check_access
+
+    check_access(ctx, policy)
+
+
 def build(policy: Policy, registry: Registry) -> Runner:
     return _Compiled(policy)
 
@@ -561,4 +576,15 @@ ACCESS = Domain(
     check=check,
     build=build,
     cross_check=cross_check,
+    rules=rules,
+    sections=("actions", "purposes", "roles", "obligations", "rules", "exceptions"),
+    key_order={
+        "roles.*": "inherits description owner clause",
+        "obligations.*": "always description clause",
+        "rules[]": "id effect mask roles classes actions purposes when obligations"
+        " message title description owner clause",
+        "exceptions[]": "id owner expires subjects roles classes actions purposes when waives mask obligations"
+        " message title description clause",
+    },
+    lint=lint,
 )

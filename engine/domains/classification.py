@@ -25,19 +25,18 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule, TraceStep
-from engine.domains.base import Domain, DomainResult, Runner
+from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.errors import FactError, FactErrors, Location, did_you_mean
 
 if TYPE_CHECKING:
     from engine.core.model import Policy
-    from engine.core.validate import Semantics
-    from engine.plugins import Registry
+    from engine.hookspecs import Registry
 
 MASKS = ("none", "full", "last4", "hash", "null", "year")
 MAX_DEPTH = 32
@@ -123,7 +122,7 @@ class Classification:
     by_id: dict[str, DataClass] = field(default_factory=dict)
 
 
-def check(ctx: Semantics) -> Classification:
+def check(ctx: CheckContext) -> Classification:
     """Validate ``classes`` and ``rules``: unique ids, known classes and detectors."""
     classes: dict[str, DataClass] = {}
     for i, spec in enumerate(ctx.data["classes"]):
@@ -364,6 +363,53 @@ class _Compiled:
         return DomainResult(outputs, fired, notes, trace)
 
 
+def field_classifier(runner: Any) -> Callable[[str, Any], bool]:
+    """Whether a value of a field must be sealed in the decision log: its class is to be
+    encrypted at rest. Decided once per field name where no detector can change it, once per
+    value otherwise (detectors are pure)."""
+    protect = {c.id for c in runner.model.classes if c.handling.get("encrypt_at_rest")}
+    by_name: dict[str, bool] = {}  # fields no detector rule could reclassify: the name decides
+    by_value: dict[tuple[str, type, Any], bool] = {}  # detectors are pure: a repeated value is not run again
+    by_name_only: dict[str, bool] = {}  # for values no detector reads
+
+    def protected(name: str, value: Any) -> bool:
+        hit = by_name.get(name)
+        if hit is not None:
+            return hit
+        kind = type(value)
+        if kind is float or kind is bool:  # no detector reads numbers with a fraction or booleans: the name decides
+            hit = by_name_only.get(name)
+            if hit is None:
+                hit = by_name_only[name] = runner.classify(name, None) in protect
+            return hit
+        key = (name, kind, value) if kind is str or kind is int else None
+        if key is not None:
+            hit = by_value.get(key)
+            if hit is not None:
+                return hit
+        hit = runner.classify(name, value) in protect
+        if not runner.plan(name)[1]:
+            if len(by_name) < 65536:
+                by_name[name] = hit
+        elif key is not None:
+            if len(by_value) >= 16384:
+                by_value.clear()
+            by_value[key] = hit
+        return hit
+
+    return protected
+
+
+def rules(policy: Policy) -> list[RuleInfo]:
+    """Each rule, as decisions name it."""
+    return [RuleInfo(r.location.file, r.location.line, r.id, "rule") for r in policy.extra.rules]
+
+
+def classes(policy: Policy) -> tuple[str, ...]:
+    """The data classes this policy gives fields, least restrictive first."""
+    return tuple(c.id for c in policy.extra.classes)
+
+
 def build(policy: Policy, registry: Registry) -> Runner:
     return _Compiled(policy, registry)
 
@@ -376,4 +422,18 @@ CLASSIFICATION = Domain(
     required=("classes", "rules"),
     check=check,
     build=build,
+    rules=rules,
+    sections=("classes", "rules"),
+    key_order={
+        "classes[]": "id label title clause description owner message handling",
+        "classes[].handling": "encrypt_at_rest cipher mask export graded_permissions purposes",
+        "rules[]": "id class fields detector message title description owner clause",
+    },
+    ordered={
+        "classes": "the later class is the more restrictive",
+        "rules": "between rules of one class, the first decides",
+    },
+    ordered_within={"rules": "class"},
+    field_classifier=field_classifier,
+    classes=classes,
 )

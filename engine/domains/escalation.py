@@ -28,16 +28,15 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule
+from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.core.facts import parse_timestamp
-from engine.domains.base import Domain, DomainResult, Runner
 from engine.domains.request import RequestShape
 from engine.errors import Location, PolicyError, did_you_mean
-from engine.plugins import EventMatcher, EventPattern
+from engine.hookspecs import EventMatcher, EventPattern
 
 if TYPE_CHECKING:
     from engine.core.model import Policy
-    from engine.core.validate import Semantics
-    from engine.plugins import Registry
+    from engine.hookspecs import Registry
 
 ANY = "*"
 STATES = ("cancelled", "succeeded", "in_progress", "paused", "nearing_breach", "breached")  # least to most urgent
@@ -250,7 +249,7 @@ class Escalation:
     priority_clauses: dict[str, str] = field(default_factory=dict)
 
 
-def check(ctx: Semantics) -> Escalation:
+def check(ctx: CheckContext) -> Escalation:
     data = ctx.data
     categories, severities = tuple(data["categories"]), tuple(data["severities"])
     calendars: dict[str, Calendar] = {"24x7": Calendar()}
@@ -359,7 +358,7 @@ def check(ctx: Semantics) -> Escalation:
     )
 
 
-def _calendar(ctx: Semantics, name: str, spec: Mapping[str, Any]) -> Calendar:
+def _calendar(ctx: CheckContext, name: str, spec: Mapping[str, Any]) -> Calendar:
     sign, hh, mm = 1, 0, 0
     off = spec.get("utc_offset", "+00:00")
     sign = -1 if off[0] == "-" else 1
@@ -625,6 +624,19 @@ def _fact_error(field: str, message: str) -> Any:
     return FactErrors([FactError(f"`{field}`: {message}", field=field, rule="range", code="F211")])
 
 
+def rules(policy: Policy) -> list[RuleInfo]:
+    """Each clock, ladder step (``ladder-<level>``), churn pattern and tier priority
+    (``priority-<tier>``), as decisions name them."""
+    model = policy.extra
+    out = [RuleInfo(c.location.file, c.location.line, c.id, "clock") for c in model.clocks]
+    out += [RuleInfo(s.location.file, s.location.line, f"ladder-{s.level}", "ladder step") for s in model.ladder]
+    out += [RuleInfo(w.file, w.line, pid, "churn pattern") for pid, w in model.pattern_locations.items()]
+    out += [
+        RuleInfo(w.file, w.line, f"priority-{tier}", "priority for tier") for tier, (_, _, w) in model.priority.items()
+    ]
+    return out
+
+
 def build(policy: Policy, registry: Registry) -> Runner:
     return _Compiled(policy, registry)
 
@@ -639,4 +651,25 @@ ESCALATION = Domain(
     check=check,
     build=build,
     cross_check=cross_check,
+    rules=rules,
+    sections=(
+        "categories",
+        "severities",
+        "warning_at",
+        "calendars",
+        "clocks",
+        "priority",
+        "ladder",
+        "event_backend",
+        "churn_patterns",
+    ),
+    key_order={
+        "calendars.*": "description utc_offset days from to holidays",
+        "clocks[]": "id stops within categories severities complexity calendar message title description owner clause",
+        "priority[]": "tier factor message title description owner clause",
+        "ladder[]": "level owner at after actions message title description clause",
+        "churn_patterns[]": "id first then absent within unless score_at_most actions"
+        " message title description owner clause",
+    },
+    period_words={"m": "minute"},
 )

@@ -30,15 +30,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule
+from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.core.facts import parse_timestamp
-from engine.domains.base import Domain, DomainResult, Runner
 from engine.domains.request import RequestShape
 from engine.errors import Location, PolicyError, did_you_mean
 
 if TYPE_CHECKING:
     from engine.core.model import Policy
-    from engine.core.validate import Semantics
-    from engine.plugins import Registry
+    from engine.hookspecs import Registry
 
 ANY = "*"
 CLOCKS = ("created", "last_activity", "relationship_ended", "consent_withdrawn")
@@ -98,7 +97,7 @@ class Retention:
     rules: tuple[RetentionRule, ...]
 
 
-def check(ctx: Semantics) -> Retention:
+def check(ctx: CheckContext) -> Retention:
     types = tuple(ctx.data["record_types"])
     rules = []
     for i, spec in enumerate(ctx.data["rules"]):
@@ -300,6 +299,18 @@ def _iso(t: datetime | None) -> str:
     return t.isoformat().replace("+00:00", "Z") if t is not None else "never"
 
 
+def rules(policy: Policy) -> list[RuleInfo]:
+    """Each rule, as decisions name it."""
+    return [RuleInfo(r.location.file, r.location.line, r.id, "rule") for r in policy.extra.rules]
+
+
+def lint(ctx: Any, policy: Policy) -> None:
+    """``charter lint``'s retention checks (L010-L015)."""
+    from engine.domains.retention_lint import check_retention
+
+    check_retention(ctx, policy)
+
+
 def build(policy: Policy, registry: Registry) -> Runner:
     return _Compiled(policy)
 
@@ -311,6 +322,13 @@ RETENTION = Domain(
     shared=False,
     required=("record_types", "rules"),
     uses=("classification",),
+    rules=rules,
+    sections=("record_types", "hold_fields", "rules"),
+    key_order={
+        "rules[]": "id record_types classes obligation period starts action message title description owner clause"
+    },
+    ordered={"rules": "ties go to the rule listed first"},
+    lint=lint,
     check=check,
     build=build,
     cross_check=cross_check,

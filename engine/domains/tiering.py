@@ -8,10 +8,15 @@ tiering decision names the snapshot it used and can be reproduced from it.
 
 from __future__ import annotations
 
-from engine.domains.base import Domain
+from engine.core.domain import Domain
 
 TIERING = Domain(
     kind="tiering",
     description="customer value tier, lifecycle stage, risk level and treatment",
     schema_extra={"bands": {"type": "array", "items": {"$ref": "#/$defs/bands"}}},
+    sections=("facts", "scores", "outputs", "bands", "tables"),
+    key_order={
+        "bands[]": "id output score title description owner clause bands",
+        "bands[].bands[]": "id value from to message title description owner clause",
+    },
 )

@@ -14,7 +14,7 @@ from typing import Any
 from engine.api import Engine
 from engine.core.load import DocPath, Document, load_file, policy_files
 from engine.errors import CharterError, Location, PolicyError, PolicyErrors
-from engine.plugins import Registry, build_registry
+from engine.plugins import Registry, build_registry, installed
 from engine.workbench.diff.structure import (
     Item,
     _canon,
@@ -27,11 +27,6 @@ from engine.workbench.diff.structure import (
 from engine.workbench.diff.words import _field_text, show
 
 DOC_FIELDS = ("message", "description", "title", "label", "clause", "owner")  # left out of "added" summaries
-ORDER_MATTERS = {  # top-level lists whose order decides, and why (a table's rules: when `hit: first`)
-    ("classification", "classes"): "the later class is the more restrictive",
-    ("classification", "rules"): "between rules of one class, the first decides",
-    ("retention", "rules"): "ties go to the rule listed first",
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,6 +172,8 @@ class DocDiff:
 
     def __init__(self, domain: str, old: Document, new: Document) -> None:
         self.domain, self.old, self.new = domain, old, new
+        self.spec = installed().domains.get(domain)
+        self.units = self.spec.period_words if self.spec is not None else {}
         self.rule_keys = _rule_keys(old.data) | _rule_keys(new.data)
         self.old_items, self.new_items = _items(old.data, self.rule_keys), _items(new.data, self.rule_keys)
 
@@ -198,7 +195,7 @@ class DocDiff:
         noun, rule = ctx.get("noun", ""), ctx.get("rule")
         for what, path, before, after in _diff_values(old, new, ()):
             name = ".".join(path)
-            text = _field_text(what, name, before, after, noun, self.domain)
+            text = _field_text(what, name, before, after, noun, self.units)
             where = ((*at[0], *path), (*at[1], *path))
             yield self._change(kind, subject, text, where, rule=rule, field=name, old=before, new=after)
 
@@ -253,7 +250,7 @@ class DocDiff:
             siblings = [i for i in self.new_items.values() if i.container == item.container]
             at = siblings.index(item)
             text += f" ({reason}), " + (f"after `{siblings[at - 1].name}`" if at else "as the first")
-        shown = [f"{k} {show(v, k, item.noun, self.domain)}" for k, v in item.data.items() if k not in DOC_FIELDS]
+        shown = [f"{k} {show(v, k, item.noun, self.units)}" for k, v in item.data.items() if k not in DOC_FIELDS]
         text += f": {', '.join(shown)}" if shown else ""
         return self._change("rule_added", item.subject, text, (None, item.path), rule=item.key, new=item.data)
 
@@ -264,7 +261,8 @@ class DocDiff:
                 i.parent for i in (self.old_items.get(item.key), item) if i and i.parent and i.parent.noun == "table"
             ]
             return "hit: first" if any(t.data.get("hit") == "first" for t in tables) else None
-        return ORDER_MATTERS.get((self.domain, str(item.path[0])))
+        # a top-level list whose order decides says why (``Domain.ordered``)
+        return self.spec.ordered.get(str(item.path[0])) if self.spec is not None else None
 
     def _order(self) -> Iterator[Change]:
         groups: dict[tuple[str, Any], list[str]] = {}
@@ -272,8 +270,8 @@ class DocDiff:
             old = self.old_items.get(key)
             if old is None or old.container != item.container or self._ordered_by(item) is None:
                 continue
-            by_class = self.domain == "classification" and item.path[0] == "rules"  # only within one class
-            group = (item.container, _canon((), item.data.get("class") if by_class else None))
+            within = self.spec.ordered_within.get(str(item.path[0])) if self.spec is not None else None
+            group = (item.container, _canon((), item.data.get(within) if within else None))
             groups.setdefault(group, []).append(key)
         for new_order in groups.values():
             old_order = [k for k in self.old_items if k in new_order]

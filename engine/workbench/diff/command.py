@@ -101,7 +101,9 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
     d.add_argument("--format", choices=["text", "json"], default="text")
     d.add_argument("--exit-code", action="store_true", help="exit 1 when there are semantic changes")
     d.add_argument("--facts", help="customers or requests (.json, .jsonl or .csv): decide each with both policy sets")
-    d.add_argument("--domain", default="tiering", help="the domain to decide with --facts (default: tiering)")
+    d.add_argument(
+        "--domain", help="the domain to decide with --facts (default: the only one, or the one that ranks customers)"
+    )
     d.add_argument("--now", help="evaluation time, e.g. 2025-06-30T00:00:00Z (default: the current time)")
     d.add_argument("--population", help="customers to rank against (default: --facts, when the domain ranks)")
     d.add_argument("--sample", type=int, default=5, help="changed decisions to show (default: 5)")

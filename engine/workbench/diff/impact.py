@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from engine.api import Engine
-from engine.cli import parse_now, read_facts
 from engine.core.decision import Decision
 from engine.errors import CharterError, FactErrors, did_you_mean
+from engine.inputs import parse_now, read_facts
 from engine.population import Snapshot
 from engine.workbench.diff.changes import Report
 from engine.workbench.diff.structure import _scalars
@@ -100,6 +100,8 @@ def _decide(engine: Engine, domain: str, facts: Any, now: datetime) -> Decision 
 
 def measure_impact(report: Report, args: argparse.Namespace) -> Impact:
     """Decide every customer (or request) of ``args.facts`` with both policy sets."""
+    if args.domain is None:
+        args.domain = report.new_engine.default_domain()
     old, new, domain = report.old_engine, report.new_engine, args.domain
     for engine, which in ((old, "old"), (new, "new")):
         if domain not in engine.domains:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -14,13 +15,13 @@ NEWLINES = re.compile(r"\s*\n\s*")
 UNITS = {"y": "year", "m": "month", "w": "week", "d": "day", "h": "hour"}
 
 
-def show(value: Any, name: str = "", noun: str = "", domain: str = "") -> str:
+def show(value: Any, name: str = "", noun: str = "", units: Mapping[str, str] | None = None) -> str:
     """A value as an officer reads it: percentiles, periods in words, text in backticks."""
     if noun == "band" and name in ("from", "to") and isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"the {_ordinal(value)} percentile"
     if name in PERIOD_FIELDS and isinstance(value, str) and (m := PERIOD.match(value)):
         n, unit = int(m.group(1)), m.group(2)
-        word = "minute" if unit == "m" and domain == "escalation" else UNITS[unit]
+        word = (units or {}).get(unit) or UNITS[unit]  # a domain may mean another word (``Domain.period_words``)
         return f"{n:,} {word}{'' if n == 1 else 's'}"
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
@@ -42,9 +43,9 @@ def _ordinal(p: float) -> str:
     return f"{n}{suffix}"
 
 
-def _field_text(what: str, name: str, old: Any, new: Any, noun: str, domain: str) -> str:
+def _field_text(what: str, name: str, old: Any, new: Any, noun: str, units: Mapping[str, str]) -> str:
     leaf = name.rsplit(".", 1)[-1]
-    shown_old, shown_new = show(old, leaf, noun, domain), show(new, leaf, noun, domain)
+    shown_old, shown_new = show(old, leaf, noun, units), show(new, leaf, noun, units)
     return {
         "changed": f"`{name}` changed from {shown_old} to {shown_new}",
         "added": f"added `{name}`: {shown_new}",

@@ -1,65 +1,43 @@
 """The canonical order of keys: the order the shipped policies are written in.
 
 ``key_order`` names the known keys of a mapping, in order, by where the mapping sits in a
-policy of a given kind; ``canonical`` puts a mapping's keys in that order.
+policy of a given kind: the shared parts' order is here, each domain states its own
+sections' (``Domain.sections``, ``Domain.key_order``); ``canonical`` puts a mapping's keys
+in that order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 from engine.core.load import DocPath
+from engine.plugins import installed
 
-_TAIL = "message title description owner clause"  # a rule's own words come last
 HEAD = "charter kind id title description owner clause effective_from effective_to mode uses"
-SECTIONS = {  # after HEAD, by kind
-    "tiering": "facts scores outputs bands tables",
-    "classification": "classes rules",
-    "access": "actions purposes roles obligations rules exceptions",
-    "retention": "record_types hold_fields rules",
-    "escalation": "categories severities warning_at calendars clocks priority ladder event_backend churn_patterns",
-}
-SHARED = {  # facts, scores, outputs, bands and decision tables; `*` is a name the officer chooses
+SHARED = {  # facts, scores, outputs and decision tables; `*` is a name the officer chooses
     "facts.*": "type items min max required nullable default allowed max_length sensitive description",
     "scores.*": "scorer expr args description",
     "outputs.*": "type values description",
-    "bands[]": "id output score title description owner clause bands",
-    "bands[].bands[]": f"id value from to {_TAIL}",
     "tables[]": "id hit inputs output outputs default title description owner clause rules",
-    "tables[].rules[]": f"id when match then {_TAIL}",
+    "tables[].rules[]": "id when match then message title description owner clause",
 }
-DOMAINS = {
-    "classification": {
-        "classes[]": "id label title clause description owner message handling",
-        "classes[].handling": "encrypt_at_rest cipher mask export graded_permissions purposes",
-        "rules[]": f"id class fields detector {_TAIL}",
-    },
-    "access": {
-        "roles.*": "inherits description owner clause",
-        "obligations.*": "always description clause",
-        "rules[]": f"id effect mask roles classes actions purposes when obligations {_TAIL}",
-        "exceptions[]": "id owner expires subjects roles classes actions purposes when waives mask obligations"
-        " message title description clause",
-    },
-    "retention": {"rules[]": f"id record_types classes obligation period starts action {_TAIL}"},
-    "escalation": {
-        "calendars.*": "description utc_offset days from to holidays",
-        "clocks[]": f"id stops within categories severities complexity calendar {_TAIL}",
-        "priority[]": f"tier factor {_TAIL}",
-        "ladder[]": "level owner at after actions message title description clause",
-        "churn_patterns[]": f"id first then absent within unless score_at_most actions {_TAIL}",
-    },
-}
+Pattern = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 def _pattern(text: str) -> tuple[str, ...]:
     return tuple(part for name in text.split(".") for part in ((name[:-2], "[]") if name.endswith("[]") else (name,)))
 
 
-_PATTERNS = {
-    kind: [(_pattern(p), tuple(order.split())) for p, order in {**SHARED, **DOMAINS.get(kind, {})}.items()]
-    for kind in SECTIONS
-}
+@cache
+def _patterns(kind: str) -> tuple[tuple[str, ...], tuple[Pattern, ...]] | None:
+    """A known kind's top-level order and its key orders by path pattern; None for an unknown kind."""
+    domain = installed().domains.get(kind)  # built-in and third-party: each states its own order
+    if domain is None:
+        return None
+    orders = {**SHARED, **domain.key_order}
+    top = (*HEAD.split(), *domain.sections)
+    return top, tuple((_pattern(p), tuple(order.split())) for p, order in orders.items())
 
 
 def key_order(kind: str | None, path: DocPath) -> tuple[str, ...] | None:
@@ -69,12 +47,13 @@ def key_order(kind: str | None, path: DocPath) -> tuple[str, ...] | None:
     order; so does every mapping below the top of a file of no known kind. In a known kind, a
     list item in a list not named here gets its ``id`` first.
     """
+    known = _patterns(kind) if kind is not None else None
     if not path:
-        return tuple(f"{HEAD} {SECTIONS.get(kind or '', '')}".split())
-    if kind not in SECTIONS:
+        return known[0] if known is not None else tuple(HEAD.split())
+    if known is None:
         return None
     shape = tuple("[]" if isinstance(p, int) else p for p in path)
-    for pattern, order in _PATTERNS[kind]:
+    for pattern, order in known[1]:
         if len(pattern) == len(shape) and all(
             p == s or (p == "*" and s != "[]") for p, s in zip(pattern, shape, strict=True)
         ):

@@ -17,7 +17,7 @@ The checks, by section:
   waivers (only with an explicit ``now``: lint never reads the clock);
 * declarations (``L030``–``L032``): facts nothing reads, outputs and output values no rule sets.
 
-Conditions are read by ``engine.workbench.lint.conditions``, which only claims what holds for
+Conditions are read by ``engine.analysis.conditions``, which only claims what holds for
 every customer.
 
 The modules: ``findings`` (the ``Finding`` type, dedupe and rendering), ``values`` and
@@ -28,8 +28,8 @@ The modules: ``findings`` (the ``Finding`` type, dedupe and rendering), ``values
 
 from __future__ import annotations
 
+from engine.analysis.findings import Finding, Related, dedupe
+from engine.analysis.tables import policy_space
 from engine.workbench.lint.command import add_command, lint_bundle, lint_paths, lint_policies
-from engine.workbench.lint.findings import Finding, Related, dedupe
-from engine.workbench.lint.tables import policy_space
 
 __all__ = ["Finding", "Related", "add_command", "dedupe", "lint_bundle", "lint_paths", "lint_policies", "policy_space"]

@@ -13,14 +13,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from engine.analysis.findings import ERROR, Context, Finding, Related, dedupe
+from engine.analysis.tables import check_tables
 from engine.core.bundle import Bundle, build_bundle
 from engine.core.compile import CompiledPolicy
 from engine.core.load import Document, load_file, policy_files
 from engine.errors import Location, PolicyError, PolicyErrors
 from engine.plugins import Registry, build_registry
-from engine.workbench.lint.domains import check_access, check_declarations, check_retention
-from engine.workbench.lint.findings import ERROR, Context, Finding, Related, dedupe
-from engine.workbench.lint.tables import check_tables
+from engine.workbench.lint.domains import check_declarations
 
 # --------------------------------------------------------------------------------------------
 # entry points
@@ -48,14 +48,14 @@ def lint_policies(
     else:
         docs = {d.path: d for d in documents}
     ctx = Context({kind: cp.policy for kind, cp in policies.items()}, docs, registry, now)
+    ctx.domains = {kind: cp.domain for kind, cp in policies.items() if cp.domain is not None}
     for policy in ctx.policies.values():
         if policy.steps or policy.facts:
             check_tables(ctx, policy)
             check_declarations(ctx, policy)
-        if policy.kind == "retention":
-            check_retention(ctx, policy)
-        if policy.kind == "access":
-            check_access(ctx, policy)
+        lint = ctx.domains[policy.kind].lint if policy.kind in ctx.domains else None
+        if lint is not None:
+            lint(ctx, policy)
     return dedupe(ctx.findings)
 
 
@@ -141,12 +141,12 @@ def _unknown_class(err: PolicyError, docs: Mapping[str, Document]) -> tuple[Loca
         except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             pass
     for other in docs.values():
-        if isinstance(other.data, dict) and other.data.get("kind") == "classification" and "classes" in other.data:
+        if isinstance(other.data, dict) and other.path != location.file and isinstance(other.data.get("classes"), list):
             related.append(Related(other.location(("classes",), key=True), "data classes are declared here"))
             break
     else:
         if err.related is not None:
-            related.append(Related(err.related, "the classification policy"))
+            related.append(Related(err.related, "the policy that declares data classes"))
     return location, related
 
 
@@ -165,7 +165,7 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli import parse_now  # the CLI's own timestamp reading, with its error message
+    from engine.inputs import parse_now  # the same timestamp reading as the CLI, with its error message
 
     now = parse_now(args.now) if args.now else None
     findings = lint_paths(args.paths or ["policies"], build_registry(), now=now)

@@ -90,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
         if percent < args.fail_under:
             print(f"rule coverage {percent:.1f}% is below --fail-under {args.fail_under:g}%")
             code = 1
+        unmeasured = sorted({r.domain for c in coverage.values() for r in c.unmeasured})
+        if unmeasured:
+            names = ", ".join(f"`{d}`" for d in unmeasured)
+            print(f"rule coverage cannot be measured for {names}: its domain does not list its rules")
+            code = 1
     return code
 
 

@@ -2,20 +2,17 @@
 
 Every domain's rules are enumerated with the file and line they are written at:
 
-* tiering (and any policy with the shared parts): each band of ``bands:`` and each row of
-  each decision table;
-* classification: each rule; access: each rule, each waiver (``exceptions:``) and the
-  built-in ``default-deny``; retention: each rule;
-* escalation: each clock, each ladder step (``ladder-<level>``, as decisions name them) and
-  each churn pattern.
+* the shared parts (any policy with them): each band of ``bands:`` and each row of each
+  decision table;
+* a domain's own sections: what its ``Domain.rules`` lists (each rule, waiver, clock,
+  ladder step ... as decisions name them).
 
 A rule is *exercised* when it appears among the fired rules of a decision some case made,
 the decisions of the domains that decision used included. Rules are told apart by domain and
 id, since two domains may use the same id (``sensitive-identifiers``).
 
-A part of a policy that could act on decisions without being reported as fired would be
-listed as *not measured* rather than counted; none of the shipped domains has one now
-(escalation reports its ``priority:`` entries as ``priority-<tier>``).
+A domain that decides with its own runner but lists no rules is reported as *not measured*
+rather than counted as covered; none of the shipped domains is.
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.core.compile import CompiledPolicy
 from engine.core.model import BandsDecl, Policy, TableDecl
 
 RuleKey = tuple[str, str]  # (domain, rule id)
@@ -66,67 +64,26 @@ def _shared(policy: Policy) -> list[RuleRef]:
     return out
 
 
-def _classification(policy: Policy) -> Enumerated:
-    return Enumerated(
-        tuple(RuleRef(r.location.file, r.location.line, policy.kind, r.id, "rule") for r in policy.extra.rules)
-    )
-
-
-def _access(policy: Policy) -> Enumerated:
-    model = policy.extra
-    rules = [RuleRef(g.location.file, g.location.line, policy.kind, g.id, f"{g.effect} rule") for g in model.rules]
-    rules += [RuleRef(g.location.file, g.location.line, policy.kind, g.id, "waiver") for g in model.exceptions]
-    # the engine cites default deny at the policy's own location (engine/domains/access.py)
-    rules.append(RuleRef(policy.path, policy.location.line, policy.kind, "default-deny", "built-in"))
-    return Enumerated(tuple(rules))
-
-
-def _retention(policy: Policy) -> Enumerated:
-    return Enumerated(
-        tuple(RuleRef(r.location.file, r.location.line, policy.kind, r.id, "rule") for r in policy.extra.rules)
-    )
-
-
-def _escalation(policy: Policy) -> Enumerated:
-    model = policy.extra
-    rules = [RuleRef(c.location.file, c.location.line, policy.kind, c.id, "clock") for c in model.clocks]
-    rules += [
-        RuleRef(s.location.file, s.location.line, policy.kind, f"ladder-{s.level}", "ladder step") for s in model.ladder
-    ]
-    rules += [
-        RuleRef(where.file, where.line, policy.kind, pid, "churn pattern")
-        for pid, where in model.pattern_locations.items()
-    ]
-    rules += [
-        RuleRef(where.file, where.line, policy.kind, f"priority-{tier}", "priority for tier")
-        for tier, (_, _, where) in model.priority.items()
-    ]
-    return Enumerated(tuple(rules))
-
-
-ENUMERATORS = {
-    "classification": _classification,
-    "access": _access,
-    "retention": _retention,
-    "escalation": _escalation,
-}
-
-
-def enumerate_rules(policy: Policy) -> Enumerated:
-    """Every rule of ``policy`` that a decision can name as fired, and those it cannot."""
+def enumerate_rules(compiled: CompiledPolicy) -> Enumerated:
+    """Every rule of a compiled policy that a decision can name as fired, and those it cannot:
+    the shared steps', then its domain's own (``Domain.rules``). A domain that decides with
+    its own runner but cannot say what its rules are is *not measured*, never a silent 100%."""
+    policy, domain = compiled.policy, compiled.domain
     shared = _shared(policy)
-    special = ENUMERATORS.get(policy.kind)
-    if special is None or policy.extra is None:
+    if domain is None or compiled.runner is None:
         return Enumerated(tuple(shared))
-    found = special(policy)
-    return Enumerated((*shared, *found.rules), found.unmeasured)
+    if domain.rules is None:
+        where = RuleRef(policy.path, policy.location.line, policy.kind, policy.id, f"`{policy.kind}` policy")
+        return Enumerated(tuple(shared), (where,))
+    own = [RuleRef(r.file, r.line, policy.kind, r.id, r.kind) for r in domain.rules(policy)]
+    return Enumerated((*shared, *own))
 
 
-def policies_of(bundle: Any) -> list[Policy]:
+def policies_of(bundle: Any) -> list[CompiledPolicy]:
     """Every policy of a bundle, over all its periods of effective dates (a rule in force only
     in 2026 is still a rule to test), the latest version of each first."""
     sets = [bundle.policies] + [p.policies for p in reversed(getattr(bundle, "periods", ()) or ())]
-    return [compiled.policy for policies in sets for compiled in policies.values()]
+    return [compiled for policies in sets for compiled in policies.values()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,14 +136,15 @@ class Coverage:
         }
 
 
-def measure(policies: Iterable[Policy], exercised: set[RuleKey]) -> Coverage:
+def measure(policies: Iterable[CompiledPolicy], exercised: set[RuleKey]) -> Coverage:
     """Coverage of ``policies`` by the (domain, rule id) pairs some case made fire."""
     out = Coverage()
     seen: set[RuleKey] = set()
     unmeasured: set[RuleKey] = set()
-    for policy in policies:
-        found = enumerate_rules(policy)
-        domain = out.domains.setdefault(policy.kind, DomainCoverage(policy.kind))
+    for compiled in policies:
+        found = enumerate_rules(compiled)
+        kind = compiled.policy.kind
+        domain = out.domains.setdefault(kind, DomainCoverage(kind))
         for rule in found.rules:
             if rule.key in seen:
                 continue
@@ -206,12 +164,12 @@ def measure(policies: Iterable[Policy], exercised: set[RuleKey]) -> Coverage:
     return out
 
 
-def known_rules(policies: Iterable[Policy]) -> Mapping[str, set[str]]:
+def known_rules(policies: Iterable[CompiledPolicy]) -> Mapping[str, set[str]]:
     """Rule ids by domain: what a case's ``fired:`` and ``not_fired:`` may name."""
     out: dict[str, set[str]] = {}
-    for policy in policies:
-        found = enumerate_rules(policy)
-        out.setdefault(policy.kind, set()).update(r.id for r in found.rules)
+    for compiled in policies:
+        found = enumerate_rules(compiled)
+        out.setdefault(compiled.policy.kind, set()).update(r.id for r in found.rules)
     return out
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.api import Engine
-from engine.cli import read_facts
 from engine.errors import CharterError, PolicyError, did_you_mean
+from engine.inputs import read_facts
 from engine.population import Snapshot
 from engine.workbench.policytest import coverage as cov
 from engine.workbench.policytest.format import Case, SuiteFile, _shown
@@ -97,7 +97,8 @@ def _case_references(case: Case, engine: Engine, known: Mapping[str, set[str]], 
                 f"no `{case.domain}` policy is loaded from `{case.file.policies}`",
                 case.at("domain"),
                 code="T038",
-                hint="loaded: " + ", ".join(f"`{d}`" for d in engine.domains),
+                hint=did_you_mean(case.domain, engine.domains)
+                or "loaded: " + ", ".join(f"`{d}`" for d in engine.domains),
             )
         ]
     out = []

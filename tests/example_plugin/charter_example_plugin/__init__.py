@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from engine.hookspecs import hookimpl
-from engine.plugins import DetectorSpec, FunctionSpec, ScorerSpec
+from engine.hookspecs import DetectorSpec, FunctionSpec, ScorerSpec, hookimpl
 
 _WECHAT = re.compile(r"^[A-Za-z][-_A-Za-z0-9]{5,19}$")
 

@@ -1,4 +1,4 @@
-"""Sets of values for the condition analyser (``engine.workbench.lint.conditions``).
+"""Sets of values for the condition analyser (``engine.analysis.conditions``).
 
 ``Values`` is a set of values one variable may take: numbers (as intervals, whole numbers
 only for an integer), text (listed, or every text but those listed), true/false and null.

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.core.domain import Domain, providing
 from engine.core.load import DocPath, Document
 from engine.core.model import Policy
 from engine.errors import Location
-from engine.plugins import Registry
+from engine.hookspecs import Registry
 
 ERROR, WARNING = "error", "warning"
 
@@ -83,6 +84,20 @@ class Context:
     registry: Registry | None
     now: datetime | None
     findings: list[Finding] = field(default_factory=list)
+    domains: dict[str, Domain] = field(default_factory=dict)  # the domain of each policy, by kind
+
+    def classes_source(self, policy: Policy) -> Policy | None:
+        """The policy ``policy`` uses that gives fields their data classes (``Domain.classes``)."""
+        kind = providing(self.domains, {k: None for k in policy.uses if k in self.policies}, "classes")
+        return self.policies[kind] if kind is not None else None
+
+    def data_classes(self, policy: Policy) -> tuple[str, ...] | None:
+        """The data classes of the policy ``policy`` uses for them; None when none is loaded."""
+        source = self.classes_source(policy)
+        if source is None:
+            return None
+        classes = self.domains[source.kind].classes
+        return classes(source) if classes is not None else None
 
     def add(
         self,

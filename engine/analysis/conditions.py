@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from engine.analysis.values import INF, Values, compare
 from engine.core.expr import BOOL, DOUBLE, INT, STRING, Binary, Call, ListLit, Lit, Node, Type, Unary, dotted, source
 from engine.core.model import Cell
 from engine.errors import Location
-from engine.workbench.lint.values import INF, Values, compare
 
 LIMIT = 4096  # boxes kept while combining; past it the analyser gives up (and claims nothing)
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}

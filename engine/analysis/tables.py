@@ -13,14 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from engine.analysis import conditions as cond
+from engine.analysis.conditions import Analysis, Atom, Space, Var
+from engine.analysis.findings import ERROR, WARNING, Context, Related
+from engine.analysis.values import INF, Values
 from engine.core.expr import Binary, ListLit, Lit, Node, dotted
 from engine.core.load import DocPath
 from engine.core.model import BandsDecl, FactDecl, OutputDecl, Policy, RuleDecl, TableDecl
 from engine.errors import Location, did_you_mean
-from engine.workbench.lint import conditions as cond
-from engine.workbench.lint.conditions import Analysis, Atom, Space, Var
-from engine.workbench.lint.findings import ERROR, WARNING, Context, Related
-from engine.workbench.lint.values import INF, Values
 
 # --------------------------------------------------------------------------------------------
 # variables of a tiering-style policy (facts, scores, outputs)

@@ -1,0 +1,140 @@
+"""The one unit the engine knows: a policy ``Domain``.
+
+The core never imports a concrete domain. Domains arrive through the ``charter_domains``
+hook (``engine.hookspecs``), the five built-in ones (``engine.domains``) through the same
+hook as a third-party package's; the loaded ones are ``Registry.domains``, by kind. Every
+part of Charter that needs to know something about a kind of policy asks its ``Domain``:
+
+* the pipeline: its schema sections (``schema_extra``, ``shared``, ``required``), its
+  semantic ``check`` (against the small ``CheckContext`` below), ``cross_check`` against
+  the other loaded policies, and ``build`` into a ``Runner``;
+* the workbench: the rules a decision can name as fired (``rules``: coverage, what-if),
+  the canonical key order (``sections``, ``key_order``: ``charter fmt``), the lists whose
+  order decides (``ordered``: ``charter diff``), its own lint checks (``lint``);
+* the decision log: which fields of a record are sensitive (``field_classifier``, for the
+  domain that classifies data) and what the facts it reads are (``Runner.shape``).
+
+A ``Runner`` decides one request: ``run(facts, now, upstream, explain)`` with the decisions
+of the domains it ``uses:`` already made, returning a ``DomainResult``. It raises
+``FactErrors`` for a request that breaks the domain's request shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from engine.core.decision import Decision, FiredRule, TraceStep
+    from engine.core.expr import Node, Type
+    from engine.core.load import DocPath, Document
+    from engine.core.model import Policy
+    from engine.errors import Location, PolicyError
+    from engine.hookspecs import Registry
+
+
+@dataclass
+class DomainResult:
+    """What a domain's runner decided: outputs, the rules that decided, notes and trace."""
+
+    outputs: dict[str, Any]
+    fired: list[FiredRule]
+    notes: list[str] = field(default_factory=list)
+    trace: list[TraceStep] | None = None
+    subject: str | None = None  # who the decision is about, when not the request's `id`
+
+
+class Runner(Protocol):
+    def __call__(
+        self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
+    ) -> DomainResult: ...
+
+
+class CheckContext(Protocol):
+    """What a domain's ``check`` gets: the document, located errors and the expression checker."""
+
+    doc: Document
+    data: dict[str, Any]
+    registry: Registry
+
+    def error(
+        self,
+        message: str,
+        path: DocPath,
+        code: str,
+        hint: str | None = None,
+        *,
+        key: bool = False,
+        related: Location | None = None,
+    ) -> None: ...
+
+    def claim_id(self, rule_id: str, path: DocPath) -> None: ...
+
+    def expression(
+        self,
+        path: DocPath,
+        text: Any,
+        want: Type | None,
+        allowed_roots: Sequence[str] | None = None,
+        *,
+        env: Mapping[str, Type] | None = None,
+    ) -> Node | None: ...
+
+
+@dataclass(frozen=True, order=True)
+class RuleInfo:
+    """One rule of a policy that a decision can name as fired: its id, where it is written and
+    what kind of rule it is, in the officer's words (``rule``, ``waiver``, ``ladder step``)."""
+
+    file: str
+    line: int
+    id: str
+    kind: str
+
+
+@dataclass(frozen=True, eq=False)  # one object per registered domain: compared and hashed by identity
+class Domain:
+    """A kind of policy file: what it may contain, how it is checked and built, and what the
+    rest of Charter may ask of it. Only ``kind`` and ``description`` are required: a domain
+    of the shared parts alone (facts, scores, outputs, decision tables) needs nothing else."""
+
+    kind: str
+    description: str
+    schema_extra: dict[str, Any] = field(default_factory=dict)
+    shared: bool = True  # whether facts/scores/outputs/tables are allowed (and `outputs` required)
+    required: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ()  # domains whose decisions this one reads (others are only recorded)
+    check: Callable[[CheckContext], Any] | None = None
+    build: Callable[[Policy, Registry], Runner] | None = None
+    cross_check: Callable[[Policy, Mapping[str, Policy]], list[PolicyError]] | None = None
+    # the rules of its own sections a decision can name as fired (shared steps are the core's);
+    # a domain with a runner and no ``rules`` cannot be measured by coverage, and is reported so
+    rules: Callable[[Policy], Sequence[RuleInfo]] | None = None
+    sections: tuple[str, ...] = ()  # its top-level sections in canonical order (charter fmt)
+    key_order: Mapping[str, str] = field(default_factory=dict)  # "rules[]": "id effect ..." (charter fmt)
+    ordered: Mapping[str, str] = field(default_factory=dict)  # top-level list whose order decides: why
+    ordered_within: Mapping[str, str] = field(default_factory=dict)  # list: the key its order is kept within
+    period_words: Mapping[str, str] = field(default_factory=dict)  # a duration unit's word, when not the usual
+    lint: Callable[[Any, Policy], None] | None = None  # its own ``charter lint`` checks (``engine.analysis``)
+    # for the domain that classifies data: ``field_classifier(runner)(field name, value)`` is
+    # true when a value of that field must be sealed in the decision log
+    field_classifier: Callable[[Any], Callable[[str, Any], bool]] | None = None
+    classes: Callable[[Policy], tuple[str, ...]] | None = None  # the data classes it gives fields
+    plugin: str = ""  # set by the plugin manager
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+
+def providing(domains: Mapping[str, Domain], policies: Mapping[str, Any], capability: str) -> str | None:
+    """The kind of a loaded policy whose domain has ``capability`` (a ``Domain`` field that is
+    set, such as ``field_classifier``), or None: how a consumer finds, say, the domain that
+    classifies data without naming it."""
+    for kind in policies:
+        domain = domains.get(kind)
+        if domain is not None and getattr(domain, capability) is not None:
+            return kind
+    return None

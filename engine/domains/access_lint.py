@@ -1,0 +1,125 @@
+"""``charter lint``'s access checks (L020-L022): grants a deny always overrides, roles granted
+nothing, expired waivers (only with an explicit ``now``: lint never reads the clock); access
+conditions get the table checks' L003-L005. Loaded by ``engine.domains.access.lint`` only
+when lint runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.analysis import conditions as cond
+from engine.analysis.conditions import Atom, Space, Var
+from engine.analysis.findings import ERROR, WARNING, Context, Related
+from engine.analysis.tables import Row, check_row
+from engine.analysis.values import Values
+from engine.core.model import Policy, RuleDecl
+
+# --------------------------------------------------------------------------------------------
+# access: L020-L022 (and conditions: L003-L005)
+# --------------------------------------------------------------------------------------------
+
+
+def _access_space(ctx: Context, policy: Policy, grant: Any) -> Space:
+    model = policy.extra
+    text = Values(co=True)
+    space = Space()
+    for name, absent in (("subject.id", False), ("subject.department", True)):
+        space.add(Var(name, text, absent))
+    for key in ("customer", "record_type", "owner", "tier", "department"):
+        space.add(Var(f"resource.{key}", text, True))
+    for key, declared in (("action", model.actions), ("purpose", model.purposes)):
+        listed = getattr(grant, f"{key}s")
+        values = declared if "*" in listed else listed
+        universe = Values.of(values) or Values(co=True)
+        where = ctx.at(grant.location, (*grant.location.path, f"{key}s"))
+        space.add(Var(key, universe, False, where, f"{key}s: " + ", ".join(values)))
+    return space
+
+
+def check_access(ctx: Context, policy: Policy) -> None:
+    model = policy.extra
+    for grant in (*model.rules, *model.exceptions):
+        if grant.when is not None:
+            space = _access_space(ctx, policy, grant)
+            atoms: list[Atom] = []
+            cases = cond.analyse(grant.when, space, atoms)
+            rule = RuleDecl(grant.id, grant.location, {}, grant.when, grant.when_text)
+            row = Row(rule, cases, atoms, {})
+            check_row(ctx, space, row, {}, "apply")
+        _overridden(ctx, policy, grant)
+    _ungranted_roles(ctx, policy)
+    if ctx.now is not None:
+        for i, waiver in enumerate(model.exceptions):
+            if waiver.expires is not None and waiver.expires <= ctx.now:
+                ctx.add(
+                    "L022",
+                    WARNING,
+                    f"waiver `{waiver.id}` expired on {waiver.expires.isoformat().replace('+00:00', 'Z')}",
+                    ctx.at(waiver.location, ("exceptions", i, "expires")),
+                    f"renew it with its owner (`{waiver.owner}`) or remove it",
+                )
+
+
+def _covers(deny: Any, roles: Mapping[str, tuple[str, ...]], role: str, cls: str, action: str, purpose: str) -> bool:
+    return (
+        ("*" in deny.roles or bool(set(roles.get(role, (role,))) & set(deny.roles)))
+        and ("*" in deny.classes or cls in deny.classes)
+        and ("*" in deny.actions or action in deny.actions)
+        and ("*" in deny.purposes or purpose in deny.purposes)
+    )
+
+
+def _overridden(ctx: Context, policy: Policy, grant: Any) -> None:
+    """L020: an allow rule or waiver every case of which an unconditional deny rule covers."""
+    model = policy.extra
+    if grant.effect != "allow":
+        return
+    denies = [d for d in model.rules if d.effect == "deny" and d.when is None and d.id not in grant.waives]
+    if not denies:
+        return
+    all_classes = ctx.data_classes(policy) or ("*",)
+    classes = all_classes if "*" in grant.classes else grant.classes
+    actions = model.actions if "*" in grant.actions else grant.actions
+    purposes = model.purposes if "*" in grant.purposes else grant.purposes
+    # a grant for anyone, or for named subjects, applies whatever roles they hold: only a deny
+    # for every role (`"*"`) covers it
+    roles = ("*",) if "*" in grant.roles or grant.subjects else grant.roles
+    used: list[Any] = []
+    for role in roles:
+        for c in classes:
+            for a in actions:
+                for p in purposes:
+                    deny = next((d for d in denies if _covers(d, model.roles, role, c, a, p)), None)
+                    if deny is None:
+                        return
+                    if deny not in used:
+                        used.append(deny)
+    names = ", ".join(f"`{d.id}`" for d in used)
+    ctx.add(
+        "L020",
+        ERROR,
+        f"{'waiver' if grant.waiver else 'rule'} `{grant.id}` can never allow anything: deny "
+        f"{'rules' if len(used) > 1 else 'rule'} {names} always {'apply' if len(used) > 1 else 'applies'} "
+        "too, and deny wins",
+        grant.location,
+        "narrow the deny rule, or list it under a waiver's `waives:` if the exception is intended",
+        [Related(d.location, f"deny rule `{d.id}`") for d in used],
+    )
+
+
+def _ungranted_roles(ctx: Context, policy: Policy) -> None:
+    model = policy.extra
+    granted = {r for g in (*model.rules, *model.exceptions) if g.effect == "allow" for r in g.roles}
+    if "*" in granted:
+        return
+    for role, closure in model.roles.items():
+        if not granted.intersection(closure):
+            ctx.add(
+                "L021",
+                WARNING,
+                f"role `{role}` is granted nothing: no allow rule or waiver names it or a role it inherits",
+                model.role_locations.get(role, policy.location),
+                "grant it what its duties need, or remove it",
+            )
