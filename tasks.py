@@ -32,16 +32,18 @@ def setup() -> None:
         print("creating .venv ...", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / ".charter-installed"
-    example = ROOT / "tests" / "example_plugin"  # a third-party plugin package the tests use
+    # third-party packages the tests use: a plugin (scorer, detector, function) and a sixth domain
+    examples = [ROOT / "tests" / "example_plugin", ROOT / "tests" / "example_domain"]
     want = hashlib.sha256(
-        (ROOT / "pyproject.toml").read_bytes() + (example / "pyproject.toml").read_bytes()
+        b"".join(p.read_bytes() for p in [ROOT / "pyproject.toml", *(e / "pyproject.toml" for e in examples)])
     ).hexdigest()
     if not stamp.exists() or stamp.read_text() != want:
         print("installing Charter and its dependencies into .venv ...", file=sys.stderr)
         pip = [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
         subprocess.run([*pip, "-e", f"{ROOT}[test,bench]"], check=True, cwd=ROOT)
-        subprocess.run([*pip, "--no-deps", "-e", str(example)], check=True, cwd=ROOT)
+        for example in examples:
+            subprocess.run([*pip, "--no-deps", "-e", str(example)], check=True, cwd=ROOT)
         stamp.write_text(want)
 
 

@@ -32,7 +32,7 @@ import sqlalchemy as sa  # noqa: E402
 from engine import Engine  # noqa: E402
 from engine.audit import DecisionLog, Protector  # noqa: E402
 from engine.audit.replay import Replayer  # noqa: E402
-from engine.storage import open_store  # noqa: E402
+from engine.plugins import open_store  # noqa: E402
 
 KEY = bytes(range(32))
 NOW = datetime(2025, 6, 30, tzinfo=UTC)

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from engine import Engine  # noqa: E402
 from engine.audit import DecisionLog, Protector, verify  # noqa: E402
 from engine.audit.replay import Replayer  # noqa: E402
-from engine.storage import open_store  # noqa: E402
+from engine.plugins import open_store  # noqa: E402
 
 NOW = datetime(2025, 6, 30, tzinfo=UTC)
 KEY = bytes(range(32))

@@ -19,58 +19,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import cached_property
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from engine.audit.log import DecisionLog
-from engine.core.bundle import Bundle, BundleCache, PolicySet, build_bundle_cached
-from engine.core.compile import CompiledPolicy
+from engine.core.bundle import Bundle, BundleCache, build_bundle_cached
 from engine.core.decision import Decision
 from engine.core.evaluate import Program
-from engine.errors import EvaluationError, FactErrors, SnapshotError, did_you_mean
+from engine.core.state import Loaded, decide
+from engine.errors import EvaluationError, FactErrors, SnapshotError
 from engine.plugins import Registry, build_registry
 from engine.population import ScoreCuts, ScoreValues, Snapshot
-
-
-def _aware(now: datetime) -> datetime:
-    """``now`` for choosing a period; a naive ``now`` is refused by the evaluation itself."""
-    return now if isinstance(now, datetime) and now.tzinfo is not None else datetime.min.replace(tzinfo=UTC)
-
 
 # Snapshots keep every whole percentile besides those the policy needs, so a what-if replay
 # of an edited band (`from: 75`) against logged decisions finds its cut point.
 WHOLE_PERCENTILES = frozenset(float(p) for p in range(1, 100))
-
-
-@dataclass(frozen=True)
-class _Period:
-    """The programs of one period of the bundle (``PolicySet``), and of its audit mode."""
-
-    set: PolicySet
-    programs: dict[str, Program]
-    audit: dict[str, Program] | None = None  # only when some rule in force then is in audit mode
-
-    @cached_property
-    def classifier(self) -> Program | None:
-        """The program whose domain classifies data (``Domain.field_classifier``): the log asks
-        it which logged values to seal."""
-        return next(
-            (p for p in self.programs.values() if p.compiled.domain and p.compiled.domain.field_classifier), None
-        )
-
-
-@dataclass(frozen=True)
-class _State:
-    bundle: Bundle
-    snapshot: Snapshot | None
-    programs: dict[str, Program]  # the latest period's
-    periods: tuple[_Period, ...]
-
-    def period(self, now: datetime) -> _Period:
-        return self.periods[self.bundle.period_index(now)]
 
 
 Item = tuple[Decision, Mapping[str, Any], Program, Program | None]  # what the log records per decision
@@ -98,30 +62,8 @@ class Engine:
         self.registry = registry if registry is not None else build_registry(plugins)
         self._lock = threading.Lock()
         self._cache: BundleCache = {}
-        self._states: dict[tuple[str, tuple[str, ...], str | None], _State] = {}
-        self._state = self._build(build_bundle_cached(self._paths, self.registry, self._cache), snapshot)
-
-    @staticmethod
-    def _build(bundle: Bundle, snapshot: Snapshot | None) -> _State:
-        made: dict[tuple[int, ...], Program] = {}  # periods share the programs they have in common
-
-        def programs_of(policies: Mapping[str, CompiledPolicy]) -> dict[str, Program]:
-            programs: dict[str, Program] = {}
-            for kind, cp in policies.items():  # dependency order: upstream programs exist first
-                upstream = {name: programs[name] for name in cp.policy.uses}
-                key = (id(cp), *(id(p) for p in upstream.values()))
-                program = made.get(key)
-                if program is None:
-                    program = made[key] = Program(cp, bundle.version, snapshot)
-                    program.upstream = upstream
-                programs[kind] = program
-            return programs
-
-        periods = tuple(
-            _Period(p, programs_of(p.policies), programs_of(p.audit) if p.audit is not None else None)
-            for p in bundle.periods
-        )
-        return _State(bundle, snapshot, periods[-1].programs, periods)
+        self._states: dict[tuple[str, tuple[str, ...], str | None], Loaded] = {}
+        self._state = Loaded.build(build_bundle_cached(self._paths, self.registry, self._cache), snapshot)
 
     # -- what is loaded ----------------------------------------------------------------------
 
@@ -145,26 +87,7 @@ class Engine:
         """The compiled policy of ``domain`` as currently loaded: in force at ``now``, or
         (without ``now``) from the latest effective date in the files on."""
         state = self._state
-        return self._program(state, state.period(now) if now is not None else state.periods[-1], domain, now)
-
-    @staticmethod
-    def _program(state: _State, period: _Period, domain: str, now: datetime | None) -> Program:
-        program = period.programs.get(domain)
-        if program is None:
-            loaded = {k for p in state.periods for k in p.programs}
-            if domain in loaded and now is not None:
-                when = "; ".join(p.set.describe() for p in state.periods if domain in p.programs)
-                raise EvaluationError(
-                    f"no `{domain}` policy is in force at {now.isoformat().replace('+00:00', 'Z')}",
-                    code="V004",
-                    hint=f"by its effective dates it is in force {when}",
-                )
-            raise EvaluationError(
-                f"no `{domain}` policy is loaded",
-                code="V003",
-                hint=did_you_mean(domain, loaded) or "loaded: " + ", ".join(sorted(loaded)),
-            )
-        return program
+        return state.program(state.period(now) if now is not None else state.periods[-1], domain, now)
 
     def ranking_domain(self, domain: str) -> str | None:
         """``domain``, or a domain it uses (directly or not), whose policy ranks customers
@@ -206,25 +129,6 @@ class Engine:
             )
         return ranking[0]
 
-    @staticmethod
-    def _shadow(period: _Period, domain: str) -> Program | None:
-        """The audit-mode program of ``domain`` when audit mode can change its outcome then."""
-        if period.audit is None or domain not in period.set.audited:
-            return None
-        return period.audit.get(domain)
-
-    @staticmethod
-    def _decide(
-        program: Program, shadow: Program | None, facts: Mapping[str, Any], now: datetime, explain: bool
-    ) -> Decision:
-        decision = program.evaluate(facts, now, explain=explain)
-        if shadow is not None:
-            try:
-                decision.audit = shadow.evaluate(facts, now, explain=explain)
-            except (FactErrors, EvaluationError) as exc:
-                decision.notes = (*decision.notes, f"audit mode could not decide: {exc.message}")
-        return decision
-
     # -- deciding ----------------------------------------------------------------------------
 
     def evaluate(self, domain: str, facts: Mapping[str, Any], *, now: datetime, explain: bool = False) -> Decision:
@@ -233,10 +137,7 @@ class Engine:
         With a log, the decision is durably recorded before it is returned (``record_id``).
         """
         state = self._state
-        period = state.period(_aware(now))
-        program = self._program(state, period, domain, now)
-        shadow = self._shadow(period, domain)
-        decision = self._decide(program, shadow, facts, now, explain)
+        decision, period, program, shadow = state.decide(domain, facts, now, explain=explain)
         if self.log is not None:
             self.log.record([(decision, facts, program, shadow)], state.bundle, self.registry, period.classifier)
         return decision
@@ -257,9 +158,9 @@ class Engine:
         ``FactErrors`` in place of a decision; with ``"raise"`` it stops the batch.
         """
         state = self._state
-        period = state.period(_aware(now))
-        program = self._program(state, period, domain, now)
-        shadow = self._shadow(period, domain)
+        period = state.period(now)
+        program = state.program(period, domain, now)
+        shadow = period.shadow(domain)
         log = self.log
         if log is None:
             evaluate = program.evaluate
@@ -268,7 +169,7 @@ class Engine:
                     yield (
                         evaluate(facts, now, explain=explain)
                         if shadow is None
-                        else self._decide(program, shadow, facts, now, explain)
+                        else decide(program, shadow, facts, now, explain)
                     )
                 except FactErrors as exc:
                     if errors == "raise":
@@ -280,7 +181,7 @@ class Engine:
         classification = period.classifier
         for facts in customers:
             try:
-                decision = self._decide(program, shadow, facts, now, explain)
+                decision = decide(program, shadow, facts, now, explain)
                 pending.append(decision)
                 items.append((decision, facts, program, shadow))
             except FactErrors as exc:
@@ -311,7 +212,7 @@ class Engine:
             key = (bundle.version, bundle.files, self._state.snapshot.id if self._state.snapshot else None)
             state = self._states.get(key)
             if state is None or state.bundle is not bundle:
-                state = self._build(bundle, self._state.snapshot)
+                state = Loaded.build(bundle, self._state.snapshot)
                 if len(self._states) >= 16:
                     self._states.pop(next(iter(self._states)))
                 self._states[key] = state
@@ -322,7 +223,7 @@ class Engine:
     def use_snapshot(self, snapshot: Snapshot | None) -> None:
         """Rank customers against another population snapshot from now on."""
         with self._lock:
-            self._state = self._build(self._state.bundle, snapshot)
+            self._state = Loaded.build(self._state.bundle, snapshot)
 
     def build_snapshot(
         self, customers: Iterable[Mapping[str, Any]], *, now: datetime, domain: str | None = None

@@ -22,8 +22,7 @@ from engine.core.bundle import build_bundle
 from engine.core.decision import Decision, jsonable
 from engine.errors import CharterError, FactErrors, PolicyErrors
 from engine.inputs import parse_now, read_facts
-from engine.plugins import build_registry
-from engine.storage import open_store
+from engine.plugins import BUILTIN_PLUGINS, build_registry, open_store
 
 DEFAULT_POLICIES = "policies"
 DEFAULT_STORE = "sqlite:///charter.db"  # a SQLite file in the working directory
@@ -263,6 +262,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from engine.core.schema import SCHEMA_DIR, write_schemas
 
     domains = build_registry().domains
+    if not args.directory:  # Charter's own schema directory holds the built-in domains' schemas only
+        domains = {k: d for k, d in domains.items() if d.plugin in BUILTIN_PLUGINS}
     for path in write_schemas(domains, Path(args.directory) if args.directory else SCHEMA_DIR):
         print(path)
     return 0

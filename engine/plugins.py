@@ -15,7 +15,7 @@ import pluggy
 from engine import hookspecs
 from engine.core.domain import Domain
 from engine.core.expr.functions import BUILTIN_NAMES as BUILTIN_FUNCTIONS
-from engine.errors import PluginError
+from engine.errors import PluginError, did_you_mean
 from engine.hookspecs import (
     Alert,
     DetectorSpec,
@@ -27,6 +27,7 @@ from engine.hookspecs import (
     ScorerFunc,
     ScorerSpec,
 )
+from engine.storage import StorageError, Store
 
 __all__ = [  # the declarations live with the hook specs; importable from here as before
     "Alert",
@@ -41,6 +42,7 @@ __all__ = [  # the declarations live with the hook specs; importable from here a
     "ScorerSpec",
     "build_registry",
     "installed",
+    "open_store",
     "plugin_manager",
 ]
 
@@ -160,3 +162,17 @@ def _collect(pm: pluggy.PluginManager, hook: str, kind: type, problems: list[Plu
                 continue
             out[spec.name] = dataclasses.replace(spec, plugin=plugin)
     return out
+
+
+def open_store(url: str, plugins: Sequence[object] = ()) -> Store:
+    """The store for ``url`` from the first plugin whose ``charter_storage`` handles its scheme."""
+    store: Store | None = plugin_manager(plugins).hook.charter_storage(url=url)
+    if store is None:
+        scheme = url.split(":", 1)[0]
+        known = ["sqlite", "postgresql", "jsonl"]
+        raise StorageError(
+            f"no storage backend for `{scheme}:` URLs",
+            code="D002",
+            hint=did_you_mean(scheme, known) or "use sqlite:///file.db, postgresql://... or jsonl:///dir",
+        )
+    return store

@@ -14,7 +14,7 @@ A store does two things, and every backend does them alike (one shared test suit
 
 Backends are plugins (hook ``charter_storage(url)``): ``sqlite:///path.db`` (the default,
 WAL mode) and ``postgresql://...`` through SQLAlchemy, and ``jsonl:///directory`` (an
-append-only file). ``open_store(url)`` asks every plugin and uses the first that answers.
+append-only file). ``engine.plugins.open_store(url)`` asks every plugin and uses the first that answers.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
-from engine.errors import CharterError, did_you_mean
+from engine.errors import CharterError
 
 
 class StorageError(CharterError):
@@ -78,20 +78,3 @@ def check_digest(digest: str, data: bytes) -> None:
             code="D001",
             hint="a blob is stored under the SHA-256 of its bytes",
         )
-
-
-def open_store(url: str, plugins: Sequence[object] = ()) -> Store:
-    """The store for ``url`` from the first plugin that handles its scheme."""
-    from engine.plugins import plugin_manager
-
-    pm = plugin_manager(plugins)
-    store: Store | None = pm.hook.charter_storage(url=url)
-    if store is None:
-        scheme = url.split(":", 1)[0]
-        known = ["sqlite", "postgresql", "jsonl"]
-        raise StorageError(
-            f"no storage backend for `{scheme}:` URLs",
-            code="D002",
-            hint=did_you_mean(scheme, known) or "use sqlite:///file.db, postgresql://... or jsonl:///dir",
-        )
-    return store

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from engine import Engine  # noqa: E402
 from engine.audit import DecisionLog, Protector  # noqa: E402
-from engine.storage import StorageError, open_store  # noqa: E402
+from engine.plugins import open_store  # noqa: E402
+from engine.storage import StorageError  # noqa: E402
 
 KEY = bytes(range(32))
 NOW = datetime(2025, 6, 30, tzinfo=UTC)

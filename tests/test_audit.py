@@ -22,7 +22,8 @@ from engine import Decision, Engine
 from engine.audit import DecisionLog, Protector, verify
 from engine.audit.chain import link
 from engine.audit.replay import Filters, Replayer
-from engine.storage import Store, open_store
+from engine.plugins import open_store
+from engine.storage import Store
 
 KEY = bytes(range(32))
 NOW = datetime(2025, 6, 30, tzinfo=UTC)

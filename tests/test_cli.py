@@ -69,7 +69,7 @@ def test_evaluate_jsonl_over_examples(tmp_path: Path) -> None:
     assert first["domain"] == "tiering" and first["now"] == "2025-06-30T00:00:00Z"
     assert first["snapshot_id"].startswith("pop-") and first["fired"]
     from engine import population
-    from engine.storage import open_store
+    from engine.plugins import open_store
 
     kept = population.fetch_snapshot(first["snapshot_id"], open_store(f"sqlite:///{tmp_path / 'charter.db'}"))
     assert kept.id == first["snapshot_id"]

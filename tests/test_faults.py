@@ -23,7 +23,8 @@ from conftest import EXAMPLES, POLICIES, ROOT
 
 from engine import Engine
 from engine.audit import DecisionLog, Protector, verify
-from engine.storage import StorageError, open_store
+from engine.plugins import open_store
+from engine.storage import StorageError
 from engine.testing import postgres
 
 WRITER = ROOT / "tests" / "audit_writer.py"

@@ -17,7 +17,7 @@ from engine import Decision, Engine
 from engine.audit import DecisionLog, Protector
 from engine.audit.replay import Replayer
 from engine.errors import EvaluationError, PolicyErrors
-from engine.storage import open_store
+from engine.plugins import open_store
 
 BEFORE = datetime(2025, 2, 28, 12, tzinfo=UTC)
 AFTER = datetime(2025, 3, 1, tzinfo=UTC)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.storage import StorageError, Store, open_store
+from engine.plugins import open_store
+from engine.storage import StorageError, Store
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "jsonl"])

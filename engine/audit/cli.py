@@ -14,7 +14,8 @@ from engine.audit.chain import ChainBroken, verify
 from engine.audit.protect import Protector, SealError, load_key
 from engine.audit.replay import Filters, Replayer, records
 from engine.errors import CharterError
-from engine.storage import Store, open_store
+from engine.plugins import open_store
+from engine.storage import Store
 
 
 def add_commands(sub: Any, default_store: str, default_key: str) -> None:

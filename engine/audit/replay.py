@@ -2,7 +2,7 @@
 
 Every record names the policy files (stored in the log's store), the population snapshot
 (likewise), the caller's ``now`` and the facts read (sensitive ones sealed). Replay opens
-the sealed values with the log key, rebuilds the engine the record names and compares the
+the sealed values with the log key, rebuilds (in memory) the policies the record names and compares the
 outcome — outputs, fired rules, notes and upstream decisions — byte for byte as canonical
 JSON. ``against`` evaluates the same inputs with another policy directory instead: the
 what-if of an edit, before it is deployed.
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,8 +22,11 @@ from typing import Any
 from engine.audit.chain import ChainBroken, canonical, checked
 from engine.audit.log import decision_body, plugins_listing
 from engine.audit.protect import SEALED, Protector, SealError
-from engine.core.decision import ENGINE_VERSION, SEMANTICS_VERSION
+from engine.core.bundle import Bundle, build_bundle, build_bundle_from_sources
+from engine.core.decision import ENGINE_VERSION, SEMANTICS_VERSION, Decision
+from engine.core.state import Loaded
 from engine.errors import CharterError
+from engine.plugins import Registry, build_registry
 from engine.population import fetch_snapshot
 from engine.storage import Store
 
@@ -113,23 +114,25 @@ def unseal(value: Any, path: str, subject: str, protector: Protector | None) -> 
 
 
 class Replayer:
-    """Rebuilds engines from the log's stored policy files and snapshots, cached by version."""
+    """Rebuilds the policies each record names from the log's stored policy files and
+    snapshots, in memory, cached by version (``engine.core.state.Loaded``)."""
 
     def __init__(
-        self, store: Store, protector: Protector | None, *, against: str | Path | None = None, registry: Any = None
+        self,
+        store: Store,
+        protector: Protector | None,
+        *,
+        against: str | Path | None = None,
+        registry: Registry | None = None,
     ) -> None:
-        from engine.plugins import build_registry
-
         self.store = store
         self.protector = protector
         self.registry = registry if registry is not None else build_registry()
         self.against = str(against) if against is not None else None
-        self._dirs: list[str] = []
-        self._engines: dict[tuple[str, str | None], Any] = {}
+        self._loaded: dict[tuple[str, str | None], Loaded] = {}
 
     def close(self) -> None:
-        for d in self._dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        self._loaded.clear()
 
     def __enter__(self) -> Replayer:
         return self
@@ -137,37 +140,29 @@ class Replayer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def engine(self, body: Mapping[str, Any], *, logged: bool) -> Any:
-        from engine.api import Engine
-
+    def loaded(self, body: Mapping[str, Any], *, logged: bool) -> Loaded:
+        """The policies (and snapshot) that decide ``body`` again: those it was logged with,
+        or with ``against`` the other policy directory."""
         source = body["bundle_blob"] if logged or self.against is None else f"dir:{self.against}"
         key = (source, body.get("snapshot"))
-        hit = self._engines.get(key)
+        hit = self._loaded.get(key)
         if hit is None:
-            if source.startswith("dir:"):
-                hit = Engine(source[4:], registry=self.registry)
-            else:
-                hit = Engine(self._materialise(source), registry=self.registry)
-            if body.get("snapshot"):
-                hit.use_snapshot(fetch_snapshot(body["snapshot"], self.store))
-            self._engines[key] = hit
+            bundle = build_bundle([source[4:]], self.registry) if source.startswith("dir:") else self._bundle(source)
+            snapshot = fetch_snapshot(body["snapshot"], self.store) if body.get("snapshot") else None
+            hit = self._loaded[key] = Loaded.build(bundle, snapshot)
         return hit
 
-    def _materialise(self, digest: str) -> str:
+    def _bundle(self, digest: str) -> Bundle:
         data = self.store.get_blob("bundle", digest)
         if data is None:
             raise CharterError(f"the log's store lacks the policy files `{digest[:16]}`", code="R001")
         files = json.loads(data)["files"]
-        d = tempfile.mkdtemp(prefix="charter-replay-")
-        self._dirs.append(d)
-        for name, text in files.items():
-            (Path(d) / Path(name).name).write_text(text, encoding="utf-8")
-        return d
+        return build_bundle_from_sources([(name, text.encode("utf-8")) for name, text in files.items()], self.registry)
 
-    def decide(self, body: Mapping[str, Any], *, logged: bool, explain: bool = False) -> Any:
+    def decide(self, body: Mapping[str, Any], *, logged: bool, explain: bool = False) -> Decision:
         facts = unseal(body["facts"], "", body["subject"] or "", self.protector)
-        engine = self.engine(body, logged=logged)
-        return engine.evaluate(body["domain"], facts, now=datetime.fromisoformat(body["time"]), explain=explain)
+        now = datetime.fromisoformat(body["time"])
+        return self.loaded(body, logged=logged).decide(body["domain"], facts, now, explain=explain)[0]
 
     def run(self, filters: Filters = Filters(), sample: int = 20) -> Report:
         report = Report(against=self.against)

@@ -238,6 +238,12 @@ def build_bundle(paths: Sequence[str | Path], registry: Registry) -> Bundle:
     return _build(load_documents(paths), paths, registry)
 
 
+def build_bundle_from_sources(sources: Sequence[tuple[str, bytes]], registry: Registry) -> Bundle:
+    """``build_bundle`` over policy files given as (name, bytes), as a decision log stores
+    them: nothing is read from or written to disk."""
+    return _build([load_text(raw, name) for name, raw in sources], [name for name, _ in sources], registry)
+
+
 def _build(docs: list[Document], paths: Sequence[str | Path], registry: Registry) -> Bundle:
     if not docs:
         raise PolicyErrors(

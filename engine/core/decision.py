@@ -58,6 +58,22 @@ class TraceStep:
         }
 
 
+Test = tuple[str, tuple[Any, ...], Any]  # one test of a trace step: its text, the values it read, its result
+
+
+def scope_test(noun: str, names: tuple[str, ...] | list[str], value: Any, every: str = "*") -> Test:
+    """A trace test of whether a rule names ``value`` (``every`` names them all): for rules
+    scoped by lists of names (record types, roles, channels...)."""
+    several = isinstance(value, (set, frozenset, tuple, list))
+    if several:
+        value = sorted(value)
+    if every in names:
+        return (f"any {noun}", (value,), True)
+    if several:
+        return (f"some {noun} in [{', '.join(names)}]", (value,), any(v in names for v in value))
+    return (f"{noun} in [{', '.join(names)}]", (value,), value in names)
+
+
 @dataclass(slots=True)
 class Decision:
     """The outcome of evaluating one domain's policy for one customer at the caller's ``now``.
@@ -140,6 +156,8 @@ def jsonable(value: Any) -> Any:
         return f"{value.total_seconds():g}s"
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):  # in sorted order, so that the JSON is the same every run
+        return sorted((jsonable(v) for v in value), key=repr)
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, BaseException):

@@ -31,9 +31,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.core.decision import Decision, FiredRule, TraceStep
+from engine.core.decision import Decision, FiredRule, Test, TraceStep
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
-from engine.core.expr import BOOL, STRING, TIMESTAMP, EvalError, ListType, Node, ObjectType, compile_expr
+from engine.core.expr import (
+    BOOL,
+    STRING,
+    TIMESTAMP,
+    EvalError,
+    ListType,
+    Node,
+    ObjectType,
+    compile_expr,
+    compile_traced,
+)
+from engine.core.expr import TraceStep as ExprStep
 from engine.core.facts import parse_timestamp
 from engine.domains.request import RequestShape
 from engine.errors import Location, PolicyError, did_you_mean
@@ -346,6 +357,7 @@ class _Compiled:
         )
         self.grants = (*model.rules, *model.exceptions)
         self.conditions = [compile_expr(g.when) if g.when is not None else None for g in self.grants]
+        self.traced = [compile_traced(g.when) if g.when is not None else None for g in self.grants]
         self.fired = [
             FiredRule(g.id, "access", (), g.message, g.location.file, g.location.line, g.clause) for g in self.grants
         ]
@@ -406,23 +418,32 @@ class _Compiled:
             """The grant's condition: True, False or _UNDEFINED; once per request."""
             hit = memo.get(i)
             if hit is None:
-                cond = self.conditions[i]
-                if cond is None:
+                steps: list[ExprStep] = []
+                cond, traced = self.conditions[i], self.traced[i]
+                if cond is None or traced is None:
                     hit = True
                 else:
                     try:
-                        hit = cond(env) is True
+                        hit = (cond(env) if trace is None else traced(env, steps)) is True
                     except (EvalError, KeyError, TypeError) as exc:
                         hit = _UNDEFINED
                         notes.append(f"condition of `{self.grants[i].id}` is undefined: {exc}")
                 g = self.grants[i]
+                tests: list[Test] = [(s.text, tuple(s.operands), s.result) for s in steps]
+                if not tests:
+                    tests.append((g.when_text or "no condition", (), None if hit is _UNDEFINED else hit))
                 if hit is True and g.waiver:
                     assert g.expires is not None
-                    hit = now < g.expires and (subject["id"] in g.subjects or any(r in roles for r in g.roles))
+                    named = subject["id"] in g.subjects or any(r in roles for r in g.roles)
+                    hit = now < g.expires and named
+                    tests += [
+                        (f"now < expires ({g.expires.isoformat().replace('+00:00', 'Z')})", (now,), now < g.expires),
+                        ("the subject or one of its roles is named", (subject["id"], tuple(roles)), named),
+                    ]
                 memo[i] = hit
                 if trace is not None:
                     shown: bool | None = None if hit is _UNDEFINED else bool(hit)
-                    trace.append(TraceStep("access", g.id, shown, ((g.when_text or "true", (), shown),)))
+                    trace.append(TraceStep("condition", g.id, shown, tuple(tests)))
             return hit
 
         classification = upstream["classification"].outputs
@@ -434,7 +455,10 @@ class _Compiled:
         obligations: set[str] = set(self.always)
         for path, info in classification["fields"].items():
             cls = info["class"]
-            effect, rule = self._field(self.candidates(role_key, cls, action, purpose), holds, used)
+            cands = self.candidates(role_key, cls, action, purpose)
+            effect, rule = self._field(cands, holds, used)
+            if trace is not None:
+                trace.append(self._field_step(path, cls, role_key, action, purpose, cands, effect, rule, memo))
             entry: dict[str, Any] = {
                 "effect": effect,
                 "class": cls,
@@ -452,9 +476,38 @@ class _Compiled:
         for path in classification["unclassified"]:
             out_fields[path] = {"effect": "deny", "class": None, "rule": None}
             default.append(path)
+            if trace is not None:
+                trace.append(TraceStep(f"field {path}", "default-deny", True, (("classified", (), False),)))
         result = self._result(out_fields, decided, default, used, obligations, notes, trace)
         result.subject = resource.get("customer")
         return result
+
+    def _field_step(
+        self,
+        path: str,
+        cls: str,
+        roles: tuple[str, ...],
+        action: str,
+        purpose: str,
+        cands: tuple[int, ...],
+        effect: str,
+        rule: int,
+        memo: Mapping[int, Any],
+    ) -> TraceStep:
+        """How one field was decided: the grants that name its role, class, action and purpose,
+        each with its condition's result (deny wins over allow; a waiver lifts the denies it
+        names), and the effect."""
+        tests: list[Test] = [
+            ("grants naming the role, class, action and purpose", (roles, cls, action, purpose),
+             [self.grants[i].id for i in cands]),
+        ]  # fmt: skip
+        for i in cands:
+            g = self.grants[i]
+            hit = memo.get(i)
+            kind = "waiver" if g.waiver else f"{g.effect}{' (mask)' if g.mask else ''}"
+            tests.append((f"`{g.id}` {kind}: condition holds", (), None if hit is _UNDEFINED or hit is None else hit))
+        tests.append(("effect", (), effect))
+        return TraceStep(f"field {path}", self.grants[rule].id if rule >= 0 else "default-deny", True, tuple(tests))
 
     def _field(self, cands: tuple[int, ...], holds: Any, used: set[int]) -> tuple[str, int]:
         """(effect, deciding grant index or -1) for one field's candidate grants."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from engine.core.decision import Decision, FiredRule
+from engine.core.decision import Decision, FiredRule, Test, TraceStep, scope_test
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.core.facts import parse_timestamp
 from engine.domains.request import RequestShape
@@ -476,13 +476,19 @@ class _Compiled:
         clocks: dict[str, dict[str, Any]] = {}
         fired: list[FiredRule] = []
         worst, breached_at = "cancelled", None
+        trace: list[TraceStep] | None = [] if explain else None
         for clock in self.model.clocks:
-            if not self._applies(clock, ticket):
+            applies = self._applies(clock, ticket)
+            if not applies:
+                if trace is not None:
+                    trace.append(TraceStep("service-level", clock.id, False, self._scope_tests(clock, ticket)))
                 continue
             try:
                 entry = self._clock(clock, opened, _ts(ticket.get(f"{clock.stops}_at")), cancelled, pauses, now, factor)
             except ValueError as exc:
                 raise _fact_error("ticket", str(exc)) from None
+            if trace is not None:
+                trace.append(self._clock_step(clock, ticket, entry, tier, factor))
             clocks[clock.id] = entry
             b = self.fired[clock.id]
             fired.append(FiredRule(b.id, b.step, (("state", entry["state"]),), b.message, b.file, b.line, b.clause))
@@ -501,6 +507,8 @@ class _Compiled:
                 )
             )
         step = self._ladder(worst, breached_at, now)
+        if trace is not None and clocks:
+            trace += self._ladder_steps(worst, breached_at, now, step)
         out: dict[str, Any] = {
             "state": worst if clocks else None,
             "clocks": clocks,
@@ -526,6 +534,11 @@ class _Compiled:
         alerts = self._churn(facts.get("events") or [], now)
         out["churn_alerts"] = alerts
         out["churn_warning"] = bool(alerts)
+        if trace is not None:
+            for pattern in self.model.patterns:
+                found = [a for a in alerts if a["pattern"] == pattern.id]
+                test = (f"events match pattern `{pattern.id}`", (len(facts.get("events") or ()),), len(found))
+                trace.append(TraceStep("churn", pattern.id, bool(found), (test,)))
         for pid in dict.fromkeys(a["pattern"] for a in alerts):
             where = self.model.pattern_locations[pid]
             message, clause = self.model.pattern_meta[pid]
@@ -538,7 +551,55 @@ class _Compiled:
             )
         customer = facts.get("customer")
         who = customer.get("id") if isinstance(customer, Mapping) else None
-        return DomainResult(out, fired, notes, subject=str(who) if who is not None else ticket["id"])
+        return DomainResult(out, fired, notes, trace, subject=str(who) if who is not None else ticket["id"])
+
+    @staticmethod
+    def _scope_tests(clock: Clock, ticket: Mapping[str, Any]) -> tuple[Test, ...]:
+        """Whether the clock names the ticket's category, severity and complexity, as far as tested."""
+        tests: list[Test] = []
+        for noun, names, value in (
+            ("category", clock.categories, ticket["category"]),
+            ("severity", clock.severities, ticket["severity"]),
+            ("complexity", clock.complexity, ticket.get("complexity", "simple")),
+        ):
+            tests.append(scope_test(noun, names, value))
+            if not tests[-1][2]:
+                break
+        return tuple(tests)
+
+    def _clock_step(
+        self, clock: Clock, ticket: Mapping[str, Any], entry: Mapping[str, Any], tier: Any, factor: float
+    ) -> TraceStep:
+        """A clock that applies: its target (shortened by the customer's tier), the business
+        hours elapsed on its calendar, and the state they give."""
+        target, elapsed = entry["target_hours"], entry["elapsed_hours"]
+        warn = round(self.model.warning_at * target, 4)
+        tests = (
+            *self._scope_tests(clock, ticket),
+            (f"target: {round(clock.within / 3600, 4)}h x tier factor", (tier, factor), target),
+            (f"business hours elapsed on calendar `{clock.calendar}` (less pauses)", (), elapsed),
+            ("elapsed >= target (breached)", (elapsed, target), elapsed >= target),
+            (f"elapsed >= {self.model.warning_at} x target (nearing breach)", (elapsed, warn), elapsed >= warn),
+            (f"stopped by `{clock.stops}_at`", (ticket.get(f"{clock.stops}_at"),), entry["state"] == "succeeded"),
+            ("state", (), entry["state"]),
+        )
+        return TraceStep("service-level", clock.id, True, tests)
+
+    def _ladder_steps(
+        self, state: str, breached_at: datetime | None, now: datetime, chosen: Step | None
+    ) -> list[TraceStep]:
+        """Each ladder step: whether the ticket's worst state reached it (and, for a step after
+        a delay, whether the breach is that old); the highest step reached decides."""
+        steps = []
+        over = (now - breached_at).total_seconds() if breached_at is not None else None
+        for s in self.model.ladder:
+            tests: list[Test] = [(f"state at or past `{s.at}`", (state,), STATES.index(state) >= STATES.index(s.at))]
+            if s.after:
+                tests.append((f"breached at least {s.after}s ago", (over,), over is not None and over >= s.after))
+            if state in ("succeeded", "cancelled", "paused"):
+                tests.append((f"a `{state}` ticket stays with the `in_progress` step", (), s.at == "in_progress"))
+            steps.append(TraceStep("ladder", f"ladder-{s.level}", s is chosen, tuple(tests)))
+        return steps
 
     @staticmethod
     def _applies(clock: Clock, ticket: Mapping[str, Any]) -> bool:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.core.decision import Decision, FiredRule
+from engine.core.decision import Decision, FiredRule, TraceStep, scope_test
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.core.facts import parse_timestamp
 from engine.domains.request import RequestShape
@@ -229,11 +229,12 @@ class _Compiled:
             "postponed_by": None,
         }
         fired: list[FiredRule] = []
+        ends = {r.id: self._end(r, facts) for r in applicable}
+        trace = self._trace(rtype, classes, facts, ends) if explain else None
         if not applicable:
             out.update(action="review", status="no_rule")
             notes.append(f"no retention rule applies to a `{rtype}` record of class(es) {sorted(classes)}")
-            return DomainResult(out, fired, notes, subject=facts.get("customer"))
-        ends = {r.id: self._end(r, facts) for r in applicable}
+            return DomainResult(out, fired, notes, trace, subject=facts.get("customer"))
         keeps = [r for r in applicable if r.keep]
         disposals = [r for r in applicable if not r.keep]
         keep_until: datetime | None = None
@@ -270,17 +271,56 @@ class _Compiled:
             out.update(status="overdue", overdue_days=(now - due).days)
         else:
             out["status"] = "retain"
-        return DomainResult(out, fired, notes, subject=facts.get("customer"))
+        if trace is not None:
+            trace.append(
+                TraceStep(
+                    "decided",
+                    rule.id,
+                    True,
+                    (
+                        ("keep rules' latest end (open: a clock not started)", (keep_rule.id if keep_rule else None,),
+                         "open" if open_keep is not None else keep_until),
+                        ("legal hold", (hold,), hold is not None),
+                        (f"now >= due ({_iso(due)})", (now,), due is not None and now >= due),
+                        ("status", (), out["status"]),
+                    ),
+                )
+            )  # fmt: skip
+        return DomainResult(out, fired, notes, trace, subject=facts.get("customer"))
+
+    def _trace(
+        self, rtype: str, classes: set[str], facts: Mapping[str, Any], ends: Mapping[str, datetime | None]
+    ) -> list[TraceStep]:
+        """Every rule's tests, in order: the record type, the data classes, and when its period
+        ends (a rule that applies)."""
+        steps: list[TraceStep] = []
+        for r in self.model.rules:
+            tests = [scope_test("record type", r.record_types, rtype)]
+            if tests[0][2]:
+                tests.append(scope_test("data class", r.classes, classes))
+            applies = all(t[2] for t in tests)
+            if applies:
+                start = self._start(r, facts)
+                n, unit = r.period
+                tests.append(
+                    (f"{'keep until' if r.keep else r.action + ' at'} `{r.starts}` + {n}{unit}", (start,), ends[r.id])
+                )
+            steps.append(TraceStep("retention", r.id, applies, tuple(tests)))
+        return steps
 
     def _fire(self, rule: RetentionRule, action: str, due: datetime | None) -> FiredRule:
         b = self.fired[rule.id]
         return FiredRule(b.id, b.step, (("action", action), ("due", due)), b.message, b.file, b.line, b.clause)
 
-    def _end(self, rule: RetentionRule, facts: Mapping[str, Any]) -> datetime | None:
+    @staticmethod
+    def _start(rule: RetentionRule, facts: Mapping[str, Any]) -> Any:
+        """The raw timestamp the rule's clock starts at; None when it has not started."""
         if rule.starts.startswith("event:"):
-            raw = (facts.get("events") or {}).get(rule.starts[6:])
-        else:
-            raw = facts.get(f"{rule.starts}_at")
+            return (facts.get("events") or {}).get(rule.starts[6:])
+        return facts.get(f"{rule.starts}_at")
+
+    def _end(self, rule: RetentionRule, facts: Mapping[str, Any]) -> datetime | None:
+        raw = self._start(rule, facts)
         return add_period(parse_timestamp(raw), rule.period) if raw is not None else None
 
     def _hold(self, facts: Mapping[str, Any], now: datetime) -> str | None:
