@@ -155,7 +155,10 @@ class Engine:
 
         The whole batch uses the policies loaded when it started, even if a reload happens
         meanwhile. With ``errors="yield"`` a customer with bad facts yields its
-        ``FactErrors`` in place of a decision; with ``"raise"`` it stops the batch.
+        ``FactErrors`` in place of a decision; with ``"raise"`` it stops the batch. An
+        ``EvaluationError`` (a decision that cannot be made, a plugin's failure included)
+        stops the batch; with a log, the decisions made before it are recorded and yielded
+        first.
         """
         state = self._state
         period = state.period(now)
@@ -182,14 +185,19 @@ class Engine:
         for facts in customers:
             try:
                 decision = decide(program, shadow, facts, now, explain)
-                pending.append(decision)
-                items.append((decision, facts, program, shadow))
             except FactErrors as exc:
-                if errors == "raise":
-                    log.record(items, state.bundle, self.registry, classification)
-                    yield from pending
-                    raise
-                pending.append(exc)
+                if errors == "yield":
+                    pending.append(exc)
+                    continue
+                log.record(items, state.bundle, self.registry, classification)
+                yield from pending
+                raise
+            except EvaluationError:  # the decisions made before it are recorded and yielded first
+                log.record(items, state.bundle, self.registry, classification)
+                yield from pending
+                raise
+            pending.append(decision)
+            items.append((decision, facts, program, shadow))
             if len(pending) >= self.log_batch:
                 log.record(items, state.bundle, self.registry, classification)  # durable before yielded
                 yield from pending

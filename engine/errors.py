@@ -7,9 +7,19 @@
     │   └── PolicyErrors             several PolicyError at once, sorted by location
     ├── FactError                    a customer fact is wrong (names the field and the rule)
     │   └── FactErrors               several FactError for one customer
-    ├── EvaluationError              a decision could not be made (e.g. no snapshot)
+    ├── EvaluationError              a decision could not be made (e.g. no snapshot, a plugin failed)
     ├── SnapshotError                a population snapshot is missing or corrupt
-    └── PluginError                  a plugin misbehaved (names the plugin)
+    ├── PluginError                  a plugin misbehaved (names the plugin)
+    ├── ExprError                    an expression does not parse or type-check (engine.core.expr)
+    ├── StorageError                 a store cannot be opened, read or written (engine.storage)
+    ├── SealError                    the log key or a sealed value cannot be used (engine.audit.protect)
+    └── ChainBroken                  the decision log's hash chain breaks (engine.audit.chain)
+
+Every code an error carries is listed, with its meaning, in ``engine.codes`` (and
+``docs/errors.md``, generated from it). ``Engine.evaluate`` and ``evaluate_batch`` raise
+only ``FactErrors`` and ``EvaluationError``: a plugin's failure during a decision is an
+``EvaluationError`` naming the plugin (or, for a scorer, detector or function, a note on the
+decision and an undefined condition).
 
 Library errors (YAML, jsonschema, cerberus, lark, SQLAlchemy) are wrapped at the
 boundary into one of these and never leak to a host application.
@@ -227,6 +237,24 @@ class PluginError(CharterError):
     def __init__(self, message: str, *, plugin: str, hint: str | None = None, code: str | None = None) -> None:
         super().__init__(message, hint=hint, code=code)
         self.plugin = plugin
+
+
+def calendar_hint(text: object) -> str | None:
+    """Why ``text``, written like a date, is not one in the calendar (`2025-02-30`: February
+    2025 has 28 days); None when it is not written like a date or is a real one."""
+    import calendar
+    import re
+
+    m = re.match(r"^(\d{4})-(\d{1,2})-(\d{1,2})", str(text))
+    if m is None:
+        return None
+    year, month, day = (int(g) for g in m.groups())
+    if not 1 <= month <= 12:
+        return f"there is no month {month}: months run from 01 to 12"
+    last = calendar.monthrange(year, month)[1] if year >= 1 else 31
+    if not 1 <= day <= last:
+        return f"{calendar.month_name[month]} {year} has {last} days"
+    return None
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

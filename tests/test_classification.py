@@ -148,19 +148,19 @@ def test_not_an_object_is_a_fact_error(engine: Engine, now: datetime) -> None:
     [
         (
             ("class: secret, fields: [national_id]", "class: secrte, fields: [national_id]"),
-            "P171",
+            "P175",
             14,
             "unknown class `secrte`",
             "did you mean `secret`?",
         ),
         (
             ("detector: phone}", "detector: phnoe}"),
-            "P172",
+            "P176",
             16,
             "no plugin provides the detector `phnoe`",
             "did you mean `phone`?",
         ),
-        (("  - id: internal\n", "  - id: public\n"), "P170", 7, "class `public` is listed twice", None),
+        (("  - id: internal\n", "  - id: public\n"), "P174", 7, "class `public` is listed twice", None),
         (
             ('{id: money, class: internal, fields: [sales, "contacts[].phone"]}', "{id: money, class: internal}"),
             "P021",

@@ -145,4 +145,4 @@ def test_without_it_the_detector_is_a_located_policy_error(write_policy: Callabl
     with pytest.raises(PolicyErrors) as info:
         Engine(write_policy(CLASSIFY, "classification.yaml"), registry=replace(registry, detectors=kept))
     err = info.value.errors[0]
-    assert (err.code, err.location.line, err.message) == ("P172", 9, "no plugin provides the detector `wechat_id`")
+    assert (err.code, err.location.line, err.message) == ("P176", 9, "no plugin provides the detector `wechat_id`")

@@ -174,3 +174,91 @@ def test_every_hook_is_documented_to_the_template() -> None:
             assert part in text, f"{f.__name__} lacks `{part}`"
         signature = f"{f.__name__}({', '.join(inspect.signature(f).parameters)})"
         assert f"`{signature}`" in docs, f"docs/plugins.md does not show `{signature}`"
+
+
+# -- a plugin's failure during a decision: named, and never an exception the API does not document --
+
+FAILING_FUNCTION_POLICY = """\
+charter: 1
+kind: tiering
+id: t
+facts:
+  name: {type: string, required: true}
+outputs:
+  vip: {type: boolean}
+tables:
+  - id: vip
+    hit: first
+    output: vip
+    default: false
+    rules:
+      - {id: by-name, when: 'customer.name.shout() == "A"', then: true}
+"""
+
+
+class _Shouting:
+    @hookimpl
+    def charter_functions(self) -> list[Any]:
+        from engine.hookspecs import FunctionSpec
+
+        def shout(text: str) -> str:
+            if text == "boom":
+                raise RuntimeError("shout broke")
+            return text.upper()
+
+        return [FunctionSpec("shout", shout, ("string",), "string", method=True)]
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_a_failing_function_leaves_its_condition_undefined_and_names_the_plugin(
+    write_policy: Any, explain: bool
+) -> None:
+    from engine import Engine
+
+    eng = Engine(write_policy(FAILING_FUNCTION_POLICY), plugins=[_Shouting()])
+    ok = eng.evaluate("tiering", {"id": "a", "name": "a"}, now=NOW, explain=explain)
+    assert ok.outputs["vip"] is True
+    failed = eng.evaluate("tiering", {"id": "b", "name": "boom"}, now=NOW, explain=explain)
+    assert failed.outputs["vip"] is False and failed.fired_ids == ()
+    [note] = [n for n in failed.notes if "shout" in n]
+    assert "RuntimeError: shout broke" in note and "by-name" in note
+
+
+class _BrokenDomain:
+    """A domain plugin whose runner has a bug for one request."""
+
+    @hookimpl
+    def charter_domains(self) -> list[Any]:
+        from engine.core.domain import Domain, DomainResult
+
+        def build(policy: Any, registry: Any) -> Any:
+            def run(facts: Any, now: datetime, upstream: Any, explain: bool) -> DomainResult:
+                if facts.get("id") == "bad":
+                    raise ZeroDivisionError("division by zero")
+                return DomainResult({"ok": True}, [])
+
+            return run
+
+        return [Domain(kind="broken", description="a domain with a bug", shared=False, build=build)]
+
+
+def test_a_failing_domain_plugin_is_an_evaluation_error_and_the_batch_keeps_what_it_decided(tmp_path: Any) -> None:
+    from engine import Engine, EvaluationError
+    from engine.audit.log import DecisionLog
+    from engine.plugins import open_store
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "broken.yaml").write_text("charter: 1\nkind: broken\nid: b\n", encoding="utf-8")
+    store = open_store(f"sqlite:///{tmp_path / 'log.db'}")
+    eng = Engine(tmp_path / "p", plugins=[_BrokenDomain()], log=DecisionLog(store, None), log_batch=100)
+    with pytest.raises(EvaluationError) as info:
+        eng.evaluate("broken", {"id": "bad"}, now=NOW)
+    assert info.value.code == "V006" and "ZeroDivisionError" in info.value.message
+    assert "`broken` domain" in info.value.message
+    seen: list[Any] = []
+    with pytest.raises(EvaluationError):
+        for d in eng.evaluate_batch("broken", [{"id": "a"}, {"id": "b"}, {"id": "bad"}, {"id": "c"}], now=NOW):
+            seen.append(d)
+    assert [d.subject for d in seen] == ["a", "b"]  # decided before the failure: yielded, not dropped
+    assert all(d.record_id for d in seen)  # and recorded in the log
+    assert sum(1 for _ in store.read()) == 2

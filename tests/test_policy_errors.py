@@ -325,3 +325,42 @@ def test_yes_and_no_stay_text(tmp_path: Path) -> None:
         "c": True,
         "d": False,
     }
+
+
+POLICIES = Path(__file__).resolve().parent.parent / "policies"
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "code", "hint"),
+    [
+        ("retention.yaml", "kind: retention\n", "kind: retention\neffective_from: 2025-02-30\n", "P171", "28 days"),
+        ("tiering.yaml", "kind: tiering\n", "kind: tiering\neffective_to: 2025-13-01\n", "P171", "no month 13"),
+        ("escalation.yaml", 'holidays: ["2025-01-01",', "holidays: [2024-02-30,", "P197", "February 2024 has 29"),
+    ],
+)
+def test_an_impossible_unquoted_date_is_a_located_error(
+    tmp_path: Path, file: str, old: str, new: str, code: str, hint: str
+) -> None:
+    """YAML reads `2025-02-30` as a date and failed inside its constructor (a traceback)."""
+    for p in POLICIES.glob("*.yaml"):
+        text = p.read_text(encoding="utf-8")
+        if p.name == file:
+            assert old in text
+            text = text.replace(old, new, 1)
+        (tmp_path / p.name).write_text(text, encoding="utf-8")
+    with pytest.raises(PolicyErrors) as info:
+        build_bundle([tmp_path], build_registry())
+    [err] = info.value.errors
+    date = next(w for w in ("2025-02-30", "2025-13-01", "2024-02-30") if w in new)
+    lines = (tmp_path / file).read_text(encoding="utf-8").splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if date in text)
+    assert (err.code, err.location.file.endswith(file), err.location.line) == (code, True, line)
+    assert hint in (err.hint or "")
+
+
+def test_a_number_too_long_to_read_is_a_located_error() -> None:
+    text = MINIMAL.replace("id: t\n", "id: t\ndescription: " + "9" * 5000 + "\n")
+    with pytest.raises(PolicyErrors) as info:
+        load_text(text.encode(), "t.yaml")
+    [err] = info.value.errors
+    assert (err.code, err.location.line, err.location.column) == ("P012", 4, 14)

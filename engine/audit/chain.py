@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from engine.errors import CharterError
+
 GENESIS = "0" * 64
 
 
@@ -62,11 +64,15 @@ class VerifyResult:
     reason: str = ""
 
 
-class ChainBroken(Exception):
+class ChainBroken(CharterError):
     """The first record that does not chain; ``result`` says where and why."""
 
+    code = "H001"
+
     def __init__(self, result: VerifyResult) -> None:
-        super().__init__(result.reason)
+        super().__init__(
+            result.reason, hint="the log was changed after it was written: `charter log verify` says where"
+        )
         self.result = result
 
 

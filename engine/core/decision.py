@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-ENGINE_VERSION = "0.1.0"
+ENGINE_VERSION = "0.2.0"
 # Bumped whenever the same policy, facts and `now` could give a different decision
 # (expression semantics, hit policies, band rounding, missing-fact handling).
-SEMANTICS_VERSION = "1"
+SEMANTICS_VERSION = "2"
 
 
 @dataclass(frozen=True, slots=True)

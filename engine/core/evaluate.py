@@ -22,7 +22,7 @@ from engine.core.compile import CompiledPolicy, StepRun, bind_ranking_scorer
 from engine.core.decision import Decision, FiredRule, TraceStep
 from engine.core.expr import EvalError
 from engine.core.facts import Reject
-from engine.errors import EvaluationError, FactError, FactErrors, SnapshotError
+from engine.errors import EvaluationError, FactError, FactErrors, PluginError, SnapshotError
 from engine.population import Snapshot
 
 
@@ -89,7 +89,8 @@ class Program:
         return bool(self.compiled.ranking) or any(step.needs_snapshot for step in self.compiled.steps)
 
     def evaluate(self, facts: Mapping[str, Any], now: datetime, *, explain: bool = False) -> Decision:
-        """Decide for one customer. Raises ``FactErrors`` for bad facts."""
+        """Decide for one customer. Raises ``FactErrors`` for bad facts and ``EvaluationError``
+        when the decision cannot be made (a plugin's failure included: never another exception)."""
         if not isinstance(now, datetime) or now.tzinfo is None:
             raise EvaluationError(
                 "`now` must be a timestamp with a time zone",
@@ -138,7 +139,22 @@ class Program:
             )
         upstream = self._upstream(facts, now, explain)
         assert self.runner is not None
-        result = self.runner(facts, now, upstream, explain)
+        try:
+            result = self.runner(facts, now, upstream, explain)
+        except (FactErrors, EvaluationError):
+            raise
+        except PluginError as exc:  # e.g. an event backend that could not match: this decision fails, named
+            raise EvaluationError(
+                f"`{self.domain}` could not decide: {exc.message}", code=exc.code, hint=exc.hint
+            ) from exc
+        except Exception as exc:  # a domain plugin's own bug: this decision fails, never the host
+            domain = self.compiled.domain
+            who = f" (plugin `{domain.plugin}`)" if domain is not None and domain.plugin else ""
+            raise EvaluationError(
+                f"the `{self.domain}` domain{who} failed: {type(exc).__name__}: {exc}",
+                code="V006",
+                hint="a fault in the domain's code, not in the policy or the facts: report it to its authors",
+            ) from exc
         subject = result.subject if result.subject is not None else facts.get("id")
         return Decision(
             domain=self.domain,
@@ -161,7 +177,7 @@ class Program:
         for name, use in self.policy.uses.items():
             program = self.upstream.get(name)
             if program is None:
-                raise EvaluationError(f"`{self.domain}` uses `{name}`, which is not loaded", code="V004")
+                raise EvaluationError(f"`{self.domain}` uses `{name}`, which is not loaded", code="V007")
             part: Any = facts
             for key in use.path:
                 part = part.get(key) if isinstance(part, Mapping) else None

@@ -48,6 +48,9 @@ for _loader in (PolicyLoader, FastPolicyLoader):
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
     )
 
+# scalars kept as the text written, never constructed by YAML
+_AS_TEXT = frozenset(("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary", "tag:yaml.org,2002:set"))
+
 MAX_NODES = 200_000
 MAX_DEPTH = 64
 MAX_BYTES = 5 * 1024 * 1024
@@ -151,9 +154,28 @@ class _Converter:
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        value = self.loader.construct_object(node)
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: DocPath) -> Any:
+        """A scalar's value. Dates, times and binary stay the text the officer wrote (the
+        schema decides; an impossible date like `2025-02-30` is refused there, located);
+        a value YAML cannot read at all is a located error, never an exception."""
+        if node.tag in _AS_TEXT:
+            return str(node.value)
+        try:
+            value = self.loader.construct_object(node)
+        except (ValueError, OverflowError, yaml.constructor.ConstructorError) as exc:
+            self.errors.append(
+                self._error(
+                    node,
+                    path,
+                    "P012",
+                    f"`{str(node.value)[:40]}` cannot be read as a value: {exc}",
+                    "put it in double quotes if it is text; write numbers with at most 4,000 digits",
+                )
+            )
+            return str(node.value)
         if isinstance(value, (bytes, set)) or type(value).__name__ in ("date", "datetime"):
-            # keep dates and binary as the text the officer wrote; the schema decides
             return str(node.value)
         return value
 
@@ -161,7 +183,7 @@ class _Converter:
         self.loader.flatten_mapping(node)
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = self.loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            key = self._scalar(key_node, path) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, (str, int, float, bool)) or isinstance(key, bool):
                 self.errors.append(
                     self._error(

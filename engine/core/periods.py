@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.core.load import DocPath, Document
-from engine.errors import PolicyError
+from engine.errors import PolicyError, calendar_hint
 
 KEYS = ("effective_from", "effective_to", "mode")
 MODES = ("enforce", "audit")
@@ -112,7 +112,8 @@ def _mark(node: dict[str, Any], path: DocPath, found: Marks) -> Mark | None:
                     f"`{key}` must be a date or a time with a zone, not `{value}`",
                     found.doc.location((*path, key)),
                     code="P171",
-                    hint="write a date like `2026-01-01` (midnight UTC) or `2026-01-01T09:00:00+08:00`",
+                    hint=calendar_hint(value)
+                    or "write a date like `2026-01-01` (midnight UTC) or `2026-01-01T09:00:00+08:00`",
                 )
             )
         bounds.append(stamp)

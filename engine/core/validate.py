@@ -698,7 +698,7 @@ class Semantics:
                     self.error(
                         f"this table does not set `{key}`",
                         (*path, key),
-                        "P138",
+                        "P139",
                         did_you_mean(key, names) or "outputs: " + ", ".join(names),
                         key=True,
                     )
@@ -769,7 +769,14 @@ _TYPE_BY_NAME: dict[str, Type] = {
 def plugin_signatures(registry: Registry) -> tuple[Signature, ...]:
     """The plugins' expression functions as the checker's signatures."""
     return tuple(
-        Signature(f.name, f.method, tuple(_TYPE_BY_NAME[t] for t in f.params), _TYPE_BY_NAME[f.result], f.func)
+        Signature(
+            f.name,
+            f.method,
+            tuple(_TYPE_BY_NAME[t] for t in f.params),
+            _TYPE_BY_NAME[f.result],
+            f.func,
+            plugin=f.plugin or f.name,
+        )
         for f in registry.functions.values()
     )
 

@@ -47,7 +47,7 @@ from engine.core.expr import (
 from engine.core.expr import TraceStep as ExprStep
 from engine.core.facts import parse_timestamp
 from engine.domains.request import RequestShape
-from engine.errors import Location, PolicyError, did_you_mean
+from engine.errors import Location, PolicyError, calendar_hint, did_you_mean
 
 if TYPE_CHECKING:
     from engine.core.model import Policy
@@ -261,7 +261,7 @@ def _grant(
                 f"`{spec['expires']}` is not a timestamp with a time zone",
                 (*path, "expires"),
                 "P188",
-                "write it like `2026-12-31T23:59:59Z`",
+                calendar_hint(spec["expires"]) or "write it like `2026-12-31T23:59:59Z`",
             )
     return Grant(
         id=spec["id"],

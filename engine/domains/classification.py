@@ -132,7 +132,7 @@ def check(ctx: CheckContext) -> Classification:
             ctx.error(
                 f"class `{spec['id']}` is listed twice",
                 (*path, "id"),
-                "P170",
+                "P174",
                 "list each class once, least restrictive first",
                 related=first.location,
             )
@@ -153,7 +153,7 @@ def check(ctx: CheckContext) -> Classification:
             ctx.error(
                 f"unknown class `{spec['class']}`",
                 (*path, "class"),
-                "P171",
+                "P175",
                 did_you_mean(spec["class"], classes) or "classes: " + ", ".join(f"`{c}`" for c in classes),
             )
         detector = spec.get("detector")
@@ -161,7 +161,7 @@ def check(ctx: CheckContext) -> Classification:
             ctx.error(
                 f"no plugin provides the detector `{detector}`",
                 (*path, "detector"),
-                "P172",
+                "P176",
                 did_you_mean(detector, ctx.registry.detectors)
                 or "install the plugin that provides it, or see `charter plugins`",
             )

@@ -31,7 +31,7 @@ from engine.core.decision import Decision, FiredRule, Test, TraceStep, scope_tes
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.core.facts import parse_timestamp
 from engine.domains.request import RequestShape
-from engine.errors import Location, PolicyError, did_you_mean
+from engine.errors import Location, PolicyError, calendar_hint, did_you_mean
 from engine.hookspecs import EventMatcher, EventPattern
 
 if TYPE_CHECKING:
@@ -369,7 +369,10 @@ def _calendar(ctx: CheckContext, name: str, spec: Mapping[str, Any]) -> Calendar
             holidays.add(date.fromisoformat(text))
         except ValueError:
             ctx.error(
-                f"`{text}` is not a date", ("calendars", name, "holidays", j), "P197", "write it like `2025-10-01`"
+                f"`{text}` is not a date",
+                ("calendars", name, "holidays", j),
+                "P197",
+                calendar_hint(text) or "write it like `2025-10-01`",
             )
     start = time.fromisoformat(spec.get("from", "00:00"))
     end = time.fromisoformat(spec.get("to", "00:00"))

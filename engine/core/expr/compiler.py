@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +21,15 @@ from typing import Any
 
 from engine.core.expr import functions
 from engine.core.expr.ast import Binary, Call, Cond, Ident, Index, ListLit, Lit, Macro, Node, Select, Unary, dotted
-from engine.core.expr.errors import DivisionByZero, EvalError, InvalidArgument, NoSuchKey, NoSuchOverload, Overflow
+from engine.core.expr.errors import (
+    DivisionByZero,
+    EvalError,
+    FunctionFailed,
+    InvalidArgument,
+    NoSuchKey,
+    NoSuchOverload,
+    Overflow,
+)
 from engine.core.expr.printer import source
 from engine.core.expr.types import DOUBLE, DURATION, DYN, INT, STRING, TIMESTAMP, TypeEnv
 
@@ -443,7 +450,7 @@ class _Compiler:
             last = node.args[-1]
             assert isinstance(last, Lit)
             if node.name == "matches":
-                search = re.compile(last.value).search
+                search = functions.pattern_search(last.value)
                 subject = args[0]
                 impl_fn: Compiled = lambda env: search(_text(subject(env))) is not None  # noqa: E731
                 return self.record(node, lambda env: ((s := subject(env),), impl_fn(env))) if self.trace else impl_fn
@@ -459,7 +466,11 @@ class _Compiler:
             except (TypeError, AttributeError):
                 raise NoSuchOverload(f"`{node.name}` does not take {', '.join(_tn(v) for v in values)}") from None
             except (ValueError, OverflowError) as exc:
+                if sig.plugin:
+                    raise FunctionFailed(_failed(sig, exc)) from None
                 raise InvalidArgument(f"`{node.name}`: {exc}") from None
+            except Exception as exc:  # a plugin function's own bug: this condition is undefined, never the decision
+                raise FunctionFailed(_failed(sig, exc)) from None
 
         if self.trace:
             return self.record(node, lambda env: ((), call(env)))
@@ -539,6 +550,11 @@ def _macro_result(kind: str, items: list[Any], results: list[Any], error: EvalEr
     if error is not None:
         raise error
     return kind == "all"
+
+
+def _failed(sig: functions.Signature, exc: Exception) -> str:
+    who = f" of plugin `{sig.plugin}`" if sig.plugin else ""
+    return f"function `{sig.name}`{who} failed: {type(exc).__name__}: {exc}"
 
 
 def _text(value: Any) -> str:

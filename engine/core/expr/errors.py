@@ -46,6 +46,12 @@ class Overflow(EvalError):
     kind = "overflow"
 
 
+class FunctionFailed(EvalError):
+    """A plugin's function raised (its own bug): the condition is undefined, the plugin named."""
+
+    kind = "plugin function failed"
+
+
 class InvalidArgument(EvalError):
     """A bad argument: an index out of range, text that is not a number, ..."""
 

@@ -41,6 +41,7 @@ class Signature:
     result: Type
     impl: Callable[..., Any]
     literal_check: Callable[[str], str | None] | None = None
+    plugin: str = ""  # the plugin that provides it; "" for a built-in
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,29 +91,63 @@ def _timestamp_check(text: str) -> str | None:
     return None
 
 
-_NESTED_QUANTIFIER = re.compile(r"[*+}]\)*[*+{]")
+# `matches` runs on RE2 (google-re2): time linear in the text's length for any pattern, so no
+# pattern can stall a decision. RE2 has no backreferences and no lookaround; such patterns
+# are refused when the policy loads. Compiled patterns are kept, keyed by their text.
+_PATTERNS: dict[str, Callable[[str], Any]] = {}
+MAX_PATTERN_MEMORY = 1 << 20  # bytes RE2 may use to compile one pattern: far beyond any real one
+
+
+def _re2() -> Any:
+    import re2  # type: ignore[import-untyped]  # imported when a policy first uses `matches`: keeps it off `import engine`
+
+    return re2
+
+
+def pattern_search(pattern: str) -> Callable[[str], Any]:
+    """The RE2 ``search`` of ``pattern`` (checked by ``_regex_check`` first)."""
+    hit = _PATTERNS.get(pattern)
+    if hit is None:
+        re2 = _re2()
+        options = re2.Options()
+        options.log_errors = False
+        options.max_mem = MAX_PATTERN_MEMORY
+        if len(_PATTERNS) >= 4096:  # a bound, however many policies are loaded over time
+            _PATTERNS.clear()
+        hit = _PATTERNS[pattern] = re2.compile(pattern, options).search
+    return hit
+
+
+_RE2_WORDS = (
+    (re.compile(r"invalid escape sequence: \\[1-9]"), "backreferences like `\\1` are not supported"),
+    (re.compile(r"invalid escape sequence"), "an unknown escape: write a backslash as `\\\\`"),
+    (re.compile(r"invalid perl operator: \(\?[=!]"), "lookahead `(?=...)`, `(?!...)` is not supported"),
+    (re.compile(r"invalid perl operator: \(\?<"), "lookbehind `(?<=...)`, `(?<!...)` is not supported"),
+    (re.compile(r"pattern too large"), "the pattern is too large"),
+    (
+        re.compile(r"(bad|missing argument to|no argument for) repetition operator"),
+        "a `*`, `+`, `?` or `{n}` repeats nothing",
+    ),
+    (
+        re.compile(r"invalid repetition size"),
+        "a repetition `{n,m}` with `n` above `m`, or over 1000 (nested repetitions multiply)",
+    ),
+    (re.compile(r"missing \)"), "a `(` is never closed"),
+    (re.compile(r"unexpected \)|missing \("), "a `)` closes nothing"),
+    (re.compile(r"missing \]"), "a `[` is never closed"),
+)
 
 
 def _regex_check(pattern: str) -> str | None:
-    """Refuse patterns that can backtrack catastrophically; Python's `re` has no time limit."""
+    """Refuse a pattern RE2 cannot run, saying why in plain words."""
+    re2 = _re2()
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        return f"`{pattern}` is not a valid pattern: {exc}"
-    stack: list[int] = []
-    for i, ch in enumerate(pattern):
-        if ch == "\\":
-            continue
-        if ch == "(" and (i == 0 or pattern[i - 1] != "\\"):
-            stack.append(i)
-        elif ch == ")" and (i == 0 or pattern[i - 1] != "\\") and stack:
-            start = stack.pop()
-            inner = pattern[start + 1 : i]
-            quantified = i + 1 < len(pattern) and pattern[i + 1] in "*+{"
-            if quantified and (re.search(r"(?<!\\)[*+{]", inner) or "|" in inner):
-                return f"the pattern `{pattern}` repeats a repeated group, which can take forever"
-    if _NESTED_QUANTIFIER.search(pattern):
-        return f"the pattern `{pattern}` repeats a repetition, which can take forever"
+        pattern_search(pattern)
+    except re2.error as exc:
+        raw = exc.args[0] if exc.args else ""
+        reason = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        words = next((w for key, w in _RE2_WORDS if key.search(reason)), reason)
+        return f"`{pattern}` cannot be used as a pattern: {words}"
     return None
 
 
@@ -121,7 +156,7 @@ def _size(x: Any) -> int:
 
 
 def _matches(s: str, pattern: str) -> bool:
-    return re.search(pattern, s) is not None
+    return pattern_search(pattern)(s) is not None
 
 
 def _to_int(x: Any) -> int:

@@ -17,7 +17,7 @@ import jsonschema
 
 from engine.core.decision import jsonable
 from engine.core.load import DocPath, Document, load_file
-from engine.errors import Location, PolicyError, PolicyErrors, did_you_mean
+from engine.errors import Location, PolicyError, PolicyErrors, calendar_hint, did_you_mean
 from engine.plugins import installed
 
 DEFAULT_DIR = "policies/tests"
@@ -286,7 +286,10 @@ def _read_file(doc: Document, here: Path) -> tuple[SuiteFile, list[PolicyError]]
         if stamp is None:
             errors.append(
                 PolicyError(
-                    f"`{doc.get(path)}` is not a time", doc.location(path), code="T039", hint=str(_when["description"])
+                    f"`{doc.get(path)}` is not a time",
+                    doc.location(path),
+                    code="T039",
+                    hint=calendar_hint(doc.get(path)) or str(_when["description"]),
                 )
             )
         return stamp
@@ -314,7 +317,8 @@ def _read_file(doc: Document, here: Path) -> tuple[SuiteFile, list[PolicyError]]
     names: dict[str, int] = {}
     for i, spec in enumerate(data["cases"]):
         case_now = when(("cases", i, "now")) if "now" in spec else now
-        errors += _case_errors(doc, i, spec, case_now is not None or "now" in spec, names)
+        # a file's `now` that is wrong is reported once, at its line, not again for every case
+        errors += _case_errors(doc, i, spec, case_now is not None or "now" in spec or "now" in data, names)
         if case_now is not None:
             suite_file.cases.append(Case(suite_file, i, spec["name"], spec["domain"], spec, case_now))
         over = spec.get("distribution", {}).get("over")
