@@ -136,6 +136,10 @@ CODES: dict[str, str] = {
     "P010": "a policy file must be a mapping of keys to values",
     "P011": "unknown policy `kind`",
     "P012": "a value YAML cannot read at all (a number thousands of digits long)",
+    "P013": (
+        "a full-width comma `\uff0c` (or `\u3001`, `\uff1b`) between the items of a `[...]` list,"
+        " which YAML reads as one item"
+    ),
     "P020": "unknown key `…` (in a policy file)",
     "P021": "a required key is missing (in a policy file)",
     "P022": "`…` is not allowed here (in a policy file)",

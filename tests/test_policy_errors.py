@@ -364,3 +364,17 @@ def test_a_number_too_long_to_read_is_a_located_error() -> None:
         load_text(text.encode(), "t.yaml")
     [err] = info.value.errors
     assert (err.code, err.location.line, err.location.column) == ("P012", 4, 14)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("mark", ["\uff0c", "\u3001", "\uff1b"])
+def test_a_full_width_comma_in_a_list_is_refused_at_the_comma(fast: bool, mark: str) -> None:
+    """An input method's comma made `[name，phone]` one item, silently (a field rule matching nothing)."""
+    text = f"charter: 1\nkind: classification\nfields: [name{mark}phone, email]\n"
+    with pytest.raises(PolicyErrors) as info:
+        load_text(text.encode(), "c.yaml", fast=fast)
+    [err] = info.value.errors
+    assert (err.code, err.location.line, err.location.column) == ("P013", 3, 14)
+    assert err.hint is not None and "`name, phone`" in err.hint
+    quoted = f'charter: 1\nkind: classification\nfields: ["name{mark}phone", email]\n'  # quoted: the text is meant
+    assert load_text(quoted.encode(), "c.yaml", fast=fast).data["fields"][0] == f"name{mark}phone"

@@ -48,6 +48,12 @@ for _loader in (PolicyLoader, FastPolicyLoader):
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
     )
 
+_FULL_WIDTH_SEPARATORS = (
+    "\uff0c",
+    "\u3001",
+    "\uff1b",
+)  # U+FF0C, U+3001, U+FF1B: what a Chinese input method types for `,`
+
 # scalars kept as the text written, never constructed by YAML
 _AS_TEXT = frozenset(("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary", "tag:yaml.org,2002:set"))
 
@@ -153,8 +159,31 @@ class _Converter:
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
+            if node.flow_style:
+                self._full_width_commas(node, path)
             return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         return self._scalar(node, path)
+
+    def _full_width_commas(self, node: yaml.SequenceNode, path: DocPath) -> None:
+        """A `[a，b]` list: YAML reads the full-width comma (an input method's) as text, so the
+        two items silently become one. Refused, at the comma."""
+        for i, item in enumerate(node.value):
+            if not isinstance(item, yaml.ScalarNode) or item.style:  # None (Python parser) or "" (libyaml): plain
+                continue  # a quoted item may hold any text
+            for mark in _FULL_WIDTH_SEPARATORS:
+                at = str(item.value).find(mark)
+                if at >= 0:
+                    span = _span(item)
+                    self.errors.append(
+                        PolicyError(
+                            f"a full-width `{mark}` inside a list: `{item.value}` is read as one item",
+                            Location(self.doc.path, span.line, span.column + at, (*path, i)),
+                            code="P013",
+                            hint=f"write `,` (a plain comma) between the items: "
+                            f"`{', '.join(p.strip() for p in str(item.value).split(mark))}`",
+                        )
+                    )
+                    break
 
     def _scalar(self, node: yaml.Node, path: DocPath) -> Any:
         """A scalar's value. Dates, times and binary stay the text the officer wrote (the
