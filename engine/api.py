@@ -185,15 +185,11 @@ class Engine:
         for facts in customers:
             try:
                 decision = decide(program, shadow, facts, now, explain)
-            except FactErrors as exc:
-                if errors == "yield":
+            except (FactErrors, EvaluationError) as exc:
+                if errors == "yield" and isinstance(exc, FactErrors):
                     pending.append(exc)
                     continue
-                log.record(items, state.bundle, self.registry, classification)
-                yield from pending
-                raise
-            except EvaluationError:  # the decisions made before it are recorded and yielded first
-                log.record(items, state.bundle, self.registry, classification)
+                log.record(items, state.bundle, self.registry, classification)  # what was decided is kept
                 yield from pending
                 raise
             pending.append(decision)

@@ -31,7 +31,9 @@ backticks, never a Python class name. Help text ("did you mean `gold`?") lives i
 
 from __future__ import annotations
 
+import calendar
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -242,9 +244,6 @@ class PluginError(CharterError):
 def calendar_hint(text: object) -> str | None:
     """Why ``text``, written like a date, is not one in the calendar (`2025-02-30`: February
     2025 has 28 days); None when it is not written like a date or is a real one."""
-    import calendar
-    import re
-
     m = re.match(r"^(\d{4})-(\d{1,2})-(\d{1,2})", str(text))
     if m is None:
         return None

@@ -2,8 +2,8 @@
 
 Every record names the policy files (stored in the log's store), the population snapshot
 (likewise), the caller's ``now`` and the facts read (sensitive ones sealed). Replay opens
-the sealed values with the log key, rebuilds (in memory) the policies the record names and compares the
-outcome — outputs, fired rules, notes and upstream decisions — byte for byte as canonical
+the sealed values with the log key, rebuilds (in memory) the policies the record names and
+compares the outcome — outputs, fired rules, notes and upstream decisions — byte for byte as canonical
 JSON. ``against`` evaluates the same inputs with another policy directory instead: the
 what-if of an edit, before it is deployed.
 """
@@ -130,9 +130,11 @@ class Replayer:
         self.registry = registry if registry is not None else build_registry()
         self.against = str(against) if against is not None else None
         self._loaded: dict[tuple[str, str | None], Loaded] = {}
+        self._bundles: dict[str, Bundle] = {}
 
     def close(self) -> None:
         self._loaded.clear()
+        self._bundles.clear()
 
     def __enter__(self) -> Replayer:
         return self
@@ -147,12 +149,21 @@ class Replayer:
         key = (source, body.get("snapshot"))
         hit = self._loaded.get(key)
         if hit is None:
-            bundle = build_bundle([source[4:]], self.registry) if source.startswith("dir:") else self._bundle(source)
             snapshot = fetch_snapshot(body["snapshot"], self.store) if body.get("snapshot") else None
-            hit = self._loaded[key] = Loaded.build(bundle, snapshot)
+            hit = self._loaded[key] = Loaded.build(self._bundle(source), snapshot)
         return hit
 
-    def _bundle(self, digest: str) -> Bundle:
+    def _bundle(self, source: str) -> Bundle:
+        """The bundle of ``source`` (a directory, ``dir:...``, or a stored blob's digest), read
+        and compiled once however many snapshots its records name."""
+        hit = self._bundles.get(source)
+        if hit is None:
+            hit = self._bundles[source] = (
+                build_bundle([source[4:]], self.registry) if source.startswith("dir:") else self._stored(source)
+            )
+        return hit
+
+    def _stored(self, digest: str) -> Bundle:
         data = self.store.get_blob("bundle", digest)
         if data is None:
             raise CharterError(f"the log's store lacks the policy files `{digest[:16]}`", code="R001")

@@ -48,11 +48,8 @@ for _loader in (PolicyLoader, FastPolicyLoader):
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
     )
 
-_FULL_WIDTH_SEPARATORS = (
-    "\uff0c",
-    "\u3001",
-    "\uff1b",
-)  # U+FF0C, U+3001, U+FF1B: what a Chinese input method types for `,`
+# what a Chinese input method types for `,`: U+FF0C, U+3001, U+FF1B
+_FULL_WIDTH_SEPARATORS = ("\uff0c", "\u3001", "\uff1b")
 
 # scalars kept as the text written, never constructed by YAML
 _AS_TEXT = frozenset(("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary", "tag:yaml.org,2002:set"))

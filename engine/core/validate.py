@@ -775,7 +775,7 @@ def plugin_signatures(registry: Registry) -> tuple[Signature, ...]:
             tuple(_TYPE_BY_NAME[t] for t in f.params),
             _TYPE_BY_NAME[f.result],
             f.func,
-            plugin=f.plugin or f.name,
+            plugin=f.plugin or "unnamed",  # the registry always names it; set, it marks a plugin's function
         )
         for f in registry.functions.values()
     )

@@ -429,21 +429,13 @@ class _Compiled:
                         hit = _UNDEFINED
                         notes.append(f"condition of `{self.grants[i].id}` is undefined: {exc}")
                 g = self.grants[i]
-                tests: list[Test] = [(s.text, tuple(s.operands), s.result) for s in steps]
-                if not tests:
-                    tests.append((g.when_text or "no condition", (), None if hit is _UNDEFINED else hit))
+                condition = hit
                 if hit is True and g.waiver:
                     assert g.expires is not None
-                    named = subject["id"] in g.subjects or any(r in roles for r in g.roles)
-                    hit = now < g.expires and named
-                    tests += [
-                        (f"now < expires ({g.expires.isoformat().replace('+00:00', 'Z')})", (now,), now < g.expires),
-                        ("the subject or one of its roles is named", (subject["id"], tuple(roles)), named),
-                    ]
+                    hit = now < g.expires and (subject["id"] in g.subjects or any(r in roles for r in g.roles))
                 memo[i] = hit
                 if trace is not None:
-                    shown: bool | None = None if hit is _UNDEFINED else bool(hit)
-                    trace.append(TraceStep("condition", g.id, shown, tuple(tests)))
+                    trace.append(self._condition_step(g, steps, condition, hit, now, subject["id"], roles))
             return hit
 
         classification = upstream["classification"].outputs
@@ -481,6 +473,24 @@ class _Compiled:
         result = self._result(out_fields, decided, default, used, obligations, notes, trace)
         result.subject = resource.get("customer")
         return result
+
+    @staticmethod
+    def _condition_step(
+        g: Grant, steps: list[ExprStep], condition: Any, hit: Any, now: datetime, subject: str, roles: list[str]
+    ) -> TraceStep:
+        """A grant's condition as evaluated, with the values compared; for a waiver, its expiry
+        and whether it names the subject or one of its roles (built only for ``--explain``)."""
+        tests: list[Test] = [(s.text, tuple(s.operands), s.result) for s in steps]
+        if not tests:
+            tests.append((g.when_text or "no condition", (), None if condition is _UNDEFINED else condition))
+        if condition is True and g.waiver:
+            assert g.expires is not None
+            named = subject in g.subjects or any(r in roles for r in g.roles)
+            tests += [
+                (f"now < expires ({g.expires.isoformat().replace('+00:00', 'Z')})", (now,), now < g.expires),
+                ("the subject or one of its roles is named", (subject, tuple(roles)), named),
+            ]
+        return TraceStep("condition", g.id, None if hit is _UNDEFINED else bool(hit), tuple(tests))
 
     def _field_step(
         self,

@@ -10,7 +10,9 @@ Supported rules: ``type`` (string, integer, number, boolean, list, dict), ``requ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.core.facts import FactValidator, parse_timestamp
@@ -173,3 +175,23 @@ def _error(err: Any) -> FactError:
 
 
 _CODES = {"required": 1, "type": 2, "allowed": 5, "nullable": 6, "check_with": 8}
+
+
+# Periods a domain measures time with (retention's `period: 5y`, a consent's validity):
+# a count and a unit, years and months by the calendar.
+PERIOD = re.compile(r"^(\d{1,4})\s*(y|m|w|d|h)$")
+
+
+def add_period(start: datetime, period: tuple[int, str]) -> datetime:
+    """``start`` plus a period; years and months are calendar ones (31 Jan + 1m = 28/29 Feb)."""
+    n, unit = period
+    if unit in ("y", "m"):
+        months = start.month - 1 + n * (12 if unit == "y" else 1)
+        year, month = start.year + months // 12, months % 12 + 1
+        day = start.day
+        while True:
+            try:
+                return start.replace(year=year, month=month, day=day)
+            except ValueError:
+                day -= 1
+    return start + timedelta(**{{"w": "weeks", "d": "days", "h": "hours"}[unit]: n})

@@ -23,16 +23,15 @@ A record past its due date is ``overdue``; ``overdue_days`` says by how many who
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule, TraceStep, scope_test
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.core.facts import parse_timestamp
-from engine.domains.request import RequestShape
+from engine.domains.request import PERIOD, RequestShape, add_period
 from engine.errors import Location, PolicyError, did_you_mean
 
 if TYPE_CHECKING:
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
 ANY = "*"
 CLOCKS = ("created", "last_activity", "relationship_ended", "consent_withdrawn")
 ACTIONS = ("delete", "anonymise", "archive", "review")
-PERIOD = re.compile(r"^(\d{1,4})\s*(y|m|w|d|h)$")
 
 _text = {"type": "string", "minLength": 1}
 _meta = {"title": _text, "description": _text, "owner": _text, "clause": _text, "message": _text}
@@ -155,21 +153,6 @@ def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyErro
         for name in rule.classes
         if name != ANY and name not in classes
     ]
-
-
-def add_period(start: datetime, period: tuple[int, str]) -> datetime:
-    """``start`` plus a period; years and months are calendar ones (31 Jan + 1m = 28/29 Feb)."""
-    n, unit = period
-    if unit in ("y", "m"):
-        months = start.month - 1 + n * (12 if unit == "y" else 1)
-        year, month = start.year + months // 12, months % 12 + 1
-        day = start.day
-        while True:
-            try:
-                return start.replace(year=year, month=month, day=day)
-            except ValueError:
-                day -= 1
-    return start + timedelta(**{{"w": "weeks", "d": "days", "h": "hours"}[unit]: n})
 
 
 _TS = {"check_with": "timestamp"}

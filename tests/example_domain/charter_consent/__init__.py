@@ -40,10 +40,9 @@ Codes: CS101-CS105 for policy mistakes (``charter validate``), CS201-CS203 for `
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from engine.analysis.findings import ERROR, WARNING, Context, Related
@@ -51,7 +50,7 @@ from engine.core.decision import Decision, FiredRule, TraceStep
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.core.facts import parse_timestamp
 from engine.core.model import Policy
-from engine.domains.request import RequestShape
+from engine.domains.request import PERIOD, RequestShape, add_period
 from engine.errors import FactError, FactErrors, Location, did_you_mean
 from engine.hookspecs import Registry, hookimpl
 
@@ -59,7 +58,6 @@ KIND = "consent"
 ANY = "*"
 DEFAULT = "default-deny"
 NEEDS = ("opt_in", "no_opt_out")
-PERIOD = re.compile(r"^(\d{1,4})\s*(y|m|w|d|h)$")
 NAME = "^[a-z][a-z0-9_]*$"  # no `:`, which joins a channel and a purpose in a request's `consents`
 
 _text = {"type": "string", "minLength": 1}
@@ -202,20 +200,6 @@ def check(ctx: CheckContext) -> Consent:
 # --------------------------------------------------------------------------------------------
 # deciding
 # --------------------------------------------------------------------------------------------
-
-
-def add_period(start: datetime, period: tuple[int, str]) -> datetime:
-    """``start`` plus a period; years and months are calendar ones (31 Jan + 1m = 28/29 Feb)."""
-    n, unit = period
-    if unit in ("y", "m"):
-        months = start.month - 1 + n * (12 if unit == "y" else 1)
-        year, month, day = start.year + months // 12, months % 12 + 1, start.day
-        while True:
-            try:
-                return start.replace(year=year, month=month, day=day)
-            except ValueError:
-                day -= 1
-    return start + {"w": timedelta(weeks=n), "d": timedelta(days=n), "h": timedelta(hours=n)}[unit]
 
 
 def _iso(t: datetime) -> str:
