@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Decision, Engine, FactErrors
-from engine.core.codegen import _verify
+from engine.core.codegen import _ALLOWED_ATTRS
+from engine.core.pycode import verify
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_undefined_rows_are_noted_once(write_policy: Any, now: datetime) -> None
 )
 def test_whitelist_refuses_anything_else(source: str) -> None:
     with pytest.raises(AssertionError):
-        _verify(source, {"facts", "NOW", "decide"})
+        verify(source, {"facts", "NOW", "decide"}, _ALLOWED_ATTRS)
 
 
 def test_generated_source_only_uses_whitelisted_names(engine: Engine) -> None:

@@ -13,7 +13,7 @@ trees and declarations, never from policy text:
 * names in the source are the generator's own (``C`` for the customer's facts, ``S``
   scores, ``O`` outputs, ``R7`` a rule, ...);
 * before it is compiled, the generated module is parsed back and every node checked
-  against a whitelist (``_verify``): no imports, no attribute other than a few string
+  against a whitelist (``engine.core.pycode.verify``): no imports, no attribute other than a few string
   and dict methods, no call but to the generator's own helpers.
 
 Exactness is kept by construction: a condition is emitted as Python only where Python's
@@ -26,7 +26,6 @@ error absorption and writes the note. The test suite checks that both paths deci
 
 from __future__ import annotations
 
-import ast
 import math
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +53,7 @@ from engine.core.expr import (
 )
 from engine.core.facts import FactChecker, Reject, as_float, parse_timestamp
 from engine.core.model import BandsDecl, FactDecl, TableDecl
+from engine.core.pycode import build
 
 _ROOTS = {"customer": "C", "scores": "S", "outputs": "O"}
 _CMP = {"==", "!=", "<", "<=", ">", ">="}
@@ -305,67 +305,6 @@ class _Gen:
         self.emit(f"m = {self.ref('ROW', slow)}(env, N)", depth + 1)
 
 
-def _verify(source: str, names: set[str]) -> ast.Module:
-    """Parse the generated code back and refuse anything outside the whitelist."""
-    tree = ast.parse(source)
-    allowed_nodes = (
-        ast.Module,
-        ast.FunctionDef,
-        ast.arguments,
-        ast.arg,
-        ast.Assign,
-        ast.Expr,
-        ast.If,
-        ast.While,
-        ast.Break,
-        ast.Pass,
-        ast.Return,
-        ast.Raise,
-        ast.Try,
-        ast.ExceptHandler,
-        ast.Name,
-        ast.Load,
-        ast.Store,
-        ast.Constant,
-        ast.Subscript,
-        ast.Compare,
-        ast.BoolOp,
-        ast.UnaryOp,
-        ast.BinOp,
-        ast.IfExp,
-        ast.Call,
-        ast.Attribute,
-        ast.Dict,
-        ast.Tuple,
-        ast.List,
-        ast.And,
-        ast.Or,
-        ast.Not,
-        ast.USub,
-        ast.Add,
-        ast.Sub,
-        ast.Mult,
-        ast.Eq,
-        ast.NotEq,
-        ast.Lt,
-        ast.LtE,
-        ast.Gt,
-        ast.GtE,
-        ast.In,
-        ast.NotIn,
-        ast.Is,
-        ast.IsNot,
-    )
-    for node in ast.walk(tree):
-        if not isinstance(node, allowed_nodes):
-            raise AssertionError(f"generated code holds a {type(node).__name__}")
-        if isinstance(node, ast.Name) and node.id not in names:
-            raise AssertionError(f"generated code names `{node.id}`")
-        if isinstance(node, ast.Attribute) and node.attr not in _ALLOWED_ATTRS:
-            raise AssertionError(f"generated code uses `.{node.attr}`")
-    return tree
-
-
 _LOCALS = {
     "facts",
     "NOW",
@@ -426,28 +365,17 @@ def generate(
             gen.table(decl, run, compiled.tables[decl.id])
     gen.emit("return C, S, O, F, N")
     source = "def decide(facts, NOW):\n" + "\n".join(gen.lines) + "\n"
-    namespace: dict[str, Any] = {
-        "ABSENT": _ABSENT,
-        "REJECT": Reject,
-        "INF": math.inf,
-        "TS": _timestamp,
-        "as_float": as_float,
-        **gen.names,
-        "__builtins__": {
-            "type": type,
-            "int": int,
-            "float": float,
-            "str": str,
-            "bool": bool,
-            "len": len,
-            "Exception": Exception,
-        },
-    }
-    tree = _verify(source, _LOCALS | set(gen.names))
-    code = compile(tree, f"<charter policy {compiled.policy.id}>", "exec")  # whitelisted generated code, see above
-    exec(code, namespace)  # defines `decide` only; the module body is one function definition
-    decide: Callable[[Any, Any], tuple[Any, ...]] = namespace["decide"]
-    decide.source = source  # type: ignore[attr-defined]  # for tests and `charter` debugging
+    refs = {"ABSENT": _ABSENT, "REJECT": Reject, "INF": math.inf, "TS": _timestamp, "as_float": as_float, **gen.names}
+    builtins = {"type": type, "int": int, "float": float, "str": str, "bool": bool, "len": len, "Exception": Exception}
+    decide: Callable[[Any, Any], tuple[Any, ...]] = build(
+        source,
+        "decide",
+        local_names=_LOCALS,
+        refs=refs,
+        builtins=builtins,
+        attrs=_ALLOWED_ATTRS,
+        label=f"policy {compiled.policy.id}",
+    )
     return decide
 
 

@@ -380,6 +380,10 @@ class _Compiled:
                         for p in purposes:
                             self.index.setdefault((role, cls, a, p), []).append(i)
         self._candidates: dict[tuple[tuple[str, ...], str, str, str], tuple[int, ...]] = {}
+        self._role_sets: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
+        # decisions made by names alone (no condition, expiry or waiver read), by roles,
+        # action, purpose and the record's classified and unclassified fields
+        self._static: dict[tuple[Any, ...], _Template] = {}
 
     def candidates(self, roles: tuple[str, ...], cls: str, action: str, purpose: str) -> tuple[int, ...]:
         key = (roles, cls, action, purpose)
@@ -401,23 +405,33 @@ class _Compiled:
         self.shape.check(facts)
         subject, resource = facts["subject"], facts["resource"]
         action, purpose = facts["action"], facts["purpose"]
-        notes: list[str] = []
-        roles: list[str] = []
-        for r in subject["roles"]:
-            inherited = self.roles.get(r)
-            if inherited is None:
-                notes.append(f"unknown role `{r}` ignored")
-                continue
-            roles.extend(x for x in inherited if x not in roles)
-        role_key = tuple(sorted(roles))
+        role_key, roles, role_notes = self._roles(subject["roles"])
+        notes = list(role_notes)
+        classification = upstream["classification"].outputs
+        static_key = None
+        if not explain:
+            fields_in = classification["fields"]
+            static_key = (
+                role_key,
+                action,
+                purpose,
+                tuple([(p, f["class"]) for p, f in fields_in.items()]),
+                tuple(classification["unclassified"]),
+            )
+            template = self._static.get(static_key)
+            if template is not None:
+                return self._replay(template, notes, resource)
         env = {"subject": subject, "resource": resource, "action": action, "purpose": purpose, "now": now}
         memo: dict[int, Any] = {}
         trace: list[TraceStep] | None = [] if explain else None
+        dynamic = False  # whether a condition, an expiry or a waiver's subject was read
 
         def holds(i: int) -> Any:
             """The grant's condition: True, False or _UNDEFINED; once per request."""
+            nonlocal dynamic
             hit = memo.get(i)
             if hit is None:
+                dynamic = dynamic or self.conditions[i] is not None or self.grants[i].waiver
                 steps: list[ExprStep] = []
                 cond, traced = self.conditions[i], self.traced[i]
                 if cond is None or traced is None:
@@ -472,11 +486,48 @@ class _Compiled:
                 trace.append(TraceStep(f"field {path}", "default-deny", True, (("classified", (), False),)))
         result = self._result(out_fields, decided, default, used, obligations, notes, trace)
         result.subject = resource.get("customer")
+        if static_key is not None and not dynamic:  # decided by names alone: the same for every such request
+            if len(self._static) >= 16384:
+                self._static.clear()
+            self._static[static_key] = _template(result.outputs, result.fired)
         return result
+
+    def _roles(self, named: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """The subject's roles with every role they inherit (sorted, and in order), and the
+        notes on unknown roles; kept per list of named roles."""
+        key = tuple(named)
+        hit = self._role_sets.get(key)
+        if hit is None:
+            notes: list[str] = []
+            roles: list[str] = []
+            for r in named:
+                inherited = self.roles.get(r)
+                if inherited is None:
+                    notes.append(f"unknown role `{r}` ignored")
+                    continue
+                roles.extend(x for x in inherited if x not in roles)
+            hit = (tuple(sorted(roles)), tuple(roles), tuple(notes))
+            if len(self._role_sets) >= 4096:
+                self._role_sets.clear()
+            self._role_sets[key] = hit
+        return hit
+
+    @staticmethod
+    def _replay(template: _Template, notes: list[str], resource: Mapping[str, Any]) -> DomainResult:
+        """A decision made by names alone, rebuilt from its template (fresh containers)."""
+        effect, fields, denied, obligations, fired = template
+        outputs = {
+            "effect": effect,
+            "fields": {path: dict(entry) for path, entry in fields},
+            "denied": list(denied),
+            "obligations": list(obligations),
+            "waivers": [],
+        }
+        return DomainResult(outputs, list(fired), notes, None, subject=resource.get("customer"))
 
     @staticmethod
     def _condition_step(
-        g: Grant, steps: list[ExprStep], condition: Any, hit: Any, now: datetime, subject: str, roles: list[str]
+        g: Grant, steps: list[ExprStep], condition: Any, hit: Any, now: datetime, subject: str, roles: tuple[str, ...]
     ) -> TraceStep:
         """A grant's condition as evaluated, with the values compared; for a waiver, its expiry
         and whether it names the subject or one of its roles (built only for ``--explain``)."""
@@ -607,6 +658,18 @@ class _Compiled:
             "waivers": waivers,
         }
         return DomainResult(outputs, fired, notes, trace)
+
+
+# effect, fields (path, entry items), denied, obligations, fired rules
+_Template = tuple[
+    str, tuple[tuple[str, tuple[tuple[str, Any], ...]], ...], tuple[str, ...], tuple[str, ...], tuple[FiredRule, ...]
+]
+
+
+def _template(outputs: Mapping[str, Any], fired: list[FiredRule]) -> _Template:
+    assert not outputs["waivers"]
+    fields = tuple((path, tuple(entry.items())) for path, entry in outputs["fields"].items())
+    return outputs["effect"], fields, tuple(outputs["denied"]), tuple(outputs["obligations"]), tuple(fired)
 
 
 def rules(policy: Policy) -> list[RuleInfo]:

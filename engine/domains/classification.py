@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -184,8 +184,14 @@ def check(ctx: CheckContext) -> Classification:
 # --------------------------------------------------------------------------------------------
 
 
-def flatten(record: Mapping[str, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+def flatten(record: Mapping[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
     """Every leaf of a record as (dotted path, value); list items of objects share ``path[]``."""
+    out: list[tuple[str, Any]] = []
+    _flatten(record, prefix, depth, out)
+    return out
+
+
+def _flatten(record: Mapping[str, Any], prefix: str, depth: int, out: list[tuple[str, Any]]) -> None:
     if depth > MAX_DEPTH:
         raise FactErrors(
             [
@@ -200,16 +206,23 @@ def flatten(record: Mapping[str, Any], prefix: str = "", depth: int = 0) -> Iter
         )
     for key, value in record.items():
         path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            yield from flatten(value, path, depth + 1)
+        kind = type(value)
+        if kind is str or kind is int or kind is float or kind is bool or value is None:
+            out.append((path, value))
+        elif isinstance(value, dict) and value:
+            _flatten(value, path, depth + 1, out)
         elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
             for item in value:
                 if isinstance(item, dict):
-                    yield from flatten(item, path + "[]", depth + 1)
+                    _flatten(item, path + "[]", depth + 1, out)
                 else:
-                    yield path + "[]", item
+                    out.append((path + "[]", item))
         else:
-            yield path, value
+            out.append((path, value))
+
+
+def _first(leaf: tuple[str, Any]) -> str:
+    return leaf[0]
 
 
 def _texts(value: Any) -> list[str]:
@@ -245,6 +258,7 @@ class _Compiled:
         self.content_rules = [r for r in self.rules if r[3] is not None]
         self._by_name: dict[str, tuple[int, int] | None] = {}
         self._plans: dict[str, tuple[tuple[int, int] | None, tuple[tuple[tuple[int, int], ClassRule, Any], ...]]] = {}
+        self._outcomes: dict[tuple[tuple[str, tuple[int, int] | None], ...], _Outcome] = {}
 
     def by_name(self, path: str) -> tuple[int, int] | None:
         """(rank, rule order) of the best name-only rule for ``path``; cached per path."""
@@ -296,17 +310,25 @@ class _Compiled:
     def __call__(
         self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
     ) -> DomainResult:
-        values: dict[str, list[Any]] = {}
-        for path, value in flatten(facts):
-            values.setdefault(path, []).append(value)
+        leaves = flatten(facts)
+        leaves.sort(key=_first)  # the record's key order never changes a decision
         notes: list[str] = []
         trace: list[TraceStep] | None = [] if explain else None
-        best: dict[str, tuple[int, int]] = {}
+        chosen: list[tuple[str, tuple[int, int] | None]] = []
         plan = self.plan
-        for path, vals in sorted(values.items()):  # the record's key order never changes a decision
+        n = len(leaves)
+        i = 0
+        while i < n:
+            path, value = leaves[i]
+            j = i + 1
+            while j < n and leaves[j][0] == path:  # the items of a list of objects share a path
+                j += 1
             found, candidates = plan(path)
             if candidates:
-                texts = [t for v in vals for t in _texts(v)]
+                if j == i + 1 and type(value) is str:
+                    texts: list[str] = [value]
+                else:
+                    texts = [t for _, v in leaves[i:j] for t in _texts(v)]
                 for key, rule, detect in candidates:  # most restrictive first: the first hit wins
                     hit = False
                     for text in texts:
@@ -322,45 +344,57 @@ class _Compiled:
                     if hit:
                         found = key
                         break
-            if found is not None:
-                best[path] = found
-        return self._result(values, best, notes, trace)
+            chosen.append((path, found))
+            i = j
+        outcome = self._outcomes.get(tuple(chosen))
+        if outcome is None:
+            outcome = self._outcome(chosen)
+        pairs, unclassified, present, fired, note = outcome
+        if note:
+            notes.append(note)
+        if trace is not None:
+            for path, (cls, rid) in pairs:
+                trace.append(TraceStep(path, rid, True, ((f"class `{cls}`", (), True),)))
+        outputs = {
+            "fields": {path: {"class": cls, "rule": rid} for path, (cls, rid) in pairs},
+            "unclassified": list(unclassified),
+            "classes": list(present),
+            "highest": present[-1] if present else None,
+            "handling": {c: self.handling[c] for c in present},
+        }
+        return DomainResult(outputs, list(fired), notes, trace)
 
-    def _result(
-        self,
-        values: Mapping[str, list[Any]],
-        best: Mapping[str, tuple[int, int]],
-        notes: list[str],
-        trace: list[TraceStep] | None,
-    ) -> DomainResult:
-        fields: dict[str, dict[str, str]] = {}
+    def _outcome(self, chosen: list[tuple[str, tuple[int, int] | None]]) -> _Outcome:
+        """What a record whose sorted fields got these (rank, rule order) keys decides — its
+        fields' classes and rules, the classes present, the fired rules, the note; the same for
+        every record with these fields and keys, so kept (bounded) and shared (all immutable)."""
+        pairs: list[tuple[str, tuple[str, str]]] = []
         decided: dict[str, list[str]] = {}
-        for path in sorted(values):
-            key = best.get(path)
+        unclassified: list[str] = []
+        for path, key in chosen:
             if key is None:
+                unclassified.append(path)
                 continue
             rule = self.rules[-key[1]][1]
-            fields[path] = {"class": rule.cls, "rule": rule.id}
+            pairs.append((path, (rule.cls, rule.id)))
             decided.setdefault(rule.id, []).append(path)
-            if trace is not None:
-                trace.append(TraceStep(path, rule.id, True, ((f"class `{rule.cls}`", (), True),)))
-        unclassified = sorted(p for p in values if p not in best)
-        if unclassified:
-            notes.append("unclassified field(s): " + ", ".join(f"`{p}`" for p in unclassified))
-        present = sorted({f["class"] for f in fields.values()}, key=self.rank.__getitem__)
+        note = "unclassified field(s): " + ", ".join(f"`{p}`" for p in unclassified) if unclassified else ""
+        present = tuple(sorted({cls for _, (cls, _) in pairs}, key=self.rank.__getitem__))
         fired = []
         for rid, paths in sorted(decided.items(), key=lambda item: self.order[item[0]]):
             base = self.fired[rid]
             out = (("class", self.classes_of[rid]), ("fields", tuple(paths)))
             fired.append(FiredRule(rid, base.step, out, base.message, base.file, base.line, base.clause))
-        outputs = {
-            "fields": fields,
-            "unclassified": unclassified,
-            "classes": present,
-            "highest": present[-1] if present else None,
-            "handling": {c: self.handling[c] for c in present},
-        }
-        return DomainResult(outputs, fired, notes, trace)
+        outcome = (tuple(pairs), tuple(unclassified), present, tuple(fired), note)
+        if len(self._outcomes) >= 16384:
+            self._outcomes.clear()
+        self._outcomes[tuple(chosen)] = outcome
+        return outcome
+
+
+# a record's fields with their (class, rule), its unclassified fields, the classes present
+# (least restrictive first), the fired rules and the note on unclassified fields
+_Outcome = tuple[tuple[tuple[str, tuple[str, str]], ...], tuple[str, ...], tuple[str, ...], tuple[FiredRule, ...], str]
 
 
 def field_classifier(runner: Any) -> Callable[[str, Any], bool]:
