@@ -66,13 +66,20 @@ class ScorerSpec:
 
 @dataclass(frozen=True)
 class DetectorSpec:
-    """A content detector: ``func(text) -> bool``, pure (no clock, no I/O)."""
+    """A content detector: ``func(text) -> bool``, pure (no clock, no I/O).
+
+    ``screen``, optional, is a regular expression (Python ``re``, searched) that every text the
+    detector accepts contains: a text it does not find is not given to ``func``. It is a
+    necessary condition only, for speed; it never decides on its own (a screen that misses a
+    text ``func`` accepts would lose that hit: the plugin's tests must prove it cannot).
+    """
 
     name: str
     func: Callable[[str], bool]
     description: str = ""
     version: str = "1"
     plugin: str = ""
+    screen: str = ""
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,15 @@ def _flatten(record: Mapping[str, Any], prefix: str, depth: int, out: list[tuple
             out.append((path, value))
 
 
+def _screen(pattern: str) -> Callable[[str], Any] | None:
+    """A detector's screen, compiled; none when it declares none or one ``re`` cannot read
+    (the detector is then asked of every text: a plugin's mistake costs speed, not hits)."""
+    try:
+        return re.compile(pattern).search if pattern else None
+    except (re.error, TypeError):
+        return None
+
+
 def _first(leaf: tuple[str, Any]) -> str:
     return leaf[0]
 
@@ -257,7 +266,12 @@ class _Compiled:
         self.name_rules = [r for r in self.rules if r[3] is None]
         self.content_rules = [r for r in self.rules if r[3] is not None]
         self._by_name: dict[str, tuple[int, int] | None] = {}
-        self._plans: dict[str, tuple[tuple[int, int] | None, tuple[tuple[tuple[int, int], ClassRule, Any], ...]]] = {}
+        self._plans: dict[str, _Plan] = {}
+        # each detector's screen (hookspecs.DetectorSpec): a text it does not find, the
+        # detector is not asked (when no trace is kept: a trace shows every detector's answer)
+        self.screens = {
+            name: re.compile(spec.screen).search for name, spec in registry.detectors.items() if spec.screen
+        }
         self._outcomes: dict[tuple[tuple[str, tuple[int, int] | None], ...], _Outcome] = {}
 
     def by_name(self, path: str) -> tuple[int, int] | None:
@@ -275,21 +289,25 @@ class _Compiled:
             self._by_name[path] = best
         return best
 
-    def plan(self, path: str) -> tuple[tuple[int, int] | None, tuple[tuple[tuple[int, int], ClassRule, Any], ...]]:
-        """For ``path``: the best name rule, and the detector rules that could beat it, best first."""
+    def plan(self, path: str) -> _Plan:
+        """For ``path``: the best name rule, and the detector rules that could beat it, best
+        first, each with its detector and that detector's screen (``DetectorSpec.screen``)."""
         hit = self._plans.get(path)
         if hit is None:
             found = self.by_name(path)
-            candidates = sorted(
-                (
-                    ((self.rank[rule.cls], -i), rule, detect)
-                    for i, rule, pattern, detect in self.content_rules
-                    if (pattern is None or pattern.match(path)) and (found is None or (self.rank[rule.cls], -i) > found)
-                ),
-                key=lambda c: c[0],
-                reverse=True,
+            candidates = tuple(
+                sorted(
+                    (
+                        ((self.rank[rule.cls], -i), rule, detect, self.screens.get(rule.detector or ""))
+                        for i, rule, pattern, detect in self.content_rules
+                        if (pattern is None or pattern.match(path))
+                        and (found is None or (self.rank[rule.cls], -i) > found)
+                    ),
+                    key=lambda c: c[0],
+                    reverse=True,
+                )
             )
-            hit = (found, tuple(candidates))
+            hit = (found, candidates)
             if len(self._plans) < 65536:
                 self._plans[path] = hit
         return hit
@@ -298,7 +316,7 @@ class _Compiled:
         """The class of one field (by its name and content), or None when no rule classifies it."""
         found, candidates = self.plan(path)
         texts = _texts(value) if candidates else []
-        for key, _rule, detect in candidates:
+        for key, _rule, detect, _ in candidates:
             try:
                 if any(detect(t) for t in texts):
                     found = key
@@ -329,21 +347,24 @@ class _Compiled:
                     texts: list[str] = [value]
                 else:
                     texts = [t for _, v in leaves[i:j] for t in _texts(v)]
-                for key, rule, detect in candidates:  # most restrictive first: the first hit wins
-                    hit = False
-                    for text in texts:
-                        try:
-                            hit = bool(detect(text))
-                        except Exception as exc:  # a detector plugin's bug: reported, not fatal
-                            notes.append(f"detector `{rule.detector}` failed on `{path}`: {type(exc).__name__}")
-                            break
+                if texts or trace is not None:
+                    for key, rule, detect, screen in candidates:  # most restrictive first: the first hit wins
+                        hit = False
+                        for text in texts:
+                            if screen is not None and trace is None and screen(text) is None:
+                                continue  # a text the detector's screen does not find, it does not accept
+                            try:
+                                hit = bool(detect(text))
+                            except Exception as exc:  # a detector plugin's bug: reported, not fatal
+                                notes.append(f"detector `{rule.detector}` failed on `{path}`: {type(exc).__name__}")
+                                break
+                            if hit:
+                                break
+                        if trace is not None:
+                            trace.append(TraceStep(path, rule.id, hit, ((f"detector `{rule.detector}`", (), hit),)))
                         if hit:
+                            found = key
                             break
-                    if trace is not None:
-                        trace.append(TraceStep(path, rule.id, hit, ((f"detector `{rule.detector}`", (), hit),)))
-                    if hit:
-                        found = key
-                        break
             chosen.append((path, found))
             i = j
         outcome = self._outcomes.get(tuple(chosen))
@@ -391,6 +412,10 @@ class _Compiled:
         self._outcomes[tuple(chosen)] = outcome
         return outcome
 
+
+# a path's best name rule (rank, -order), and the detector rules that could beat it (each
+# with its key, rule, detector and the detector's screen's search, or None)
+_Plan = tuple[tuple[int, int] | None, tuple[tuple[tuple[int, int], ClassRule, Any, Any], ...]]
 
 # a record's fields with their (class, rule), its unclassified fields, the classes present
 # (least restrictive first), the fired rules and the note on unclassified fields
