@@ -100,8 +100,9 @@ def main(argv: list[str]) -> int:
         if rc:
             return rc
         # the auditor's side: every decision above was logged to charter.db (key: charter.key);
-        # check the hash chain, then reproduce that customer's logged decisions from the log alone
-        rc = run(charter, "log", "verify")
+        # check the hash chain and the signed checkpoints of its head (charter.signing.key), then
+        # reproduce that customer's logged decisions from the log alone
+        rc = run(charter, "log", "verify", "--checkpoints", "charter.checkpoints.jsonl")
         return rc or run(charter, "replay", "--customer", "C000001")
     if task == "test":
         return run(str(PY), "-m", "pytest", *argv[1:])

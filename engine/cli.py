@@ -27,6 +27,8 @@ from engine.plugins import BUILTIN_PLUGINS, build_registry, open_store
 DEFAULT_POLICIES = "policies"
 DEFAULT_STORE = "sqlite:///charter.db"  # a SQLite file in the working directory
 DEFAULT_KEY = "charter.key"  # the decision log's master key; CHARTER_LOG_KEY overrides it
+DEFAULT_SIGNING_KEY = "charter.signing.key"  # signs checkpoints of the log's head (engine.audit.checkpoint)
+DEFAULT_CHECKPOINTS = "charter.checkpoints.jsonl"
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,9 +78,14 @@ def _engine(args: argparse.Namespace) -> Engine:
     log = None
     if getattr(args, "log", False):
         from engine.audit import DecisionLog, Protector, load_key
+        from engine.audit.checkpoint import Checkpointer, load_signing_key
 
         store = open_store(args.store)
-        log = DecisionLog(store, Protector(store, load_key(args.key_file, create=True)))
+        checkpoints = None
+        if getattr(args, "checkpoints", None):
+            key = load_signing_key(args.signing_key, create=True)
+            checkpoints = Checkpointer(args.checkpoints, key, every=args.checkpoint_every)
+        log = DecisionLog(store, Protector(store, load_key(args.key_file, create=True)), checkpoints)
     engine = Engine(args.policies, log=log)
     if getattr(args, "domain", "") is None:  # no --domain: the domain whose policy ranks customers
         args.domain = engine.default_domain()
@@ -154,6 +161,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     counts[name][str(value)] += 1
         progress.tick(total)
     progress.done()
+    if engine.log is not None and engine.log.checkpoints is not None:
+        engine.log.checkpoints.flush()  # the head this run left, signed
     summary = "; ".join(
         f"{k}: " + ", ".join(f"{v} {n}" for v, n in c.most_common())
         for k, c in counts.items()
@@ -325,6 +334,18 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--key-file", default=DEFAULT_KEY, help=f"the decision log's key (default: {DEFAULT_KEY}, made if absent)"
     )
+    e.add_argument(
+        "--checkpoints",
+        default=DEFAULT_CHECKPOINTS,
+        metavar="FILE",
+        help=f"add signed checkpoints of the log's head here (default: {DEFAULT_CHECKPOINTS}; '' for none)",
+    )
+    e.add_argument(
+        "--signing-key",
+        default=DEFAULT_SIGNING_KEY,
+        help=f"signs them (default: {DEFAULT_SIGNING_KEY}, made if absent)",
+    )
+    e.add_argument("--checkpoint-every", type=int, default=10_000, metavar="N", help="every N records, and at the end")
     e.set_defaults(run=cmd_evaluate)
     x = sub.add_parser("explain", help="one customer's decision as readable text")
     facts_args(x)
@@ -343,7 +364,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.set_defaults(run=cmd_plugins)
     from engine.audit.cli import add_commands
 
-    add_commands(sub, DEFAULT_STORE, DEFAULT_KEY)
+    add_commands(sub, DEFAULT_STORE, DEFAULT_KEY, DEFAULT_SIGNING_KEY, DEFAULT_CHECKPOINTS)
     from engine.workbench import add_commands as add_workbench_commands
 
     add_workbench_commands(sub)

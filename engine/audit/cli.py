@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from engine.audit.chain import ChainBroken, verify
+from engine.audit.checkpoint import (
+    CheckpointError,
+    append_checkpoint,
+    load_public_key,
+    load_signing_key,
+    public_pem,
+    read_checkpoints,
+    sign,
+    verify_checkpoints,
+)
 from engine.audit.protect import Protector, SealError, load_key
 from engine.audit.replay import Filters, Replayer, records
 from engine.errors import CharterError
@@ -18,7 +28,9 @@ from engine.plugins import open_store
 from engine.storage import Store
 
 
-def add_commands(sub: Any, default_store: str, default_key: str) -> None:
+def add_commands(
+    sub: Any, default_store: str, default_key: str, default_signing_key: str, default_checkpoints: str
+) -> None:
     def store_args(sp: argparse.ArgumentParser, key: bool = True) -> None:
         sp.add_argument("--store", default=default_store, help=f"the decision log (default: {default_store})")
         if key:
@@ -29,7 +41,26 @@ def add_commands(sub: Any, default_store: str, default_key: str) -> None:
     v = lsub.add_parser("verify", help="check the hash chain; exit 1 at the first bad record")
     store_args(v, key=False)
     v.add_argument("--head", help="the head hash kept from an earlier verify: also catches records cut off the end")
-    v.set_defaults(run=cmd_verify)
+    v.add_argument(
+        "--checkpoints",
+        metavar="FILE",
+        help="signed checkpoints kept outside the store: also catches a log rewritten and re-chained",
+    )
+    v.add_argument(
+        "--public-key",
+        metavar="PEM",
+        action="append",
+        help=f"a trusted checkpoint key (repeatable; default: the public half of {default_signing_key})",
+    )
+    v.set_defaults(run=cmd_verify, signing_key=default_signing_key)
+    c = lsub.add_parser("checkpoint", help="verify the chain, then sign its head and add it to a checkpoints file")
+    store_args(c, key=False)
+    c.add_argument("--signing-key", default=default_signing_key, help=f"Ed25519 key (default: {default_signing_key})")
+    c.add_argument("--out", default=default_checkpoints, help=f"the checkpoints file (default: {default_checkpoints})")
+    c.set_defaults(run=cmd_checkpoint)
+    pk = lsub.add_parser("public-key", help="print the public key that checks the checkpoints (PEM)")
+    pk.add_argument("--signing-key", default=default_signing_key, help=f"Ed25519 key (default: {default_signing_key})")
+    pk.set_defaults(run=cmd_public_key)
     s = lsub.add_parser("show", help="one decision with its trace and the rule text as it was")
     store_args(s)
     s.add_argument("id", help="record id (its hash, or the first 8 or more characters of it), or its number as #N")
@@ -70,12 +101,48 @@ def _time(text: str | None) -> datetime | None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     store = open_store(args.store)
-    result = verify(store.read(), head=args.head)
+    if args.checkpoints is None:
+        result = verify(store.read(), head=args.head)
+    else:
+        keys = [load_public_key(p) for p in args.public_key or [args.signing_key]]
+        checkpoints = read_checkpoints(args.checkpoints)
+        held = verify_checkpoints(store.read(), checkpoints, keys)
+        result = held.chain
+        if result.ok and args.head is not None and args.head != result.head:
+            result = verify(store.read(), head=args.head)
+        if result.ok and held.problem:
+            print(f"checkpoints: {held.problem}")
+            return 1
     if result.ok:
-        print(f"ok: {result.count} record(s), head {result.head}")
+        extra = f"; {held.checked} signed checkpoint(s) hold" if args.checkpoints is not None else ""
+        print(f"ok: {result.count} record(s), head {result.head}{extra}")
         return 0
     print(f"record {result.bad_seq}: {result.reason} ({result.count} good record(s) before it)")
     return 1
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    key = load_signing_key(args.signing_key, create=True)
+    store = open_store(args.store)
+    earlier = read_checkpoints(args.out) if Path(args.out).exists() else []
+    held = verify_checkpoints(store.read(), earlier, [key.public_key()])
+    if not held.ok:  # never sign a head that does not follow from what was signed before
+        what = held.problem or f"record {held.chain.bad_seq}: {held.chain.reason}"
+        raise CheckpointError(
+            f"not signing: {what}", code="H006", hint="`charter log verify --checkpoints` says what is wrong"
+        )
+    if held.chain.count == 0:
+        raise CheckpointError("not signing: the log is empty", code="H006")
+    cp = sign(key, held.chain.count, held.chain.head, datetime.now(UTC))
+    append_checkpoint(args.out, cp)
+    print(json.dumps(cp, sort_keys=True, separators=(",", ":")))
+    print(f"signed the head of {cp['n']} record(s) into {args.out}; keep a copy outside the store", file=sys.stderr)
+    return 0
+
+
+def cmd_public_key(args: argparse.Namespace) -> int:
+    sys.stdout.write(public_pem(load_signing_key(args.signing_key)).decode())
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:

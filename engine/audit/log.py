@@ -30,6 +30,7 @@ from engine.core.decision import Decision, jsonable
 from engine.storage import Store
 
 if TYPE_CHECKING:
+    from engine.audit.checkpoint import Checkpointer
     from engine.core.bundle import Bundle
     from engine.core.evaluate import Program
     from engine.hookspecs import Registry
@@ -54,9 +55,13 @@ def decision_body(decision: Decision) -> dict[str, Any]:
 class DecisionLog:
     """Writes decision records to a store; thread-safe."""
 
-    def __init__(self, store: Store, protector: Protector | None = None) -> None:
+    def __init__(
+        self, store: Store, protector: Protector | None = None, checkpoints: Checkpointer | None = None
+    ) -> None:
+        """``checkpoints``: sign the head every so many records (``engine.audit.checkpoint``)."""
         self.store = store
         self.protector = protector
+        self.checkpoints = checkpoints
         self._stored: set[tuple[str, str]] = set()
         self._sensitive: dict[str, Sensitive] = {}
         self._lock = threading.Lock()
@@ -156,6 +161,8 @@ class DecisionLog:
             return record
 
         self.store.append_linked(bodies, linked)  # returns once the records are durable
+        if self.checkpoints is not None:
+            self.checkpoints.linked(made[-1][2], made[-1][1])
         ids = [digest for _, digest, _ in made[-len(items) :]]
         for (decision, _, _, _), rid in zip(items, ids, strict=True):
             decision.record_id = rid
