@@ -46,6 +46,10 @@ CODES: dict[str, str] = {
     "D003": "cannot open the store `…`: …",
     "D004": "the store could not do what was asked (append, read, store a key): the database's own error follows",
     "D005": "bad blob kind `…`",
+    "D006": (
+        "could not …: the store `…` stayed busy (another connection held the database's lock too long;"
+        " tried again, then gave up)"
+    ),
     "E000": "an error Charter raised on purpose (the base of every Charter error)",
     "E100": "an expression that cannot be read (the base of every expression error)",
     "E101": (

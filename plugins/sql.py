@@ -6,8 +6,11 @@ when a SQL store is opened, not whenever the plugins are registered.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -15,6 +18,11 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.storage import Link, StorageError, check_digest
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT = 30.0  # seconds SQLite waits for another connection's lock before it reports busy
+ATTEMPTS = 10  # tries of a transaction that met a busy database (or a PostgreSQL deadlock)
 
 _META = sa.MetaData()
 _BLOBS = sa.Table(
@@ -39,99 +47,132 @@ _KEYS = sa.Table(
 
 
 class SqlStore:
-    """SQLite (WAL mode, synchronous FULL) or PostgreSQL through SQLAlchemy Core."""
+    """SQLite (WAL mode, synchronous FULL) or PostgreSQL through SQLAlchemy Core.
+
+    Safe to share between threads, and several stores (in several processes) may use one
+    database. On SQLite every transaction that writes begins ``BEGIN IMMEDIATE``: it takes
+    the write lock before it reads, waiting for it (``busy_timeout``), instead of starting as
+    a reader and failing at once when it then writes while another connection holds the lock.
+    A transaction that still meets a busy database (SQLite) or a deadlock (PostgreSQL) is
+    rolled back and tried again whole, a few times with a growing pause, so ``append_linked``
+    may call ``link`` again for a batch (with the record then last).
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         try:
             self.engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-            if self.engine.dialect.name == "sqlite":
-                event.listen(self.engine, "connect", _sqlite_pragmas)
-                # transactions begin here; `append_linked` takes SQLite's write lock at once
-                # (BEGIN IMMEDIATE) so the last record it reads is still the last when it inserts
-                event.listen(self.engine, "begin", _sqlite_begin)
-            with self.engine.begin() as conn:
-                if self.engine.dialect.name == "postgresql":  # writers starting together create once
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7405001)"))
-                _META.create_all(conn)
         except exc.SQLAlchemyError as err:
-            raise StorageError(
-                f"cannot open the store `{_safe(url)}`: {err.__class__.__name__}",
-                code="D003",
-                hint="check the URL, and that the database is running and writable",
-            ) from None
+            raise _cannot_open(url, err.__class__.__name__) from None
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        if self.sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            # transactions begin here: BEGIN IMMEDIATE for those of `self._writer`
+            event.listen(self.engine, "begin", _sqlite_begin)
+        self._writer = self.engine.execution_options(immediate=True)
+        self._insert = sqlite_insert if self.sqlite else postgresql_insert
+        try:
+            if not self._transact("read its tables", _has_tables, write=False):
+                self._transact("create its tables", self._create_tables)
+        except StorageError as err:
+            self.engine.dispose()
+            if err.code == "D006":  # busy all along: its own message says so
+                raise
+            raise _cannot_open(url, err.message.split(": ", 1)[-1]) from None  # the database's error
+
+    def _create_tables(self, conn: sa.Connection) -> None:
+        """Under the write lock (SQLite) or an advisory lock (PostgreSQL): stores opened at the
+        same moment create the tables once."""
+        if not self.sqlite:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7405001)"))
+        for table in _META.sorted_tables:
+            conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
+
+    def _transact(self, what: str, work: Callable[[sa.Connection], T], *, write: bool = True) -> T:
+        """``work`` in one transaction (a writing one: BEGIN IMMEDIATE on SQLite), committed;
+        tried again when the database was busy."""
+        started, pause = time.monotonic(), 0.005
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                if write:
+                    with self._writer.begin() as conn:
+                        return work(conn)
+                with self.engine.connect() as conn:  # reads: no commit needed
+                    return work(conn)
+            except exc.DBAPIError as err:
+                if not _busy(err):
+                    raise _wrap(err, what) from None
+                if attempt == ATTEMPTS or time.monotonic() - started >= BUSY_TIMEOUT:
+                    raise StorageError(
+                        f"could not {what}: the store `{_safe(self.url)}` stayed busy"
+                        f" ({attempt} attempts in {time.monotonic() - started:.0f} s)",
+                        code="D006",
+                        hint="another connection held the database's lock too long: look for a stuck "
+                        "writer or a long transaction, then try again",
+                    ) from None
+            except exc.SQLAlchemyError as err:
+                raise _wrap(err, what) from None
+            time.sleep(pause * random.uniform(0.5, 1.5))  # storage, not evaluation: jitter allowed
+            pause = min(pause * 2, 0.5)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def put_blob(self, kind: str, digest: str, data: bytes) -> None:
         check_digest(digest, data)
-        try:
-            with self.engine.begin() as conn:
-                if (
-                    conn.execute(
-                        sa.select(_BLOBS.c.digest).where(_BLOBS.c.kind == kind, _BLOBS.c.digest == digest)
-                    ).first()
-                    is None
-                ):
-                    conn.execute(_BLOBS.insert().values(kind=kind, digest=digest, data=data))
-        except exc.IntegrityError:
-            pass  # another writer stored the same content first
-        except exc.SQLAlchemyError as err:
-            raise _wrap(err, "store a blob") from None
+        if self._has_blob(kind, digest):  # the usual case: stored already, no write lock taken
+            return
+        insert = self._insert(_BLOBS).values(kind=kind, digest=digest, data=data).on_conflict_do_nothing()
+        self._transact("store a blob", lambda conn: conn.execute(insert))  # another writer's copy: kept
+
+    def _has_blob(self, kind: str, digest: str) -> bool:
+        query = sa.select(_BLOBS.c.digest).where(_BLOBS.c.kind == kind, _BLOBS.c.digest == digest)
+        return self._transact("read a blob", lambda conn: conn.execute(query).first() is not None, write=False)
 
     def get_blob(self, kind: str, digest: str) -> bytes | None:
-        try:
-            with self.engine.connect() as conn:
-                row = conn.execute(
-                    sa.select(_BLOBS.c.data).where(_BLOBS.c.kind == kind, _BLOBS.c.digest == digest)
-                ).first()
-        except exc.SQLAlchemyError as err:
-            raise _wrap(err, "read a blob") from None
+        query = sa.select(_BLOBS.c.data).where(_BLOBS.c.kind == kind, _BLOBS.c.digest == digest)
+        row = self._transact("read a blob", lambda conn: conn.execute(query).first(), write=False)
         return bytes(row[0]) if row is not None else None
 
     def append(self, records: Sequence[bytes]) -> list[int]:
-        try:
-            with self.engine.begin() as conn:  # one transaction: all or nothing, durable at commit
-                if not records:
-                    return []
-                insert = _RECORDS.insert().returning(_RECORDS.c.seq, sort_by_parameter_order=True)
-                return [int(r[0]) for r in conn.execute(insert, [{"data": r} for r in records])]
-        except exc.SQLAlchemyError as err:
-            raise _wrap(err, "append records") from None
+        if not records:
+            return []
+        insert = _RECORDS.insert().returning(_RECORDS.c.seq, sort_by_parameter_order=True)
+        rows = [{"data": r} for r in records]
+        # one transaction: all or nothing, durable at commit
+        return self._transact("append records", lambda conn: [int(r[0]) for r in conn.execute(insert, rows)])
 
     def append_linked(self, bodies: Sequence[bytes], link: Link) -> list[int]:
-        try:
-            with self.engine.execution_options(immediate=True).begin() as conn:
-                if self.engine.dialect.name == "postgresql":  # one writer at a time; readers go on
-                    conn.execute(sa.text("LOCK TABLE charter_records IN EXCLUSIVE MODE"))
-                row = conn.execute(sa.select(_RECORDS.c.data).order_by(_RECORDS.c.seq.desc()).limit(1)).first()
-                prev = bytes(row[0]) if row is not None else None
-                rows = []
-                for body in bodies:
-                    prev = link(prev, body)
-                    rows.append({"data": prev})
-                if not rows:
-                    return []
-                insert = _RECORDS.insert().returning(_RECORDS.c.seq, sort_by_parameter_order=True)
-                return [int(r[0]) for r in conn.execute(insert, rows)]  # one batched statement
-        except exc.SQLAlchemyError as err:
-            raise _wrap(err, "append records") from None
+        if not bodies:
+            return []
+
+        def work(conn: sa.Connection) -> list[int]:
+            if not self.sqlite:  # one writer at a time; readers go on (SQLite: BEGIN IMMEDIATE)
+                conn.execute(sa.text("LOCK TABLE charter_records IN EXCLUSIVE MODE"))
+            row = conn.execute(sa.select(_RECORDS.c.data).order_by(_RECORDS.c.seq.desc()).limit(1)).first()
+            prev = bytes(row[0]) if row is not None else None
+            rows = []
+            for body in bodies:
+                prev = link(prev, body)
+                rows.append({"data": prev})
+            insert = _RECORDS.insert().returning(_RECORDS.c.seq, sort_by_parameter_order=True)
+            return [int(r[0]) for r in conn.execute(insert, rows)]  # one batched statement
+
+        return self._transact("append records", work)
 
     def add_keys(self, keys: Mapping[str, bytes]) -> dict[str, bytes]:
         if not keys:
             return {}
-        insert = (sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert)(_KEYS)
-        try:
-            with self.engine.begin() as conn:  # a stored key stays: the first writer's key wins
-                conn.execute(insert.on_conflict_do_nothing(), [{"name": n, "data": d} for n, d in keys.items()])
-                return self._select_keys(conn, list(keys))
-        except exc.SQLAlchemyError as err:
-            raise _wrap(err, "store keys") from None
+        # in name order, so two writers adding overlapping keys cannot deadlock (PostgreSQL)
+        rows = [{"name": n, "data": keys[n]} for n in sorted(keys)]
+        insert = self._insert(_KEYS).on_conflict_do_nothing()
+
+        def work(conn: sa.Connection) -> dict[str, bytes]:  # a stored key stays: the first writer's wins
+            conn.execute(insert, rows)
+            return self._select_keys(conn, list(keys))
+
+        return self._transact("store keys", work)
 
     def get_keys(self, names: Sequence[str]) -> dict[str, bytes]:
-        try:
-            with self.engine.connect() as conn:
-                return self._select_keys(conn, names)
-        except exc.SQLAlchemyError as err:
-            raise _wrap(err, "read keys") from None
+        return self._transact("read keys", lambda conn: self._select_keys(conn, names), write=False)
 
     @staticmethod
     def _select_keys(conn: sa.Connection, names: Sequence[str]) -> dict[str, bytes]:
@@ -142,21 +183,14 @@ class SqlStore:
         return found
 
     def delete_key(self, name: str) -> bool:
-        try:
-            with self.engine.begin() as conn:
-                return bool(conn.execute(_KEYS.delete().where(_KEYS.c.name == name)).rowcount)
-        except exc.SQLAlchemyError as err:
-            raise _wrap(err, "delete a key") from None
+        delete = _KEYS.delete().where(_KEYS.c.name == name)
+        return self._transact("delete a key", lambda conn: bool(conn.execute(delete).rowcount))
 
     def read(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
         query = sa.select(_RECORDS.c.seq, _RECORDS.c.data).where(_RECORDS.c.seq > after).order_by(_RECORDS.c.seq)
         if limit is not None:
             query = query.limit(limit)
-        try:
-            with self.engine.connect() as conn:
-                rows = conn.execute(query).all()
-        except exc.SQLAlchemyError as err:
-            raise _wrap(err, "read records") from None
+        rows = self._transact("read records", lambda conn: conn.execute(query).all(), write=False)
         for seq, data in rows:
             yield int(seq), bytes(data)
 
@@ -164,17 +198,59 @@ class SqlStore:
         self.engine.dispose()
 
 
+def _has_tables(conn: sa.Connection) -> bool:
+    return set(_META.tables) <= set(sa.inspect(conn).get_table_names())
+
+
 def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # SQLAlchemy's `begin` event issues BEGIN IMMEDIATE itself
+    dbapi_connection.isolation_level = None  # SQLAlchemy's `begin` event issues BEGIN (IMMEDIATE) itself
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+        # WAL is kept in the database file: set once, by the first connection. Switching takes an
+        # exclusive lock without waiting for it, so connections opening a new database at the same
+        # moment may find it busy: try again (a connection that fails is retried by `_transact`)
+        pause = 0.005
+        for attempt in range(ATTEMPTS):
+            try:
+                if cursor.execute("PRAGMA journal_mode").fetchone()[0] in ("wal", "memory"):
+                    break
+                cursor.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as err:
+                if not _sqlite_busy(err) or attempt == ATTEMPTS - 1:
+                    raise
+            time.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, 0.5)
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_busy(err: Exception) -> bool:
+    code = getattr(err, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    return "locked" in str(err) or "busy" in str(err)
+
+
+def _busy(err: exc.DBAPIError) -> bool:
+    """Whether trying the transaction again may succeed: SQLite was busy, or PostgreSQL found a
+    deadlock or a serialization failure."""
+    if getattr(err.orig, "sqlstate", None) in ("40001", "40P01"):
+        return True
+    return isinstance(err.orig, sqlite3.Error) and _sqlite_busy(err.orig)
+
+
+def _cannot_open(url: str, why: str) -> StorageError:
+    return StorageError(
+        f"cannot open the store `{_safe(url)}`: {why}",
+        code="D003",
+        hint="check the URL, and that the database is running and writable",
+    )
 
 
 def _safe(url: str) -> str:

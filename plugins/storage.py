@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
-import threading
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,17 +53,26 @@ class JsonlStore:
         path = self.root / "blobs" / kind / digest
         if path.exists():
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # written aside under a name no other writer (thread or process) uses, then renamed
+            # into place at once: a blob is whole or absent; another writer's copy landing first
+            # is the same bytes, so replacing it is harmless
+            _publish(path, data, replace=True)
+        except OSError as err:
+            raise StorageError(
+                f"could not store a blob in `{self.root}`: {err.strerror}",
+                code="D004",
+                hint="check free disk space and permissions",
+            ) from None
 
     def get_blob(self, kind: str, digest: str) -> bytes | None:
-        path = self.root / "blobs" / kind / digest
-        return path.read_bytes() if kind.isidentifier() and digest.isalnum() and path.exists() else None
+        if not (kind.isidentifier() and digest.isalnum()):
+            return None
+        try:
+            return (self.root / "blobs" / kind / digest).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def append(self, records: Sequence[bytes]) -> list[int]:
         return self.append_linked(records, lambda prev, body: body)
@@ -112,37 +121,42 @@ class JsonlStore:
                         return
 
     def add_keys(self, keys: Mapping[str, bytes]) -> dict[str, bytes]:
-        if keys:
+        if not keys:
+            return {}
+        try:
             (self.root / "keys").mkdir(exist_ok=True)
-        for name, data in keys.items():
-            path = self._key(name)
-            if path.exists():
-                continue
-            tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            with contextlib.suppress(FileExistsError):  # another writer's key came first: it stays
-                os.link(tmp, path)
-            tmp.unlink()
-        if keys:
+            for name, data in keys.items():
+                path = self._key(name)
+                if not path.exists():  # linked, not renamed, into place: another writer's key stays
+                    _publish(path, data, replace=False)
             _fsync_dir(self.root / "keys")
+        except OSError as err:
+            raise StorageError(
+                f"could not store keys in `{self.root}`: {err.strerror}",
+                code="D004",
+                hint="check free disk space and permissions",
+            ) from None
         return self.get_keys(list(keys))
 
     def get_keys(self, names: Sequence[str]) -> dict[str, bytes]:
         found = {}
         for name in names:
-            path = self._key(name)
-            if path.exists():
-                found[name] = path.read_bytes()
+            with contextlib.suppress(FileNotFoundError):  # never stored, or deleted (perhaps just now)
+                found[name] = self._key(name).read_bytes()
         return found
 
     def delete_key(self, name: str) -> bool:
-        path = self._key(name)
-        if not path.exists():
+        try:
+            self._key(name).unlink()
+            _fsync_dir(self.root / "keys")  # an erased key stays erased after a crash
+        except FileNotFoundError:  # not stored, or another writer deleted it first
             return False
-        path.unlink()
+        except OSError as err:
+            raise StorageError(
+                f"could not delete a key in `{self.root}`: {err.strerror}",
+                code="D004",
+                hint="check the directory's permissions",
+            ) from None
         return True
 
     def _key(self, name: str) -> Path:
@@ -150,6 +164,28 @@ class JsonlStore:
 
     def close(self) -> None:
         pass
+
+
+def _publish(path: Path, data: bytes, *, replace: bool) -> None:
+    """Write ``data`` durably at ``path``, whole or not at all, by way of a temporary file of
+    its own in the same directory. ``replace``: rename over whatever is there; otherwise a
+    file already at ``path`` is kept (``FileExistsError`` is swallowed: it is not an error)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:32]}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    if replace:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:
