@@ -13,24 +13,37 @@ Thread safety: the engine's whole state (bundle, snapshot, bound programs) is on
 immutable object swapped in a single assignment. An evaluation reads it once, so it sees
 either the old or the new policies, never a mix; a reload that fails raises and leaves the
 old state serving.
+
+Files being written (docs/deploying.md): a policy directory with a ``charter.manifest``
+(``sha256sum`` lines, written last and renamed into place) loads only when every policy file
+in it is listed and matches its hash. Without one, a reload reads a file once it has seen it
+unchanged for ``settle`` seconds (waiting, and refusing it if it keeps changing), and reads
+again what changed while it read. ``Engine.watch`` reloads when the files change and then
+stay quiet.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from engine.audit.log import DecisionLog
 from engine.core.bundle import Bundle, BundleCache, build_bundle_cached
 from engine.core.decision import Decision
 from engine.core.evaluate import Program
+from engine.core.sources import DEFAULT_SETTLE, QuietFiles, Stat, listing, read_policies
 from engine.core.state import Loaded, decide
-from engine.errors import EvaluationError, FactErrors, SnapshotError
+from engine.errors import EvaluationError, FactErrors, PolicyError, SnapshotError
 from engine.plugins import Registry, build_registry
 from engine.population import ScoreCuts, ScoreValues, Snapshot
+
+if TYPE_CHECKING:  # the log and the approvals bring cryptography: imported when used
+    from engine.audit.approvals import ApprovalPolicy
+    from engine.audit.log import DecisionLog
 
 # Snapshots keep every whole percentile besides those the policy needs, so a what-if replay
 # of an edited band (`from: 75`) against logged decisions finds its cut point.
@@ -38,6 +51,8 @@ WHOLE_PERCENTILES = frozenset(float(p) for p in range(1, 100))
 
 
 Item = tuple[Decision, Mapping[str, Any], Program, Program | None]  # what the log records per decision
+
+_LOG = logging.getLogger("charter.reload")
 
 
 class Engine:
@@ -52,9 +67,23 @@ class Engine:
         registry: Registry | None = None,
         log: DecisionLog | None = None,
         log_batch: int = 256,
+        settle: float = DEFAULT_SETTLE,
+        approvals: ApprovalPolicy | None = None,
     ) -> None:
         """``log``: record every decision there (``engine.audit.DecisionLog``). A batch is
-        recorded ``log_batch`` decisions at a time, and yields them only once recorded."""
+        recorded ``log_batch`` decisions at a time, and yields them only once recorded.
+
+        ``settle``: a reload of a directory without a manifest reads a file once it has seen it
+        unchanged that many seconds, waiting if need be (0: only checks that nothing changed
+        while it read). The first load does not wait; like a reload it keeps to a manifest,
+        and reads again what changed while it read.
+
+        ``approvals``: load and reload only a bundle that enough trusted approvers signed
+        (``engine.audit.approvals``); one that is not approved raises ``PolicyErrors`` (P030)
+        and, on reload, leaves the old policies serving."""
+        self.settle = settle
+        self.approvals = approvals
+        self._approved: dict[tuple[str, tuple[str, ...]], Bundle] = {}
         self.log = log
         self.log_batch = max(1, log_batch)
         self.snapshot_chunk = 1_000_000  # scores held in memory per ranked score while building a snapshot
@@ -63,7 +92,10 @@ class Engine:
         self._lock = threading.Lock()
         self._cache: BundleCache = {}
         self._states: dict[tuple[str, tuple[str, ...], str | None], Loaded] = {}
-        self._state = Loaded.build(build_bundle_cached(self._paths, self.registry, self._cache), snapshot)
+        self._quiet = QuietFiles()  # what the loads (and a watcher) saw of the files, and since when
+        sources = read_policies(self._paths, quiet=self._quiet)
+        bundle = self._approve(build_bundle_cached(self._paths, self.registry, self._cache, sources), self._paths)
+        self._state = Loaded.build(bundle, snapshot)
 
     # -- what is loaded ----------------------------------------------------------------------
 
@@ -203,16 +235,20 @@ class Engine:
 
     # -- changing ----------------------------------------------------------------------------
 
-    def reload(self, policies: str | Path | Sequence[str | Path] | None = None) -> str:
+    def reload(self, policies: str | Path | Sequence[str | Path] | None = None, *, settle: float | None = None) -> str:
         """Load the policies again (or others) and swap them in whole. Returns the new version.
 
-        Raises ``PolicyErrors`` when any file is wrong; the old policies keep serving.
+        Raises ``PolicyErrors`` when any file is wrong, and when the files are not whole: a
+        directory's ``charter.manifest`` does not match its files (C050-C053), or a file is
+        still being written (C054: it changed while read, or kept changing for ``settle``
+        seconds, by default ``Engine.settle``). The old policies keep serving.
         """
         paths = (
             self._paths if policies is None else ([policies] if isinstance(policies, (str, Path)) else list(policies))
         )
         with self._lock:  # one reload at a time; evaluations never wait for it
-            bundle = build_bundle_cached(paths, self.registry, self._cache)
+            sources = read_policies(paths, settle=self.settle if settle is None else settle, quiet=self._quiet)
+            bundle = self._approve(build_bundle_cached(paths, self.registry, self._cache, sources), paths)
             key = (bundle.version, bundle.files, self._state.snapshot.id if self._state.snapshot else None)
             state = self._states.get(key)
             if state is None or state.bundle is not bundle:
@@ -223,6 +259,29 @@ class Engine:
             self._state = state
             self._paths = paths
         return bundle.version
+
+    def _approve(self, bundle: Bundle, paths: Sequence[str | Path]) -> Bundle:
+        """``bundle`` with the approvals that let it in; raises ``PolicyErrors`` when the
+        engine requires approvals and it has too few."""
+        if self.approvals is None:
+            return bundle
+        from engine.audit.approvals import require_approvals
+
+        approvals = require_approvals(bundle.version, paths, self.approvals)
+        key = (bundle.version, tuple(a["sig"] for a in approvals))
+        hit = self._approved.get(key)
+        if hit is None or hit.files != bundle.files:
+            if len(self._approved) >= 16:
+                self._approved.pop(next(iter(self._approved)))
+            hit = self._approved[key] = dataclasses.replace(bundle, approvals=approvals)
+        return hit
+
+    def watch(self, *, interval: float = 1.0, settle: float | None = None) -> PolicyWatcher:
+        """Reload, in a background thread, whenever the policy files change and then stay
+        quiet ``settle`` seconds (default ``Engine.settle``); look every ``interval`` seconds.
+        A failed reload keeps the old policies and is kept in ``last_error``. Returns the
+        running watcher: ``stop()`` it (or use it as a context manager)."""
+        return PolicyWatcher(self, interval=interval, settle=settle).start()
 
     def use_snapshot(self, snapshot: Snapshot | None) -> None:
         """Rank customers against another population snapshot from now on."""
@@ -296,3 +355,78 @@ class Engine:
                 kept.close()
         stamp = now.isoformat().replace("+00:00", "Z")
         return Snapshot(compiled.policy.id, cuts, skipped, as_of=stamp)
+
+
+# -- watching ---------------------------------------------------------------------------------
+
+
+class PolicyWatcher:
+    """Polls an engine's policy files (their stat: size, times, inode; manifests included) and
+    reloads once they changed and then stayed quiet ``settle`` seconds.
+
+    A failed reload leaves the old policies serving; the error is kept in ``last_error`` (and
+    logged on ``charter.reload``) until a reload succeeds, and the same files are not tried
+    again until they change. ``poll()`` looks once, for a caller that keeps its own time.
+    """
+
+    def __init__(self, engine: Engine, *, interval: float = 1.0, settle: float | None = None) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.settle = engine.settle if settle is None else settle
+        self.last_error: Exception | None = None
+        self.last_version: str = engine.bundle_version
+        self.reloads = 0  # reloads that succeeded
+        self.failures = 0  # reloads that failed
+        self._tried: dict[str, Stat | None] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll(self) -> bool:
+        """Look at the files once; reload if they changed since the last try and have been
+        quiet ``settle`` seconds. Returns whether it tried a reload."""
+        stats = listing(self.engine._paths, manifests=True)
+        wait, _ = self.engine._quiet.wait(stats, self.settle)  # what it sees, the reload knows
+        if stats == self._tried or wait > 0:
+            return False
+        self._tried = stats
+        try:
+            version = self.engine.reload(settle=self.settle)
+        except Exception as exc:  # the old policies keep serving; kept for whoever asks
+            self.last_error = exc
+            self.failures += 1
+            _LOG.warning("policies not reloaded: %s", exc.describe() if isinstance(exc, PolicyError) else exc)
+            return True
+        self.last_error = None
+        self.last_version = version
+        self.reloads += 1
+        return True
+
+    def start(self) -> PolicyWatcher:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="charter-policy-watcher", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop watching; waits for a reload under way to finish."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> PolicyWatcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception as exc:  # never let the watcher die: a listing that failed is tried again
+                self.last_error = exc
+            self._stop.wait(self.interval)

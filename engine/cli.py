@@ -86,7 +86,12 @@ def _engine(args: argparse.Namespace) -> Engine:
             key = load_signing_key(args.signing_key, create=True)
             checkpoints = Checkpointer(args.checkpoints, key, every=args.checkpoint_every)
         log = DecisionLog(store, Protector(store, load_key(args.key_file, create=True)), checkpoints)
-    engine = Engine(args.policies, log=log)
+    approvals = None
+    if getattr(args, "approvers", None):  # only a bundle enough trusted approvers signed may serve
+        from engine.audit.approvals import ApprovalPolicy
+
+        approvals = ApprovalPolicy.from_directory(args.approvers, args.require_approvals)
+    engine = Engine(args.policies, log=log, approvals=approvals)
     if getattr(args, "domain", "") is None:  # no --domain: the domain whose policy ranks customers
         args.domain = engine.default_domain()
     return engine
@@ -324,6 +329,12 @@ def _parser() -> argparse.ArgumentParser:
             help="customers to rank against when the domain, or one it uses, ranks customers (default: --facts)",
         )
         sp.add_argument("--store", default=DEFAULT_STORE, help=f"where snapshots are kept (default: {DEFAULT_STORE})")
+        sp.add_argument(
+            "--approvers",
+            metavar="DIR",
+            help="serve the policies only if approved: trusted approvers' public keys, NAME.pem each",
+        )
+        sp.add_argument("--require-approvals", type=int, default=3, metavar="N", help="with --approvers (default 3)")
 
     e = sub.add_parser("evaluate", help="decide for every customer; JSON Lines out")
     facts_args(e)

@@ -36,10 +36,18 @@ CODES: dict[str, str] = {
     "C013": "the log's hash chain breaks at record …: …",
     "C020": "`…` is not a file or directory",
     "C021": "no policy files in `…`",
+    "C030": "`charter bundle keygen`: the approver's key file exists already",
     "C040": "`…` is not a directory",
     "C041": "the … policies have no `…` policy",
     "C042": "`charter diff --facts`: the domain ranks customers and no population was given",
     "C043": "`--population` is used only with `--facts`",
+    "C050": "a policy directory's `charter.manifest` cannot be read, or has a line that is not `SHA256  FILE`",
+    "C051": "a file listed in `charter.manifest` is missing or cannot be read",
+    "C052": "a policy file does not match its sha256 in `charter.manifest`: being written, or the manifest is stale",
+    "C053": "a policy file is not listed in the directory's `charter.manifest`",
+    "C054": (
+        "a policy file is still being written: it changed while it was read, or kept changing for the settle time"
+    ),
     "D000": "a storage error (the base of every store error)",
     "D001": "blob content does not match its digest `…...`",
     "D002": "no storage backend for `…:` URLs",
@@ -159,6 +167,10 @@ CODES: dict[str, str] = {
     "P027": "a value is listed twice (in a policy file)",
     "P028": "write only one of … (in a policy file)",
     "P029": "a value does not fit the schema in another way (the schema's own words follow) (in a policy file)",
+    "P030": "the bundle has fewer approvals by distinct trusted approvers than the engine requires",
+    "P031": "`…` is not a directory of approvers' public keys",
+    "P032": "the approvals file cannot be read, or a line of it is not an approval",
+    "P033": "an approval that does not count: stale (the files changed), untrusted, repeated or altered",
     "P101": "`min` … is above `max` …",
     "P102": "`items`, `min` or `max` on a fact type they do not apply to",
     "P103": "default `…` is not a …",
@@ -279,6 +291,8 @@ CODES: dict[str, str] = {
     "X004": "function `…` of plugin `…` has the name of a built-in function",
     "X005": "the durable-rules worker failed twice on one history (…)",
     "X006": "the durable-rules worker refused a request: …",
+    "X007": "a plugin package failed to load: its module does not import, raises, or its hooks do not fit",
+    "X008": "strict plugin loading (`CHARTER_STRICT_PLUGINS=1`) refuses to start when a plugin has a problem",
 }
 
 

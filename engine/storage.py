@@ -47,7 +47,10 @@ class Store(Protocol):
     def append(self, records: Sequence[bytes]) -> list[int]: ...
 
     def append_linked(self, bodies: Sequence[bytes], link: Link) -> list[int]:
-        """Append ``link(previous record or None, body)`` for each body, under the write lock."""
+        """Append ``link(previous record or None, body)`` for each body, under the write lock.
+
+        A backend that retries a transaction (a busy database) calls ``link`` again for the
+        whole batch: ``link`` must be a pure function of its arguments."""
         ...
 
     def add_keys(self, keys: Mapping[str, bytes]) -> dict[str, bytes]:

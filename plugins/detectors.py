@@ -8,6 +8,7 @@ has one, so a random 18-digit number is not taken for a national ID.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 
 from engine.hookspecs import DetectorSpec, hookimpl
@@ -97,6 +98,66 @@ def medical_terms(text: str) -> bool:
     if _CHINESE.search(text) is not None:
         return True
     return _LETTERS.search(text) is not None and _ENGLISH.search(text) is not None
+
+
+# "Contains" forms, for the decision log only (never for classification decisions): a text
+# that holds, somewhere inside it, a value the detector accepts — a national ID typed into a
+# free-text note, a phone number in a remark. The log seals such a text whole
+# (engine.domains.classification.field_classifier reads a detector's ``contains`` attribute).
+# Digits are tried in every run of groups split by spaces or dashes ("+86 184 6026 9859",
+# "6265 2656 9944 7481 468"), so the forms find a little more than the detectors accept.
+_DIGIT_RUN = re.compile(r"\+?\d[\dXx]*(?:[ -]\+?\d[\dXx]*)*")
+_EMAIL_IN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_LONGEST = 24  # characters of the longest candidate a digit detector can accept (+86, 11 digits; 19-digit cards)
+
+
+def _in_digit_runs(detect: Callable[[str], bool]) -> Callable[[str], bool]:
+    def contains(text: str) -> bool:
+        if detect(text):
+            return True
+        for run in _DIGIT_RUN.finditer(text):
+            groups = re.split("[ -]", run.group())
+            for i in range(len(groups)):
+                joined = ""
+                for group in groups[i:]:
+                    joined += group
+                    if len(joined) > _LONGEST:
+                        break
+                    if detect(joined):
+                        return True
+        return False
+
+    contains.__doc__ = f"A text holding a value `{detect.__name__}` accepts."
+    return contains
+
+
+def contains_email(text: str) -> bool:
+    """A text holding an e-mail address."""
+    if "@" not in text:
+        return False
+    for m in _EMAIL_IN.finditer(text):
+        local, domain = m.group().split("@", 1)
+        if email(local[-64:] + "@" + domain):
+            return True
+    return False
+
+
+contains_national_id = _in_digit_runs(national_id)
+contains_bank_card = _in_digit_runs(bank_card)
+contains_phone = _in_digit_runs(phone)
+CONTAINS: dict[str, Callable[[str], bool]] = {
+    "national_id": contains_national_id,
+    "bank_card": contains_bank_card,
+    "phone": contains_phone,
+    "email": contains_email,
+    "medical_terms": medical_terms,  # it already finds a mention anywhere in the text
+}
+# the protocol the log reads: a detector function's ``contains`` attribute
+national_id.contains = contains_national_id  # type: ignore[attr-defined]
+bank_card.contains = contains_bank_card  # type: ignore[attr-defined]
+phone.contains = contains_phone  # type: ignore[attr-defined]
+email.contains = contains_email  # type: ignore[attr-defined]
+medical_terms.contains = medical_terms  # type: ignore[attr-defined]
 
 
 # What every text each detector accepts contains (tests/test_plugins.py proves each one

@@ -170,9 +170,10 @@ def read_checkpoints(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def append_checkpoint(path: str | Path, cp: dict[str, Any]) -> None:
-    """Add ``cp`` as a line to the checkpoints file, durably (several writers may append)."""
-    line = json.dumps(cp, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+def append_line(path: str | Path, entry: dict[str, Any]) -> None:
+    """Add ``entry`` as a line of JSON to a file of them (checkpoints, approvals), durably;
+    several writers may append at once."""
+    line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         os.write(fd, line)  # one write of one line with O_APPEND: lines of several writers never mix
@@ -210,7 +211,7 @@ class Checkpointer:
 
     def _write(self, n: int, head: str) -> dict[str, Any]:
         cp = sign(self.key, n, head, datetime.now(UTC))  # when it was signed: not a decision's clock
-        append_checkpoint(self.path, cp)
+        append_line(self.path, cp)
         self._written = max(self._written, n)
         return cp
 
@@ -278,7 +279,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointResult",
     "Checkpointer",
-    "append_checkpoint",
+    "append_line",
     "key_id",
     "load_public_key",
     "load_signing_key",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -10,10 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.audit.approvals import APPROVALS_FILE, ApprovalPolicy, approvals_file, approve, read_approvals, review
 from engine.audit.chain import ChainBroken, verify
 from engine.audit.checkpoint import (
     CheckpointError,
-    append_checkpoint,
+    append_line,
     load_public_key,
     load_signing_key,
     public_pem,
@@ -70,6 +72,8 @@ def add_commands(
     e.add_argument("customer")
     e.set_defaults(run=cmd_erase)
 
+    add_bundle_commands(sub)
+
     r = sub.add_parser("replay", help="re-evaluate logged decisions; exit 1 unless all reproduce")
     store_args(r)
     r.add_argument("--against", metavar="DIR", help="evaluate with these policies instead: what would change")
@@ -81,6 +85,84 @@ def add_commands(
     r.add_argument("--since", help="only decisions at or after this time")
     r.add_argument("--until", help="only decisions before this time")
     r.set_defaults(run=cmd_replay)
+
+
+def add_bundle_commands(sub: Any) -> None:
+    b = sub.add_parser("bundle", help="approved policy bundles: what approvers sign, signing, checking approvals")
+    bsub = b.add_subparsers(dest="bundle_command", required=True, metavar="COMMAND")
+    build = bsub.add_parser("build", help="validate a policy set and print its version and files: what approvers sign")
+    build.add_argument("policies", nargs="?", default="policies")
+    build.set_defaults(run=cmd_bundle_build)
+    kg = bsub.add_parser("keygen", help="make an approver's Ed25519 key (NAME.key, private) and NAME.pem (to trust)")
+    kg.add_argument("approver")
+    kg.add_argument("--dir", default=".", help="where to write them (default: here)")
+    kg.set_defaults(run=cmd_bundle_keygen)
+    sg = bsub.add_parser("sign", help="approve the policy set as it is now: add a signed approval to its directory")
+    sg.add_argument("policies", nargs="?", default="policies")
+    sg.add_argument("--approver", required=True, help="your name, as the engine trusts it (NAME.pem)")
+    sg.add_argument("--key", required=True, help="your private key (from `charter bundle keygen`)")
+    sg.set_defaults(run=cmd_bundle_sign)
+    vf = bsub.add_parser("verify", help="check a policy set's approvals; exit 1 unless enough trusted approvers signed")
+    vf.add_argument("policies", nargs="?", default="policies")
+    vf.add_argument("--approvers", required=True, metavar="DIR", help="trusted approvers' public keys, NAME.pem each")
+    vf.add_argument("--require", type=int, default=3, metavar="N", help="distinct approvers needed (default 3)")
+    vf.set_defaults(run=cmd_bundle_verify)
+
+
+def _bundle(directory: str) -> Any:
+    from engine.core.bundle import build_bundle
+    from engine.plugins import build_registry
+
+    return build_bundle([directory], build_registry())  # PolicyErrors: nothing to sign or check
+
+
+def cmd_bundle_build(args: argparse.Namespace) -> int:
+    bundle = _bundle(args.policies)
+    print(f"bundle {bundle.version}: {len(bundle.sources)} policy file(s)")
+    for name, raw in bundle.sources:
+        print(f"  {hashlib.sha256(raw).hexdigest()}  {Path(name).name}")
+    entries = read_approvals(approvals_file([args.policies]) or Path(APPROVALS_FILE))
+    current = sum(1 for _, e in entries if e["bundle"] == bundle.version)
+    print(f"{current} approval(s) of this version, {len(entries) - current} of earlier ones")
+    return 0
+
+
+def cmd_bundle_keygen(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    private, public = directory / f"{args.approver}.key", directory / f"{args.approver}.pem"
+    if private.exists():
+        raise CharterError(f"`{private}` exists already", code="C030", hint="keep it, or remove it first")
+    key = load_signing_key(private, create=True)
+    public.write_bytes(public_pem(key))
+    print(f"wrote {private} (keep it to yourself) and {public} (give it to whoever configures the engine)")
+    return 0
+
+
+def cmd_bundle_sign(args: argparse.Namespace) -> int:
+    bundle = _bundle(args.policies)  # an invalid policy set is never approved
+    path = approvals_file([args.policies])
+    assert path is not None
+    entry = approve(load_signing_key(args.key), args.approver, bundle.version, datetime.now(UTC))
+    append_line(path, entry)
+    print(f"{args.approver} approved bundle {bundle.version} ({len(bundle.sources)} file(s)) in {path}")
+    return 0
+
+
+def cmd_bundle_verify(args: argparse.Namespace) -> int:
+    bundle = _bundle(args.policies)
+    policy = ApprovalPolicy.from_directory(args.approvers, args.require)
+    path = approvals_file([args.policies])
+    assert path is not None
+    found = review(read_approvals(path), bundle.version, policy)
+    for line, why in found.problems:
+        print(f"{path}:{line}: {why}")
+    names = ", ".join(e["approver"] for e in found.valid) or "nobody"
+    enough = len(found.valid) >= policy.required
+    print(
+        f"{'ok' if enough else 'not approved'}: bundle {bundle.version} approved by {names} "
+        f"({len(found.valid)} of {policy.required} required)"
+    )
+    return 0 if enough else 1
 
 
 def _open(args: argparse.Namespace) -> tuple[Store, Protector | None]:
@@ -134,7 +216,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     if held.chain.count == 0:
         raise CheckpointError("not signing: the log is empty", code="H006")
     cp = sign(key, held.chain.count, held.chain.head, datetime.now(UTC))
-    append_checkpoint(args.out, cp)
+    append_line(args.out, cp)
     print(json.dumps(cp, sort_keys=True, separators=(",", ":")))
     print(f"signed the head of {cp['n']} record(s) into {args.out}; keep a copy outside the store", file=sys.stderr)
     return 0
@@ -180,7 +262,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     )
     for name, value in body["outputs"].items():
         print(f"  {name}: {json.dumps(value, ensure_ascii=False)}")
-    files = json.loads(store.get_blob("bundle", body["bundle_blob"]) or b'{"files": {}}')["files"]
+    stored = json.loads(store.get_blob("bundle", body["bundle_blob"]) or b'{"files": {}}')
+    files = stored["files"]
+    if stored.get("approvals"):
+        print("  approved by " + ", ".join(f"{a['approver']} ({a['time'][:10]})" for a in stored["approvals"]))
     with Replayer(store, protector) as replayer:
         try:
             decision = replayer.decide(body, logged=True, explain=True)
@@ -236,14 +321,39 @@ def _rule_text(text: str, line: int, rule_id: str) -> str:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    _, protector = _open(args)
-    if protector is None:
-        raise CharterError("erasing needs the log key", code="C012", hint="pass --key-file")
-    if protector.erase(args.customer):
-        print(f"erased the key of `{args.customer}`: their logged values can no longer be read")
-        return 0
-    print(f"no key for `{args.customer}` (nothing of theirs is sealed in this log)")
-    return 1
+    """Delete the customer's data key and say exactly what became unreadable and what stays.
+    Exit 0 when none of their personal values is left in clear; 1 when some are (records
+    logged before every personal value was sealed), or when they had no key."""
+    from engine.audit.log import tally
+
+    store, protector = _open(args)
+    try:
+        if protector is None:
+            raise CharterError("erasing needs the log key", code="C012", hint="pass --key-file")
+        found = tally(store, args.customer)  # counted first: records are never changed by erasing
+        erased = protector.erase(args.customer)
+    finally:
+        store.close()
+    who = f"`{args.customer}`"
+    values = f"{found.sealed} sealed value(s) in {found.sealed_records} of their {found.records} record(s)"
+    if erased:
+        print(f"erased the key of {who}: {values} can no longer be read, by anyone, with any key")
+    elif found.records:
+        print(f"no key for {who} (erased before, or never made): {values} stay unreadable")
+    else:
+        print(f"no key for {who} and no record of theirs in this log")
+        return 1
+    print("kept: every record's outputs, fired rules, notes and reasons, and the hash chain (it still verifies)")
+    if found.withheld:
+        print(f"never stored: {found.withheld} value(s) withheld when logged without a key")
+    for why in found.unchecked[:5]:
+        print(f"not checked for values in clear: {why}", file=sys.stderr)
+    if found.clear:
+        print(
+            f"still readable: {found.clear} personal value(s) of {who} in {found.clear_records} record(s) "
+            "logged in clear (before every personal value was sealed); erasing the key cannot reach them"
+        )
+    return 0 if erased and not found.clear and not found.unchecked else 1
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -4,10 +4,11 @@ What a record holds (``body``, canonical JSON; see docs/audit.md):
 
 * ``domain``, ``subject``, ``time`` (the caller's ``now``), ``outputs``, ``fired`` (rule id
   and step), ``notes``, and ``upstream``: the same for each decision of a domain it used;
-* ``facts``: the facts the policy could read, and only those, with every sensitive value
-  sealed (``engine.audit.protect``) — a value is sensitive when the loaded classification
-  policy gives its field a class with ``encrypt_at_rest: true``, or its fact is declared
-  ``sensitive: true``;
+* ``facts``: the facts the policy could read, and only those, with every personal value
+  sealed (``engine.audit.protect``) — a value is personal when the loaded classification
+  policy gives its field a class other than a non-personal one (``public``), or one of its
+  detectors finds what it recognises anywhere in the value's text, or its fact is declared
+  ``sensitive: true`` (``sensitivity``);
 * ``bundle`` (version) and ``bundle_blob`` (the policy files, stored content-addressed in
   the same store the first time they are used), ``snapshot`` (likewise stored),
   ``engine``, ``semantics`` and ``plugins`` (a digest of every plugin's name and version,
@@ -20,12 +21,15 @@ decision reported as recorded survives a crash of the process.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.audit.chain import canonical, head_of, link_after
-from engine.audit.protect import Protector
+from engine.audit.protect import SEALED, Protector
 from engine.core.decision import Decision, jsonable
 from engine.storage import Store
 
@@ -63,7 +67,7 @@ class DecisionLog:
         self.protector = protector
         self.checkpoints = checkpoints
         self._stored: set[tuple[str, str]] = set()
-        self._sensitive: dict[str, Sensitive] = {}
+        self._sensitive: dict[tuple[int, int], tuple[Program, Program | None, Sensitive]] = {}
         self._lock = threading.Lock()
 
     # -- content-addressed context ---------------------------------------------------------------
@@ -78,7 +82,8 @@ class DecisionLog:
 
     def bundle_blob(self, bundle: Bundle) -> str:
         files = {name: raw.decode("utf-8") for name, raw in bundle.sources}
-        return self._blob("bundle", canonical({"version": bundle.version, "files": files}))
+        approved = {"approvals": list(bundle.approvals)} if bundle.approvals else {}  # who let these files in
+        return self._blob("bundle", canonical({"version": bundle.version, "files": files, **approved}))
 
     def plugins_blob(self, registry: Registry) -> str:
         return self._blob("plugins", plugins_listing(registry))
@@ -171,11 +176,15 @@ class DecisionLog:
     # -- sensitivity -----------------------------------------------------------------------------
 
     def _sensitive_for(self, program: Program, classification: Program | None) -> Sensitive:
-        key = f"{program.bundle_version}:{program.domain}"
+        # per program and classifier: periods of one bundle may classify differently (the
+        # programs are kept with their entry, so their ids are not reused while it is)
+        key = (id(program), id(classification))
         hit = self._sensitive.get(key)
-        if hit is None:
-            hit = self._sensitive[key] = sensitivity(program, classification)
-        return hit
+        if hit is None or hit[0] is not program or hit[1] is not classification:
+            if len(self._sensitive) >= 256:
+                self._sensitive.clear()
+            hit = self._sensitive[key] = (program, classification, sensitivity(program, classification))
+        return hit[2]
 
     def _seal(
         self,
@@ -231,25 +240,105 @@ def _leaf_name(path: str) -> str:
     return name.split("[", 1)[0]
 
 
+_ITEM = re.compile(r"\[\d+\]")
+
+
+def record_roots(program: Program, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Where customer records sit in ``program``'s facts: the facts themselves, and the part
+    each domain it ``uses:`` decides on (``resource.record``), recursively."""
+    out = [prefix]
+    for name, use in program.policy.uses.items():
+        up = program.upstream.get(name)
+        at = (*prefix, *use.path)
+        out.extend(record_roots(up, at) if up is not None else [at])
+    return out
+
+
+def field_names(path: str, roots: Sequence[str]) -> tuple[str, ...]:
+    """The names the classification policy may know a logged fact by: its path within each
+    customer record it is in, as classification writes paths (``contacts[].phone``; a list of
+    values is its field), and its own name (the last part of its path)."""
+    norm = _ITEM.sub("[]", path)
+    while norm.endswith("[]"):
+        norm = norm[:-2]
+    names = []
+    for root in roots:
+        if not root:
+            names.append(norm)
+        elif norm.startswith(root + "."):
+            names.append(norm[len(root) + 1 :])
+    names.append(_leaf_name(path))
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
 def sensitivity(program: Program, classification: Program | None = None) -> Sensitive:
-    """Whether a fact at ``path`` is sensitive: declared so, or so classified by the program
-    that classifies data (``classification``, or one ``program`` uses)."""
-    declared = {name for name, decl in program.policy.facts.items() if decl.sensitive}
+    """Whether a fact at ``path`` is personal data, so sealed in the log: its fact (or one
+    of a domain ``program`` uses, at its place) is declared ``sensitive: true``, or the
+    program that classifies data (``classification``, or one ``program`` uses) says so of
+    it (``Domain.field_classifier``: with the shipped domain, a field of any class but a
+    non-personal one, or a value in which a detector finds what it recognises) under one of
+    its ``field_names``. Decided once per path where the value cannot change it."""
+    roots = [".".join(r) for r in record_roots(program)]
+    declared = {
+        f"{root}.{name}" if root else name
+        for root, prog in _programs_at(program)
+        for name, decl in prog.policy.facts.items()
+        if decl.sensitive
+    }
     classifier = _classifier(classification or program)
-    paths: dict[str, tuple[str, bool]] = {}  # path -> (leaf name, declared sensitive)
+    # path -> (sealed whatever its value: declared sensitive, or personal by its name alone
+    # (a null value is classified by name only); else the names its value is judged under)
+    paths: dict[str, tuple[bool, tuple[str, ...]]] = {}
 
     def sensitive(path: str, value: Any) -> bool:
         known = paths.get(path)
         if known is None:
-            name = _leaf_name(path)
-            known = (name, name in declared and "." not in path)
+            norm = _ITEM.sub("", path)
+            names = field_names(path, roots)
+            always = any(norm == d or norm.startswith(d + ".") for d in declared) or (
+                classifier is not None and any(classifier(name, None) for name in names)
+            )
+            known = (always, names)
             if len(paths) < 65536:
                 paths[path] = known
-        if known[1]:
+        if known[0]:
             return True
-        return classifier is not None and classifier(known[0], value)
+        return classifier is not None and any(classifier(name, value) for name in known[1])
 
     return sensitive
+
+
+def _programs_at(program: Program, prefix: str = "") -> list[tuple[str, Program]]:
+    """``program`` and each program it uses, with where that one's facts sit in ``program``'s."""
+    out = [(prefix, program)]
+    for name, use in program.policy.uses.items():
+        up = program.upstream.get(name)
+        if up is not None:
+            out.extend(_programs_at(up, ".".join(filter(None, (prefix, *use.path)))))
+    return out
+
+
+def count_values(facts: Any, sensitive: Sensitive, path: str = "") -> tuple[int, int, int]:
+    """In a record's logged ``facts``: (sealed, withheld, personal values in clear) — the last
+    are values ``sensitive`` would seal now that a record logged before personal data was
+    sealed holds in clear."""
+    if isinstance(facts, dict):
+        if SEALED in facts:
+            return 1, 0, 0
+        if "$withheld" in facts:
+            return 0, 1, 0
+        total = [0, 0, 0]
+        for k, v in facts.items():
+            for i, n in enumerate(count_values(v, sensitive, f"{path}.{k}" if path else str(k))):
+                total[i] += n
+        return total[0], total[1], total[2]
+    if isinstance(facts, list):
+        total = [0, 0, 0]
+        for j, v in enumerate(facts):
+            for i, n in enumerate(count_values(v, sensitive, f"{path}[{j}]")):
+                total[i] += n
+        return total[0], total[1], total[2]
+    return 0, 0, int(facts is not None and sensitive(path, facts))
 
 
 def _classifier(program: Program) -> Callable[[str, Any], bool] | None:
@@ -263,3 +352,60 @@ def _classifier(program: Program) -> Callable[[str, Any], bool] | None:
             return domain.field_classifier(p.runner)
         seen.extend(p.upstream.values())
     return None
+
+
+@dataclass
+class Tally:
+    """What the log holds of one customer (``tally``): their records, the values sealed under
+    their key, the values withheld (logged without a key), and the personal values in clear
+    in records logged before every personal value was sealed."""
+
+    records: int = 0
+    sealed: int = 0
+    sealed_records: int = 0
+    withheld: int = 0
+    clear: int = 0
+    clear_records: int = 0
+    unchecked: list[str] = field(default_factory=list)  # why some records could not be checked
+
+
+def tally(store: Store, subject: str) -> Tally:
+    """Count ``subject``'s values in the log. Values in clear are those that the record's own
+    policies (its stored bundle) would have the log seal now. The chain is not checked:
+    erasure must work on a damaged log too (``charter log verify`` checks it)."""
+    import json
+
+    from engine.audit.replay import Replayer
+    from engine.errors import CharterError
+
+    out = Tally()
+    judged: dict[tuple[int, str], Sensitive] = {}
+    with Replayer(store, None) as replayer:
+        for seq, data in store.read():
+            body = json.loads(json.loads(data)["body"])
+            if body.get("subject") != subject:
+                continue
+            out.records += 1
+            try:
+                loaded = replayer.loaded({**body, "snapshot": None}, logged=True)
+                now = datetime.fromisoformat(body["time"])
+                period = loaded.period(now)
+                program = loaded.program(period, body["domain"], now)
+                key = (id(program), body["bundle_blob"])
+                sensitive = judged.get(key)
+                if sensitive is None:
+                    sensitive = judged[key] = sensitivity(program, period.classifier)
+            except (CharterError, KeyError, ValueError) as exc:  # the record's policies cannot be rebuilt
+                out.unchecked.append(f"record {seq}: {exc}")
+                sensitive = _never
+            sealed, withheld, clear = count_values(body.get("facts"), sensitive)
+            out.sealed += sealed
+            out.sealed_records += sealed > 0
+            out.withheld += withheld
+            out.clear += clear
+            out.clear_records += clear > 0
+    return out
+
+
+def _never(path: str, value: Any) -> bool:
+    return False

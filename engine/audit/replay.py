@@ -183,7 +183,7 @@ class Replayer:
             "plugins": hashlib.sha256(plugins_listing(self.registry)).hexdigest(),
         }
         try:
-            for seq, rid, body in records(self.store, filters):
+            for seq, rid, body in self._keys_ahead(records(self.store, filters)):
                 self._one(report, seq, rid, body, running, sample)
         except ChainBroken as broken:
             bad = broken.result
@@ -196,6 +196,31 @@ class Replayer:
                 }
             )
         return report
+
+    def _keys_ahead(
+        self, items: Iterator[tuple[int, str, dict[str, Any]]], ahead: int = 256
+    ) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """``items``, read ``ahead`` at a time so that their customers' data keys are fetched in
+        one read per chunk rather than one per customer; records read before a break in the
+        chain are still yielded before it is raised."""
+        chunk: list[tuple[int, str, dict[str, Any]]] = []
+
+        def flush() -> list[tuple[int, str, dict[str, Any]]]:
+            if self.protector is not None and chunk:
+                self.protector.preload({str(body["subject"] or "") for _, _, body in chunk})
+            done = chunk.copy()
+            chunk.clear()
+            return done
+
+        try:
+            for item in items:
+                chunk.append(item)
+                if len(chunk) >= ahead:
+                    yield from flush()
+        except ChainBroken:
+            yield from flush()
+            raise
+        yield from flush()
 
     def _one(
         self, report: Report, seq: int, rid: str, body: dict[str, Any], running: Mapping[str, str], sample: int

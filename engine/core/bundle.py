@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from engine.core.compile import CompiledPolicy, compile_policy
 from engine.core.decision import SEMANTICS_VERSION
@@ -57,6 +58,7 @@ class Bundle:
     files: tuple[str, ...]
     sources: tuple[tuple[str, bytes], ...] = ()  # (file name, bytes): what the version hashes
     periods: tuple[PolicySet, ...] = ()
+    approvals: tuple[dict[str, Any], ...] = ()  # the signed approvals it was let in with (engine.audit.approvals)
 
     def policy(self, domain: str) -> Policy:
         return self.policies[domain].policy
@@ -107,13 +109,20 @@ BundleCache = dict[tuple[str, tuple[str, ...]], "Bundle | PolicyErrors"]
 CACHE_SIZE = 16
 
 
-def build_bundle_cached(paths: Sequence[str | Path], registry: Registry, cache: BundleCache) -> Bundle:
+def build_bundle_cached(
+    paths: Sequence[str | Path],
+    registry: Registry,
+    cache: BundleCache,
+    sources: Sequence[tuple[str, bytes]] | None = None,
+) -> Bundle:
     """``build_bundle``, reusing the result for files whose names and bytes were seen before.
 
     A reload of unchanged files, or a switch back to a version seen recently, costs a read
     and a hash; a set of files known to be wrong fails again at once with the same errors.
+    ``sources``: the files' (name, bytes) as already read (``engine.api`` reads them whole,
+    checked against a manifest or left to settle); by default they are read from ``paths``.
     """
-    sources = read_sources(paths)
+    sources = read_sources(paths) if sources is None else list(sources)
     key = (_version(sources), tuple(p for p, _ in sources))
     hit = cache.get(key)
     if hit is None:

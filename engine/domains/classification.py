@@ -422,35 +422,89 @@ _Plan = tuple[tuple[int, int] | None, tuple[tuple[tuple[int, int], ClassRule, An
 _Outcome = tuple[tuple[tuple[str, tuple[str, str]], ...], tuple[str, ...], tuple[str, ...], tuple[FiredRule, ...], str]
 
 
+# class ids that are not about a person (domain.md §2's "public" level): the only classes
+# whose values the decision log keeps in clear
+NON_PERSONAL = frozenset({"public"})
+# the words of a free text, for a detector without a ``contains`` form: the runs of letters,
+# digits and address characters (punctuation of any script ends one), and of ASCII ones only
+_WORDS = re.compile(r"[\w@.%+-]+")
+_ASCII_WORDS = re.compile(r"[A-Za-z0-9@._%+-]+")
+
+
+def _finder(detect: Callable[[str], bool]) -> Callable[[str], bool]:
+    """Whether a text holds, anywhere in it, a value ``detect`` accepts: the detector's own
+    ``contains`` form (``charter_plugins.detectors``), or ``detect`` asked of the whole text
+    and of each of its words."""
+    contains = getattr(detect, "contains", None)
+    if callable(contains):
+        return contains  # type: ignore[no-any-return]
+
+    def found(text: str) -> bool:
+        if detect(text):
+            return True
+        return any(detect(w) for w in {*_WORDS.findall(text), *_ASCII_WORDS.findall(text)} if w != text)
+
+    return found
+
+
 def field_classifier(runner: Any) -> Callable[[str, Any], bool]:
-    """Whether a value of a field must be sealed in the decision log: its class is to be
-    encrypted at rest. Decided once per field name where no detector can change it, once per
-    value otherwise (detectors are pure)."""
-    protect = {c.id for c in runner.model.classes if c.handling.get("encrypt_at_rest")}
-    by_name: dict[str, bool] = {}  # fields no detector rule could reclassify: the name decides
-    by_value: dict[tuple[str, type, Any], bool] = {}  # detectors are pure: a repeated value is not run again
-    by_name_only: dict[str, bool] = {}  # for values no detector reads
+    """Whether a value of a field must be sealed in the decision log: it is personal data.
+
+    A field is personal when a name rule gives its path a class other than a non-personal
+    one (``NON_PERSONAL``: ``public``) — every class of the shipped policy, ``basic``
+    included — or a class that is to be encrypted at rest; then every value of it is sealed.
+    Otherwise a value is personal when a detector of a rule giving such a class finds what it
+    recognises anywhere in the value's text (``contains``: a national ID inside a free-text
+    note), or when the detector fails on it (a plugin's bug seals, it never leaks). Decided
+    once per field path by name, once per value otherwise (detectors are pure). This only
+    says what the log seals: the domain's decisions are unchanged."""
+    model: Classification = runner.model
+    personal = {c.id for c in model.classes if c.id not in NON_PERSONAL or c.handling.get("encrypt_at_rest")}
+    finders: dict[Any, Callable[[str], bool]] = {}
+    by_name: dict[str, tuple[Callable[[str], bool], ...] | None] = {}  # None: personal by name
+    by_value: dict[tuple[tuple[Callable[[str], bool], ...], type, Any], bool] = {}
+
+    def plan(name: str) -> tuple[Callable[[str], bool], ...] | None:
+        hit = by_name.get(name, False)
+        if hit is not False:
+            return hit  # type: ignore[return-value]
+        found = runner.by_name(name)
+        made: tuple[Callable[[str], bool], ...] | None
+        if found is not None and runner.rules[-found[1]][1].cls in personal:
+            made = None
+        else:
+            made = tuple(
+                dict.fromkeys(
+                    finders.setdefault(detect, _finder(detect))
+                    for _, rule, pattern, detect in runner.content_rules
+                    if rule.cls in personal and (pattern is None or pattern.match(name))
+                )
+            )
+        if len(by_name) < 65536:
+            by_name[name] = made
+        return made
 
     def protected(name: str, value: Any) -> bool:
-        hit = by_name.get(name)
-        if hit is not None:
-            return hit
+        finds = plan(name)
+        if finds is None:
+            return True
+        if not finds:
+            return False
         kind = type(value)
-        if kind is float or kind is bool:  # no detector reads numbers with a fraction or booleans: the name decides
-            hit = by_name_only.get(name)
-            if hit is None:
-                hit = by_name_only[name] = runner.classify(name, None) in protect
-            return hit
-        key = (name, kind, value) if kind is str or kind is int else None
+        key = (finds, kind, value) if kind is str or kind is int else None
         if key is not None:
             hit = by_value.get(key)
             if hit is not None:
                 return hit
-        hit = runner.classify(name, value) in protect
-        if not runner.plan(name)[1]:
-            if len(by_name) < 65536:
-                by_name[name] = hit
-        elif key is not None:
+        hit = False
+        for text in _texts(value):
+            try:
+                hit = any(find(text) for find in finds)
+            except Exception:  # a detector's bug: sealed, to be safe
+                hit = True
+            if hit:
+                break
+        if key is not None:
             if len(by_value) >= 16384:
                 by_value.clear()
             by_value[key] = hit
