@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -398,6 +400,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug of Charter's (or a plugin's): one located line, never a traceback
+        where = _innermost(exc)
+        crash = CharterError(
+            f"charter failed unexpectedly in `{args.command}`: {exc.__class__.__name__}: {str(exc)[:200]}"
+            + (f" (at {where})" if where else ""),
+            code="C099",
+            hint="this is a bug, not a mistake of yours: please report it with the command and its input;"
+            " set CHARTER_TRACEBACK=1 to see the traceback",
+        )
+        print(f"error: {crash.message} [{crash.code}]\n  help: {crash.hint}", file=sys.stderr)
+        if os.environ.get("CHARTER_TRACEBACK"):
+            traceback.print_exc()
+        return 2
+
+
+def _innermost(exc: BaseException) -> str:
+    """``file:line`` of the deepest frame of an exception's traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ CODES: dict[str, str] = {
     "C001": "an input file (facts, customers, requests) has a line or document that is not valid JSON",
     "C002": "`--now …` is not a timestamp",
     "C003": "`charter evaluate`: the domain ranks customers and no population or snapshot was given",
+    "C004": "an input file cannot be read: it does not exist, is a directory, or reading it failed",
+    "C005": "an input file is not UTF-8 text",
+    "C006": "an input file is not readable as CSV",
     "C010": "give at least 8 characters of the record id, or its number as `#N`",
     "C011": "`log show`: no record, or several records, match the id given",
     "C012": "erasing needs the log key",
@@ -48,6 +51,7 @@ CODES: dict[str, str] = {
     "C054": (
         "a policy file is still being written: it changed while it was read, or kept changing for the settle time"
     ),
+    "C099": "a command failed unexpectedly (a bug of Charter's or a plugin's): one line and a code, never a traceback",
     "D000": "a storage error (the base of every store error)",
     "D001": "blob content does not match its digest `…...`",
     "D002": "no storage backend for `…:` URLs",

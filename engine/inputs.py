@@ -33,24 +33,53 @@ def read_facts(
     read as JSON (`12.5`, `true`, `["a"]`), so the fact checker sees the intended type. An
     empty cell is an absent fact.
     """
-    stream: IO[str] = sys.stdin if source == "-" else open(source, encoding="utf-8", newline="")  # noqa: SIM115
+    stream = _open(source)
+    where = "standard input" if source == "-" else f"`{source}`"
     try:
-        if fmt == "auto":
-            fmt = _guess_format(source, stream)
-        if fmt == "csv":
-            typed = {n for n, d in (declared or {}).items() if d.type not in ("string", "timestamp")}
-            for row in csv.DictReader(stream):
-                yield {k: _csv_value(v) if k in typed else v for k, v in row.items() if v not in ("", None)}
-        elif fmt == "jsonl":
-            for n, line in enumerate(stream, 1):
-                if line.strip():
-                    yield _json_object(line, f"{source}:{n}")
-        else:
-            data = json.load(stream)
-            yield from data if isinstance(data, list) else [data]
+        yield from _records(source, fmt, declared, stream)
+    except UnicodeDecodeError as exc:
+        raise CharterError(
+            f"{where} is not UTF-8 text (byte {exc.start} of a block cannot be read)",
+            code="C005",
+            hint="save the file as UTF-8 (with or without a byte-order mark)",
+        ) from None
+    except csv.Error as exc:
+        raise CharterError(f"{where}: not readable as CSV: {exc}", code="C006", hint="check the quoting") from None
+    except OSError as exc:
+        raise CharterError(f"cannot read {where}: {exc.strerror}", code="C004") from None
     finally:
         if stream is not sys.stdin:
             stream.close()
+
+
+def _open(source: str) -> IO[str]:
+    if source == "-":
+        return sys.stdin
+    try:
+        return open(source, encoding="utf-8-sig", newline="")  # closed by read_facts
+    except OSError as exc:
+        reason = "it is a directory" if Path(source).is_dir() else (exc.strerror or str(exc)).lower()
+        raise CharterError(
+            f"cannot read `{source}`: {reason}", code="C004", hint="give a .json, .jsonl or .csv file, or - for stdin"
+        ) from None
+
+
+def _records(
+    source: str, fmt: str, declared: Mapping[str, FactDecl] | None, stream: IO[str]
+) -> Iterator[dict[str, Any]]:
+    if fmt == "auto":
+        fmt = _guess_format(source, stream)
+    if fmt == "csv":
+        typed = {n for n, d in (declared or {}).items() if d.type not in ("string", "timestamp")}
+        for row in csv.DictReader(stream):
+            yield {k: _csv_value(v) if k in typed else v for k, v in row.items() if v not in ("", None)}
+    elif fmt == "jsonl":
+        for n, line in enumerate(stream, 1):
+            if line.strip():
+                yield _json_object(line, f"{source}:{n}")
+    else:
+        data = _json_object(stream.read(), source)
+        yield from data if isinstance(data, list) else [data]
 
 
 def _guess_format(source: str, stream: IO[str]) -> str:
@@ -64,14 +93,18 @@ def _guess_format(source: str, stream: IO[str]) -> str:
     return "jsonl"
 
 
-def _json_object(text: str, where: str) -> dict[str, Any]:
+def _json_object(text: str, where: str) -> Any:
     try:
         value = json.loads(text)
     except ValueError as exc:
         raise CharterError(
             f"{where}: not valid JSON: {exc}", code="C001", hint="each line must be one JSON object"
         ) from None
-    return value  # type: ignore[no-any-return]  # a non-object is reported by the fact checker
+    except RecursionError:
+        raise CharterError(
+            f"{where}: not valid JSON: brackets nested too deep", code="C001", hint="facts nest a few levels at most"
+        ) from None
+    return value  # a non-object is reported by the fact checker
 
 
 def _csv_value(text: str) -> Any:
@@ -86,8 +119,9 @@ def _csv_value(text: str) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_now(text: str | None) -> datetime:
-    """The caller's time of decision: an ISO timestamp or date (UTC unless it says otherwise).
+def parse_now(text: str | None, option: str = "--now") -> datetime:
+    """The caller's time of decision (or another time given as ``option``): an ISO timestamp
+    or date (UTC unless it says otherwise).
 
     Without one it is the current time, read here at the edge and never during evaluation.
     """
@@ -97,7 +131,7 @@ def parse_now(text: str | None) -> datetime:
         stamp = datetime.fromisoformat(text)
     except ValueError:
         raise CharterError(
-            f"`--now {text}` is not a timestamp",
+            f"`{option} {text}` is not a timestamp",
             code="C002",
             hint="write it like `2025-06-30T09:00:00Z` or `2025-06-30`",
         ) from None

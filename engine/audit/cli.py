@@ -26,6 +26,7 @@ from engine.audit.checkpoint import (
 from engine.audit.protect import Protector, SealError, load_key
 from engine.audit.replay import Filters, Replayer, records
 from engine.errors import CharterError
+from engine.inputs import parse_now
 from engine.plugins import open_store
 from engine.storage import Store
 
@@ -174,11 +175,8 @@ def _open(args: argparse.Namespace) -> tuple[Store, Protector | None]:
     return store, Protector(store, key)
 
 
-def _time(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    t = datetime.fromisoformat(text)
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+def _time(text: str | None, option: str) -> datetime | None:
+    return None if text is None else parse_now(text, option)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -358,7 +356,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     store, protector = _open(args)
-    filters = Filters(args.domain, args.customer, args.rule, _time(args.since), _time(args.until))
+    filters = Filters(args.domain, args.customer, args.rule, _time(args.since, "--since"), _time(args.until, "--until"))
     with Replayer(store, protector, against=args.against) as replayer:
         report = replayer.run(filters, sample=max(args.sample, 20 if args.json else args.sample))
     if args.json:
