@@ -381,6 +381,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.workbench import add_commands as add_workbench_commands
 
     add_workbench_commands(sub)
+    from engine.serve.cli import add_serve_command
+
+    add_serve_command(sub, DEFAULT_POLICIES, DEFAULT_KEY)
     return p
 
 

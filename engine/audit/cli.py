@@ -374,6 +374,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"  audit mode: in {n} {domain} decision(s) the rules in audit mode decide otherwise")
     for label, n in sorted(report.versions.items()):
         print(f"  note: {n} record(s) with the {label}: a difference may come from that")
+    for p in report.plugin_differences():
+        now = f"version {p['version_now']} now" if p["version_now"] is not None else "not installed now"
+        print(
+            f"  plugin: {p['kind'].replace('_', ' ')} `{p['name']}` (version {p['version_then']} when logged, {now}) "
+            f"answers otherwise in {p['calls']} call(s) of {p['records']} record(s); the recorded answers were used"
+        )
+    if report.live:
+        print(
+            f"  note: {report.live} record(s) logged without plugin outputs (record version 1): "
+            "replayed with the installed plugins, which may have changed since"
+        )
     for domain, n in sorted(report.by_domain.items()):
         print(f"  {domain}: {n} changed")
     for output, counts in sorted(report.by_output.items()):

@@ -12,7 +12,10 @@ What a record holds (``body``, canonical JSON; see docs/audit.md):
 * ``bundle`` (version) and ``bundle_blob`` (the policy files, stored content-addressed in
   the same store the first time they are used), ``snapshot`` (likewise stored),
   ``engine``, ``semantics`` and ``plugins`` (a digest of every plugin's name and version,
-  the list itself stored as a blob).
+  the list itself stored as a blob);
+* ``plugin_outputs`` (record version 2): what each scorer, detector and event backend
+  answered in this decision (``plugin_outputs``), so that replay uses those answers and a
+  changed plugin cannot change history.
 
 ``record`` appends a batch in one transaction and returns only when it is durable, so a
 decision reported as recorded survives a crash of the process.
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
     from engine.core.evaluate import Program
     from engine.hookspecs import Registry
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: plugin outputs recorded (``plugin_outputs``); version 1 records are still read
 Sensitive = Callable[[str, Any], bool]
 
 
@@ -108,6 +111,7 @@ class DecisionLog:
         classification: Program | None,
         pending: list[tuple[str, str, Any, dict[str, str]]],
         shadow: Program | None = None,
+        registry: Registry | None = None,
     ) -> dict[str, Any]:
         read = program.facts_read(facts)
         if shadow is not None and decision.audit is not None:  # replay needs what audit mode read too
@@ -123,6 +127,7 @@ class DecisionLog:
             "snapshot": _snapshot_of(decision),
             "engine": decision.engine_version,
             "semantics": decision.semantics_version,
+            "plugin_outputs": plugin_outputs(decision, facts, program, shadow, registry),
             **context,
         }
 
@@ -152,7 +157,7 @@ class DecisionLog:
             for up in program.upstream.values():
                 self.snapshot_blob(up)
         pending: list[tuple[str, str, Any, dict[str, str]]] = []
-        built = [self._body(d, f, p, context, classification, pending, shadow) for d, f, p, shadow in items]
+        built = [self._body(d, f, p, context, classification, pending, shadow, registry) for d, f, p, shadow in items]
         self._fill(pending)
         bodies = [canonical(b) for b in built]
         made: list[tuple[bytes, str, int]] = []  # (record, hash, n) as linked, in order
@@ -209,6 +214,110 @@ class DecisionLog:
         slot: dict[str, str] = {}
         pending.append((subject, path, jsonable(value), slot))
         return slot
+
+
+# ---------------------------------------------------------------------------------------------
+# plugin outputs: what the plugins answered, recorded with the decision
+# ---------------------------------------------------------------------------------------------
+
+Calls = dict[tuple[str, str, str], dict[str, Any]]  # (kind, name, at) -> {input: output}
+
+
+def plugin_outputs(
+    decision: Decision,
+    facts: Mapping[str, Any],
+    program: Program,
+    shadow: Program | None = None,
+    registry: Registry | None = None,
+) -> list[dict[str, Any]]:
+    """What every plugin answered in ``decision`` (and the decisions it used, and its audit
+    mode's): one entry per plugin and place, ``{"kind", "name", "version", "at", "calls":
+    {input: output}}``, sorted. ``at`` is where in the decision the plugin was asked (the
+    domains from the top, ``access/classification``; ``audit/...`` for audit mode); an input
+    is named by where it is in the record, which holds it: a scorer's by a digest of its
+    arguments (``scorer_input``; it reads the facts and ``now`` of its place), a detector's by
+    the field's path (relative to the facts of its place), an event
+    backend's as ``events``. Outputs: a scorer's number, or ``{"note": ...}`` when it gave
+    none; a detector's yes or no on the field, or ``{"raised": type}``; the backend's alerts.
+
+    Taken from the decision itself, which holds every answer it used (scores, the rule that
+    classified each field, the alerts; domains say how with ``plugin_calls``): nothing is
+    recorded while deciding, so a decision that is not logged costs nothing more."""
+    found: Calls = {}
+    _plugin_calls(decision, facts, program, decision.domain, found)
+    if shadow is not None and decision.audit is not None:
+        _plugin_calls(decision.audit, facts, shadow, f"audit/{decision.domain}", found)
+    specs: dict[str, Mapping[str, Any]] = (
+        {"scorer": registry.scorers, "detector": registry.detectors, "event_backend": registry.event_backends}
+        if registry is not None
+        else {}
+    )
+    out = []
+    for (kind, name, at), calls in sorted(found.items()):
+        spec = specs.get(kind, {}).get(name)
+        out.append(
+            {
+                "kind": kind,
+                "name": name,
+                "version": spec.version if spec is not None else None,
+                "at": at,
+                "calls": calls,
+            }
+        )
+    return out
+
+
+def scorer_input(args: Mapping[str, Any]) -> str:
+    """How a scorer's call is named in a record: ``args-`` and the first 16 hex digits of the
+    SHA-256 of its arguments as canonical JSON (they are in the stored policy files); it reads
+    the facts and ``now`` the record holds. Kept per arguments object (a policy's, compiled
+    once), so a record costs a lookup."""
+    hit = _INPUTS.get(id(args))
+    if hit is not None and hit[0] is args:
+        return hit[1]
+    key = "args-" + hashlib.sha256(canonical(jsonable(dict(args)))).hexdigest()[:16]
+    if len(_INPUTS) >= 1024:
+        _INPUTS.clear()
+    _INPUTS[id(args)] = (args, key)
+    return key
+
+
+_INPUTS: dict[int, tuple[Mapping[str, Any], str]] = {}  # id(args) -> (args, its name), args kept alive
+
+
+def _plugin_calls(decision: Decision, facts: Mapping[str, Any], program: Program, at: str, found: Calls) -> None:
+    if program.runner is None:
+        notes = list(decision.notes)
+        for name, decl in program.policy.scores.items():
+            if decl.scorer is None:
+                continue
+            if name in decision.scores:
+                out: Any = decision.scores[name]
+            else:  # it gave no value: the note the decision has says why
+                out = {"note": _take_note(notes, name, decl.scorer)}
+            found.setdefault(("scorer", decl.scorer, at), {}).setdefault(scorer_input(decl.args), out)
+    else:
+        asked = getattr(program.runner, "plugin_calls", None)  # a domain's: [(kind, name, {input: output})]
+        if callable(asked):
+            for kind, name, calls in asked(facts, decision):
+                had = found.get((kind, name, at))  # (``calls`` may be shared: never changed here)
+                found[(kind, name, at)] = calls if had is None else {**calls, **had}
+    for up in decision.upstream:
+        upstream, use = program.upstream.get(up.domain), program.policy.uses.get(up.domain)
+        if upstream is None or use is None:
+            continue
+        part: Any = facts
+        for key in use.path:
+            part = part.get(key) if isinstance(part, Mapping) else None
+        if isinstance(part, Mapping):
+            _plugin_calls(up, part, upstream, f"{at}/{up.domain}", found)
+
+
+def _take_note(notes: list[str], score: str, scorer: str) -> str | None:
+    for i, note in enumerate(notes):
+        if note.startswith((f"score `{score}` is undefined", f"scorer `{scorer}` ")):
+            return notes.pop(i)
+    return None
 
 
 def plugins_listing(registry: Registry) -> bytes:

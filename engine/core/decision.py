@@ -143,6 +143,16 @@ class Decision:
         )
 
 
+class RecordedNote(Exception):
+    """Raised in place of a plugin at replay, where the logged decision recorded that the
+    plugin gave no value: the decision gets ``note`` (the note it had then; None for none),
+    exactly, instead of a note about this exception (``engine.audit.replay``)."""
+
+    def __init__(self, note: str | None) -> None:
+        super().__init__(note or "")
+        self.note = note
+
+
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 

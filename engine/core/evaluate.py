@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.core.codegen import generate
 from engine.core.compile import CompiledPolicy, StepRun, bind_ranking_scorer
-from engine.core.decision import Decision, FiredRule, TraceStep
+from engine.core.decision import Decision, FiredRule, RecordedNote, TraceStep
 from engine.core.expr import EvalError
 from engine.core.facts import Reject
 from engine.errors import EvaluationError, FactError, FactErrors, PluginError, SnapshotError
@@ -206,6 +206,10 @@ class Program:
         name, fn = self.scores[i]
         try:
             value = fn(env)
+        except RecordedNote as exc:  # replay: the scorer gave no value when logged, with this note
+            if exc.note is not None:
+                notes.append(exc.note)
+            return
         except EvalError as exc:
             notes.append(f"score `{name}` is undefined: {exc}")
             return

@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule, TraceStep
@@ -244,7 +245,24 @@ def _texts(value: Any) -> list[str]:
     return []
 
 
+def _ask(detect: Callable[[str], bool], screen: Callable[[str], Any] | None, texts: list[str]) -> bool | dict[str, str]:
+    """What a detector rule answers of a field's texts, as the log records it: whether the
+    detector accepts one of them, or ``{"raised": exception type}`` when it fails."""
+    for text in texts:
+        if screen is not None and screen(text) is None:
+            continue
+        try:
+            if detect(text):
+                return True
+        except Exception as exc:  # a detector plugin's bug
+            return {"raised": type(exc).__name__}
+    return False
+
+
 class _Compiled:
+    # replay only (``engine.audit.replay.Playback``): detectors' answers come from the record
+    playback: Any = None
+
     def __init__(self, policy: Policy, registry: Registry) -> None:
         model: Classification = policy.extra
         self.model = model
@@ -273,6 +291,8 @@ class _Compiled:
             name: re.compile(spec.screen).search for name, spec in registry.detectors.items() if spec.screen
         }
         self._outcomes: dict[tuple[tuple[str, tuple[int, int] | None], ...], _Outcome] = {}
+        # for the log (``plugin_calls``): the detectors' answers per shape of record and outcome
+        self._logged: dict[tuple[tuple[str, str | None], ...], list[tuple[str, str, dict[str, Any]]]] = {}
 
     def by_name(self, path: str) -> tuple[int, int] | None:
         """(rank, rule order) of the best name-only rule for ``path``; cached per path."""
@@ -334,6 +354,7 @@ class _Compiled:
         trace: list[TraceStep] | None = [] if explain else None
         chosen: list[tuple[str, tuple[int, int] | None]] = []
         plan = self.plan
+        playback = self.playback
         n = len(leaves)
         i = 0
         while i < n:
@@ -347,7 +368,10 @@ class _Compiled:
                     texts: list[str] = [value]
                 else:
                     texts = [t for _, v in leaves[i:j] for t in _texts(v)]
-                if texts or trace is not None:
+                if playback is not None:  # replay: the answers the logged decision had
+                    if texts or trace is not None:
+                        found = self._played(playback, path, texts, candidates, found, trace, notes)
+                elif texts or trace is not None:
                     for key, rule, detect, screen in candidates:  # most restrictive first: the first hit wins
                         hit = False
                         for text in texts:
@@ -384,6 +408,98 @@ class _Compiled:
             "handling": {c: self.handling[c] for c in present},
         }
         return DomainResult(outputs, list(fired), notes, trace)
+
+    @staticmethod
+    def _played(
+        playback: Any,
+        path: str,
+        texts: list[str],
+        candidates: tuple[tuple[tuple[int, int], ClassRule, Any, Any], ...],
+        found: tuple[int, int] | None,
+        trace: list[TraceStep] | None,
+        notes: list[str],
+    ) -> tuple[int, int] | None:
+        """At replay, the detector rules of one field as ``__call__`` runs them, each
+        detector's answer as the record holds it (the live one when it holds none), a recorded
+        failure noted as it was; the field's best rule key."""
+        for key, rule, detect, screen in candidates:
+            live = partial(_ask, detect, screen if trace is None else None, texts)
+            got = playback.call("detector", rule.detector, path, live) if texts else False
+            hit = got is True
+            if isinstance(got, dict):
+                notes.append(f"detector `{rule.detector}` failed on `{path}`: {got.get('raised')}")
+            if trace is not None:
+                trace.append(TraceStep(path, rule.id, hit, ((f"detector `{rule.detector}`", (), hit),)))
+            if hit:
+                return key
+        return found
+
+    def plugin_calls(self, facts: Mapping[str, Any], decision: Decision) -> list[tuple[str, str, dict[str, Any]]]:
+        """The detectors' answers ``decision`` was made with, for the log: (``"detector"``,
+        name, {field path: answer}) — for each detector rule a field with text was asked of,
+        best first, no until the rule that classified the field (yes), and ``{"raised":
+        type}`` where the detector failed (the decision's note says so). The decision holds
+        them all: which rule classified each field, and the notes."""
+        if not self.content_rules:
+            return []
+        fields = decision.outputs.get("fields") or {}
+        failed = [n for n in decision.notes if n.startswith("detector `")]
+        leaves = flatten(facts)
+        leaves.sort(key=_first)
+        asked: list[tuple[str, str | None]] = []  # (path, the rule that classified it) of each field with text
+        plan = self.plan
+        n = len(leaves)
+        i = 0
+        while i < n:
+            path, value = leaves[i]
+            j = i + 1
+            while j < n and leaves[j][0] == path:
+                j += 1
+            if j == i + 1:  # one value (``_texts``, inline): text, a whole number, a list holding them
+                kind = type(value)
+                text = kind is str or kind is int or (kind is list and bool(_texts(value)))
+            else:
+                text = any(_texts(v) for _, v in leaves[i:j])
+            if text and plan(path)[1]:
+                decided = fields.get(path)
+                asked.append((path, decided.get("rule") if decided else None))
+            i = j
+        signature = tuple(asked)
+        hit = self._logged.get(signature) if not failed else None  # records of one shape share it
+        if hit is not None:
+            return hit
+        out: dict[str, dict[str, Any]] = {}
+        for path, rid in asked:
+            for name, answer in self._asked(path, rid, plan(path)[1]):
+                calls = out.setdefault(name, {})
+                if path not in calls:
+                    calls[path] = answer
+                if failed:
+                    prefix = f"detector `{name}` failed on `{path}`: "
+                    raised = next((f[len(prefix) :] for f in failed if f.startswith(prefix)), None)
+                    if raised is not None:
+                        calls[path] = {"raised": raised}
+        made = [("detector", name, calls) for name, calls in out.items()]
+        if not failed:
+            if len(self._logged) >= 4096:
+                self._logged.clear()
+            self._logged[signature] = made  # shared by the records of this shape: never changed
+        return made
+
+    @staticmethod
+    def _asked(
+        path: str, decided: str | None, candidates: tuple[tuple[tuple[int, int], ClassRule, Any, Any], ...]
+    ) -> tuple[tuple[str, bool], ...]:
+        """The detectors a field is asked, best first, with their answers when ``decided``
+        (a rule id, or None) classified it."""
+        asked: dict[str, bool] = {}
+        for _, rule, _, _ in candidates:
+            name = str(rule.detector)
+            if rule.id == decided:
+                asked.setdefault(name, True)
+                break
+            asked.setdefault(name, False)
+        return tuple(asked.items())
 
     def _outcome(self, chosen: list[tuple[str, tuple[int, int] | None]]) -> _Outcome:
         """What a record whose sorted fields got these (rank, rule order) keys decides — its

@@ -32,7 +32,7 @@ from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Run
 from engine.core.facts import parse_timestamp
 from engine.domains.request import RequestShape
 from engine.errors import Location, PolicyError, calendar_hint, did_you_mean
-from engine.hookspecs import EventMatcher, EventPattern
+from engine.hookspecs import Alert, EventMatcher, EventPattern
 
 if TYPE_CHECKING:
     from engine.core.model import Policy
@@ -416,6 +416,9 @@ _TS_OPT = {"check_with": "timestamp", "nullable": True}
 
 
 class _Compiled:
+    # replay only (``engine.audit.replay.Playback``): the backend's alerts come from the record
+    playback: Any = None
+
     def __init__(self, policy: Policy, registry: Registry) -> None:
         model: Escalation = policy.extra
         self.model = model
@@ -672,10 +675,34 @@ class _Compiled:
             ),
             key=lambda e: (e["ts"], e["eid"]),
         )
-        alerts = self.matcher(events, int(now.timestamp()))
+        at = int(now.timestamp())
+        playback = self.playback
+        if playback is None:
+            alerts = self.matcher(events, at)
+        else:  # replay: the alerts the logged decision had (the live ones when the record holds none)
+            matcher = self.matcher
+            got = playback.call(
+                "event_backend", self.model.backend, "events", lambda: _alerts_json(matcher(events, at))
+            )
+            alerts = [Alert(int(a["at"]), str(a["pattern"]), tuple(a["events"])) for a in got]
         return [
             {"pattern": a.pattern, "at": datetime.fromtimestamp(a.at, UTC), "events": list(a.events)} for a in alerts
         ]
+
+    def plugin_calls(self, facts: Mapping[str, Any], decision: Decision) -> list[tuple[str, str, dict[str, Any]]]:
+        """The event backend's alerts ``decision`` was made with, for the log: its
+        ``churn_alerts`` as the backend returned them (epoch seconds), when it was asked."""
+        if self.matcher is None or not facts.get("events"):
+            return []
+        alerts = [
+            {"at": int(a["at"].timestamp()), "pattern": a["pattern"], "events": list(a["events"])}
+            for a in decision.outputs.get("churn_alerts") or ()
+        ]
+        return [("event_backend", self.model.backend, {"events": alerts})]
+
+
+def _alerts_json(alerts: Sequence[Alert]) -> list[dict[str, Any]]:
+    return [{"at": a.at, "pattern": a.pattern, "events": list(a.events)} for a in alerts]
 
 
 def _ts(value: Any) -> datetime | None:

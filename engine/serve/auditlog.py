@@ -1,0 +1,194 @@
+"""The decision log for auditors: find records, show one with its reasons, verify the chain, replay.
+
+Finding reads the log from its first record, checking the hash chain as it goes
+(``engine.audit.replay.records``), so its cost grows with the log: it is for auditors, not
+for the decision path. A broken chain answers the records before the break and says where it
+breaks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.audit.chain import ChainBroken, verify
+from engine.audit.protect import SealError
+from engine.audit.replay import Filters, Replayer, records
+from engine.errors import CharterError
+from engine.serve.errors import ServeError, bad_param
+from engine.serve.metrics import outcome_of
+from engine.serve.service import parse_time, shape_error
+
+if TYPE_CHECKING:
+    from engine.serve.service import Service
+    from engine.storage import Store
+
+LIMIT, MAX_LIMIT = 100, 1000
+
+
+def store_of(service: Service) -> Store:
+    if service.store is None:
+        raise ServeError(
+            "this service keeps no decision log",
+            status=404,
+            code="C065",
+            hint="start it with `charter serve --store URL`",
+        )
+    return service.store
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise bad_param("limit", text, f"a whole number from 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+def filters_from(params: Mapping[str, Any]) -> Filters:
+    """``Filters`` from query parameters or a JSON body (``domain``, ``customer``, ``rule``,
+    ``since``, ``until``)."""
+    for key in ("domain", "customer", "rule"):
+        if params.get(key) is not None and not isinstance(params[key], str):
+            raise shape_error(f"`{key}` must be a string")
+    since, until = params.get("since"), params.get("until")
+    return Filters(
+        params.get("domain"),
+        params.get("customer"),
+        params.get("rule"),
+        parse_time(since, "since") if since is not None else None,
+        parse_time(until, "until") if until is not None else None,
+    )
+
+
+def matches_outcome(outcome: str, outputs: Mapping[str, Any]) -> bool:
+    """``outcome=deny``: the record's outcome (``engine.serve.metrics.outcome_of``) is ``deny``;
+    ``outcome=risk_level=high``: its output ``risk_level`` is ``high``."""
+    name, eq, value = outcome.partition("=")
+    if eq:
+        got = outputs.get(name)
+        return got == value or (isinstance(got, bool) and str(got).lower() == value)
+    return outcome_of(outputs) == outcome
+
+
+def summary(seq: int, rid: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "decision_id": rid,
+        "seq": seq,
+        "domain": body["domain"],
+        "subject": body["subject"],
+        "now": body["time"],
+        "outcome": outcome_of(body["outputs"]),
+        "outputs": body["outputs"],
+        "fired": [f[0] for f in body["fired"]],
+        "bundle_version": body["bundle"],
+        "snapshot_id": body.get("snapshot"),
+    }
+
+
+def find(service: Service, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``GET /v1/log/records``: the first ``limit`` records (in log order) that match."""
+    store = store_of(service)
+    limit = _limit(params.get("limit"))
+    filters = filters_from(params)
+    outcome = params.get("outcome")
+    found: list[dict[str, Any]] = []
+    broken: dict[str, Any] | None = None
+    truncated = False
+    try:
+        for seq, rid, body in records(store, filters):
+            if outcome is not None and not matches_outcome(outcome, body["outputs"]):
+                continue
+            if len(found) >= limit:
+                truncated = True
+                break
+            found.append(summary(seq, rid, body))
+    except ChainBroken as exc:
+        broken = {"seq": exc.result.bad_seq, "reason": exc.result.reason}
+    return {"records": found, "count": len(found), "truncated": truncated, "chain_broken": broken}
+
+
+def get(service: Service, record_id: str) -> dict[str, Any]:
+    """``GET /v1/log/records/{id}``: one record (its full id, or 8 or more characters of it)
+    with the reasons: each fired rule's message, clause, file and line, from the policy
+    files the record names, as they were."""
+    store = store_of(service)
+    if len(record_id) < 8:
+        raise ServeError("give at least 8 characters of the record id", status=404, code="C066")
+    try:
+        found = [(seq, rid, body) for seq, rid, body in records(store) if rid.startswith(record_id)]
+    except ChainBroken as exc:
+        raise CharterError(
+            f"the log's hash chain breaks at record {exc.result.bad_seq}: {exc.result.reason}",
+            code=exc.code,
+            hint="POST /v1/log/verify says where",
+        ) from None
+    if len(found) != 1:
+        raise ServeError(
+            f"{'no' if not found else 'more than one'} record `{record_id}`",
+            status=404,
+            code="C066",
+            hint="record ids are the decision_id of each decision",
+        )
+    seq, rid, body = found[0]
+    reasons: list[dict[str, Any]] = []
+    note = None
+    try:
+        with Replayer(store, service.protector, registry=service.engine.registry) as replayer:
+            decision = replayer.decide(body, logged=True)
+        by_id = {r.id: r for r in decision.fired}
+        for rule_id, step in body["fired"]:
+            r = by_id.get(rule_id)
+            reasons.append(
+                {"rule": rule_id, "step": step}
+                if r is None
+                else {
+                    "rule": rule_id,
+                    "step": step,
+                    "message": r.message,
+                    "clause": r.clause,
+                    "file": Path(r.file).name,
+                    "line": r.line,
+                }
+            )
+    except (SealError, CharterError) as exc:  # erased, no key, or policies that no longer build
+        note = f"reasons from the rule ids only: {exc}"
+        reasons = [{"rule": rule_id, "step": step} for rule_id, step in body["fired"]]
+    bundle = json.loads(store.get_blob("bundle", body["bundle_blob"]) or b"{}")
+    return {
+        **summary(seq, rid, body),
+        "record": body,
+        "reasons": reasons,
+        "approvals": bundle.get("approvals", []),
+        "note": note,
+    }
+
+
+def verify_log(service: Service, body: Any) -> dict[str, Any]:
+    """``POST /v1/log/verify``: the hash chain from the first record (``{"head": HASH}`` also
+    checks that the log still ends where an earlier verify said it did)."""
+    store = store_of(service)
+    head = body.get("head") if isinstance(body, dict) else None
+    if head is not None and not isinstance(head, str):
+        raise shape_error("`head` must be a string: the head hash an earlier verify reported")
+    result = verify(store.read(), head=head)
+    return {
+        "ok": result.ok,
+        "count": result.count,
+        "head": result.head,
+        "bad_seq": result.bad_seq,
+        "reason": result.reason or None,
+    }
+
+
+def start_replay(service: Service, body: Any) -> dict[str, Any]:
+    """``POST /v1/log/replay``: a job replaying the records the filters keep, as they were logged."""
+    store_of(service)
+    params = body if isinstance(body, dict) else {}
+    if body is not None and not isinstance(body, dict):
+        raise shape_error("the replay filters must be a JSON object")
+    filters = filters_from(params)
+    described = {k: params.get(k) for k in ("domain", "customer", "rule", "since", "until") if params.get(k)}
+    return service.jobs.replay(filters, described)

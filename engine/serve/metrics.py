@@ -1,0 +1,89 @@
+"""The service's Prometheus metrics (``GET /metrics``), in a registry of its own per service.
+
+* ``charter_decisions_total{domain, outcome}``: decisions made, by outcome (``outcome_of``);
+  requests whose facts were bad count as ``bad_facts``, decisions that could not be made as
+  ``error``;
+* ``charter_decision_seconds{domain}``: the time of one decision, its log append included
+  (a histogram; a batch observes each item's share);
+* ``charter_log_append_seconds``: one append of the decision log (a batch of records);
+* ``charter_reloads_total``, ``charter_reloads_failed_total``: reloads of the policies by the
+  watcher; ``charter_ready`` (1 or 0) and ``charter_bundle_info{version, snapshot}`` (1), read
+  from the service as each scrape happens;
+* ``charter_jobs_running``: replay jobs under way (the service's queue depth).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# from tens of microseconds (an unlogged decision) to a second (a slow durable append)
+BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def outcome_of(outputs: Mapping[str, Any]) -> str:
+    """A decision's outcome in one word: the value of its first output that is a string (or a
+    boolean): tiering's ``value_tier``, access's ``effect``, retention's ``action``,
+    escalation's ``state``, classification's ``highest``; ``decided`` when none is."""
+    for value in outputs.values():
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, str):
+            return value[:40]
+    return "decided"
+
+
+class State(Collector):
+    """What is read from the service at each scrape rather than counted as it happens."""
+
+    def __init__(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.read()
+        reloads = CounterMetricFamily("charter_reloads", "policy reloads that succeeded")
+        reloads.add_metric([], now["reloads"])
+        failed = CounterMetricFamily("charter_reloads_failed", "policy reloads that failed (the old policies serve)")
+        failed.add_metric([], now["failures"])
+        ready = GaugeMetricFamily("charter_ready", "1 when the service is ready (GET /ready answers 200)")
+        ready.add_metric([], 1.0 if now["ready"] else 0.0)
+        jobs = GaugeMetricFamily("charter_jobs_running", "replay jobs queued or running")
+        jobs.add_metric([], now["jobs"])
+        info = InfoMetricFamily("charter_bundle", "the policy bundle and population snapshot serving")
+        info.add_metric([], {"version": now["bundle_version"], "snapshot": now["snapshot_id"] or ""})
+        yield from (reloads, failed, ready, jobs, info)
+
+
+class Metrics:
+    def __init__(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.decisions = Counter(
+            "charter_decisions", "decisions made, by domain and outcome", ["domain", "outcome"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "charter_decision_seconds",
+            "time of one decision, its log append included",
+            ["domain"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.log_append = Histogram(
+            "charter_log_append_seconds",
+            "time of one durable append to the decision log",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(State(read))
+
+    def decided(self, domain: str, outcome: str, seconds: float) -> None:
+        self.decisions.labels(domain, outcome).inc()
+        self.latency.labels(domain).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
