@@ -315,7 +315,7 @@ def test_logged_decisions_are_found_verified_and_replayed(
     assert client.get("/v1/log/records/0000000000").status_code == 404
 
     found = client.get("/v1/log/records", params={"customer": "C000001", "domain": "tiering"}).json()
-    assert [r["decision_id"] for r in found["records"]] == [ids[0], whole["decision_ids"][0]]
+    assert [r["decision_id"] for r in found["records"]] == [ids[0], whole["decisions"]["tiering"]["decision_id"]]
     rule = record["reasons"][0]["rule"]
     by_rule = client.get("/v1/log/records", params={"rule": rule}).json()["records"]
     assert ids[1] in {r["decision_id"] for r in by_rule} and all(rule in r["fired"] for r in by_rule)

@@ -94,6 +94,9 @@ class RuleInfo:
     kind: str
 
 
+CustomerRequests = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Any]
+
+
 @dataclass(frozen=True, eq=False)  # one object per registered domain: compared and hashed by identity
 class Domain:
     """A kind of policy file: what it may contain, how it is checked and built, and what the
@@ -122,6 +125,11 @@ class Domain:
     # true when a value of that field must be sealed in the decision log
     field_classifier: Callable[[Any], Callable[[str, Any], bool]] | None = None
     classes: Callable[[Policy], tuple[str, ...]] | None = None  # the data classes it gives fields
+    # ``POST /v1/customer`` (charter serve): what it decides about one customer, from their facts,
+    # the caller's body and the outputs decided so far by the domains before it (dependency
+    # order): None (nothing), one request, or a list of requests (one decision each)
+    customer_requests: CustomerRequests | None = None
+    customer_reads: tuple[str, ...] = ()  # outputs of other domains it reads there: asked after the others
     plugin: str = ""  # set by the plugin manager
 
     @property

@@ -692,6 +692,33 @@ def build(policy: Policy, registry: Registry) -> Runner:
     return _Compiled(policy)
 
 
+def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earlier: Mapping[str, Any]) -> Any:
+    """``POST /v1/customer``: with the body's ``access`` (subject, action, purpose, optional
+    justification, record_type, owner, department, tier and ``fields``), the subject's request
+    for the customer's record (only ``fields`` of it when given); its ``tier`` the customer's
+    ``value_tier`` as decided before unless given. Nothing without ``access``."""
+    access = body.get("access")
+    if access is None:
+        return None
+    if not isinstance(access, Mapping):
+        raise ValueError("`access` must be a JSON object: subject, action, purpose, ...")
+    fields = access.get("fields")
+    record = {k: customer[k] for k in fields if k in customer} if isinstance(fields, list) else dict(customer)
+    resource: dict[str, Any] = {
+        "customer": customer.get("id"),
+        "record_type": access.get("record_type", "customer_profile"),
+    }
+    for key in ("owner", "department"):
+        if key in access:
+            resource[key] = access[key]
+    tier = access.get("tier", earlier.get("value_tier"))
+    if tier is not None:
+        resource["tier"] = tier
+    resource["record"] = record
+    request = {k: access[k] for k in ("subject", "action", "purpose", "justification") if k in access}
+    return {**request, "resource": resource}
+
+
 ACCESS = Domain(
     kind="access",
     description="field by field: allow, mask or deny a request by role, data class, action and purpose",
@@ -713,4 +740,6 @@ ACCESS = Domain(
         " message title description clause",
     },
     lint=lint,
+    customer_requests=customer_requests,
+    customer_reads=("value_tier",),
 )

@@ -643,6 +643,11 @@ def build(policy: Policy, registry: Registry) -> Runner:
     return _Compiled(policy, registry)
 
 
+def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earlier: Mapping[str, Any]) -> Any:
+    """``POST /v1/customer``: the customer's facts, classified as one record."""
+    return customer
+
+
 CLASSIFICATION = Domain(
     kind="classification",
     description="a data class for every field of a customer record, with its handling requirements",
@@ -665,4 +670,5 @@ CLASSIFICATION = Domain(
     ordered_within={"rules": "class"},
     field_classifier=field_classifier,
     classes=classes,
+    customer_requests=customer_requests,
 )

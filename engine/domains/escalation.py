@@ -732,6 +732,16 @@ def build(policy: Policy, registry: Registry) -> Runner:
     return _Compiled(policy, registry)
 
 
+def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earlier: Mapping[str, Any]) -> Any:
+    """``POST /v1/customer``: one decision per ticket of the body's ``tickets``, each with the
+    body's ``events``."""
+    tickets = body.get("tickets", [])
+    events = body.get("events", [])
+    if not isinstance(tickets, list) or not isinstance(events, list):
+        raise ValueError("`tickets` and `events` must be JSON arrays")
+    return [{"ticket": t, "customer": dict(customer), "events": events} for t in tickets]
+
+
 ESCALATION = Domain(
     kind="escalation",
     description="service-level clocks, escalation ladder and churn early warning",
@@ -763,4 +773,5 @@ ESCALATION = Domain(
         " message title description owner clause",
     },
     period_words={"m": "minute"},
+    customer_requests=customer_requests,
 )

@@ -338,6 +338,22 @@ def build(policy: Policy, registry: Registry) -> Runner:
     return _Compiled(policy)
 
 
+def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earlier: Mapping[str, Any]) -> Any:
+    """``POST /v1/customer``: the customer's record as ``customer_profile``, created at their
+    first purchase and last active at their last, with the body's ``retention`` merged over it."""
+    extra = body.get("retention", {})
+    if not isinstance(extra, Mapping):
+        raise ValueError("`retention` must be a JSON object, merged over the retention request")
+    return {
+        "customer": customer.get("id"),
+        "record_type": "customer_profile",
+        "record": dict(customer),
+        "created_at": customer.get("first_purchase_at"),
+        "last_activity_at": customer.get("last_purchase_at"),
+        **extra,
+    }
+
+
 RETENTION = Domain(
     kind="retention",
     description="how long a record is kept, what ends it, and what happens then; legal holds",
@@ -355,4 +371,5 @@ RETENTION = Domain(
     check=check,
     build=build,
     cross_check=cross_check,
+    customer_requests=customer_requests,
 )

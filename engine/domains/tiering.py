@@ -8,7 +8,16 @@ tiering decision names the snapshot it used and can be reproduced from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from engine.core.domain import Domain
+
+
+def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earlier: Mapping[str, Any]) -> Any:
+    """``POST /v1/customer``: the customer's facts, as they are."""
+    return customer
+
 
 TIERING = Domain(
     kind="tiering",
@@ -19,4 +28,5 @@ TIERING = Domain(
         "bands[]": "id output score title description owner clause bands",
         "bands[].bands[]": "id value from to message title description owner clause",
     },
+    customer_requests=customer_requests,
 )

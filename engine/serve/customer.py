@@ -29,57 +29,32 @@ in its place, and the others are still decided.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from engine.core.domain import Domain
 from engine.serve.service import shape_error
 
-RECORD_TYPE = "customer_profile"
 
-
-def customer_requests(body: dict[str, Any], loaded: set[str], tier: Sequence[Any]) -> Iterator[tuple[str, Any]]:
-    """(domain, request) in order. ``tier`` holds tiering's ``value_tier`` once it is decided
-    (the caller appends it after deciding the first request)."""
+def customer_requests(
+    body: dict[str, Any], domains: Mapping[str, Domain], earlier: Mapping[str, Any]
+) -> Iterator[tuple[str, Any, bool]]:
+    """(kind, request, one of many) for each loaded domain, in ``domains``' order (dependency
+    order), as each ``Domain.customer_requests`` builds it. ``earlier`` holds the outputs
+    decided so far (the caller adds each decision's outputs before asking for the next)."""
     customer = body.get("customer")
     if not isinstance(customer, dict):
         raise shape_error("`customer` must be a JSON object: the customer's facts")
-    tickets = body.get("tickets", [])
-    if not isinstance(tickets, list):
-        raise shape_error("`tickets` must be a JSON array of tickets")
-    extra = body.get("retention", {})
-    access = body.get("access")
-    if not isinstance(extra, dict) or (access is not None and not isinstance(access, dict)):
-        raise shape_error("`retention` and `access` must be JSON objects")
-    cid = customer.get("id")
-    if "tiering" in loaded:
-        yield "tiering", customer
-    if "classification" in loaded:
-        yield "classification", customer
-    if "retention" in loaded:
-        yield (
-            "retention",
-            {
-                "customer": cid,
-                "record_type": RECORD_TYPE,
-                "record": customer,
-                "created_at": customer.get("first_purchase_at"),
-                "last_activity_at": customer.get("last_purchase_at"),
-                **extra,
-            },
-        )
-    if "escalation" in loaded:
-        for ticket in tickets:
-            yield "escalation", {"ticket": ticket, "customer": customer, "events": body.get("events", [])}
-    if "access" in loaded and access is not None:
-        fields = access.get("fields")
-        record = {k: customer[k] for k in fields if k in customer} if isinstance(fields, list) else customer
-        resource: dict[str, Any] = {"customer": cid, "record_type": access.get("record_type", RECORD_TYPE)}
-        for key in ("owner", "department"):
-            if key in access:
-                resource[key] = access[key]
-        given_tier = access.get("tier", tier[0] if tier else None)
-        if given_tier is not None:
-            resource["tier"] = given_tier
-        resource["record"] = record
-        request = {k: access[k] for k in ("subject", "action", "purpose", "justification") if k in access}
-        yield "access", {**request, "resource": resource}
+    ordered = sorted(domains.items(), key=lambda item: bool(item[1].customer_reads))  # readers last, stable
+    for kind, domain in ordered:
+        if domain.customer_requests is None:
+            continue
+        try:
+            made = domain.customer_requests(customer, body, earlier)
+        except ValueError as exc:
+            raise shape_error(str(exc)) from None
+        if isinstance(made, list):
+            for request in made:
+                yield kind, request, True
+        elif made is not None:
+            yield kind, made, False

@@ -44,7 +44,7 @@ _EXPLAIN = {
     "description": "add every rule's trace to each decision",
     "schema": {"type": "boolean", "default": False},
 }
-_DOMAIN = {"name": "domain", "in": "path", "required": True, "schema": {"type": "string"}, "example": "access"}
+_DOMAIN = {"name": "domain", "in": "path", "required": True, "schema": {"type": "string"}}
 _NOW = {
     "type": "string",
     "format": "date-time",
@@ -164,23 +164,12 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "customer": {"type": "object", "description": "the customer's facts"},
             "now": _NOW,
-            "retention": {"type": "object", "description": "merged over the retention request"},
-            "tickets": {"type": "array", "items": {"type": "object"}},
-            "events": {"type": "array", "items": {"type": "object"}},
-            "access": {
-                "type": "object",
-                "properties": {
-                    "subject": {"type": "object"},
-                    "action": {"type": "string"},
-                    "purpose": {"type": "string"},
-                    "record_type": {"type": "string"},
-                    "fields": {"type": "array", "items": {"type": "string"}},
-                    "owner": {"type": "string"},
-                    "department": {"type": "string"},
-                    "tier": {"type": "string"},
-                    "justification": {"type": "string"},
-                },
-            },
+        },
+        "additionalProperties": {
+            "description": "what a domain reads of the body, under the name its `customer_requests` gives"
+            " (built-ins: `retention`, an object merged over the retention request; `tickets` and"
+            " `events`, arrays, one escalation decision per ticket; `access`, an object: subject,"
+            " action, purpose, record_type, fields, owner, department, tier, justification)"
         },
     },
     "CustomerResult": {

@@ -311,8 +311,9 @@ class Service:
         decisions: dict[str, Any] = {}
         ids: list[str] = []
         versions: set[str] = set()
-        loaded = set(self.engine.domains)
-        tier: list[Any] = []
+        registry = self.engine.registry.domains
+        loaded = {kind: registry[kind] for kind in self.engine.domains if kind in registry}
+        earlier: dict[str, Any] = {}  # outputs decided so far, the first of each name
 
         def one(domain: str, facts: Mapping[str, Any]) -> dict[str, Any]:
             try:
@@ -322,13 +323,13 @@ class Service:
             if d.record_id is not None:
                 ids.append(d.record_id)
             versions.add(d.bundle_version)
-            if domain == "tiering":
-                tier.append(d.outputs.get("value_tier"))
+            for name, value in d.outputs.items():
+                earlier.setdefault(name, value)
             return decision_json(d)
 
-        for domain, facts in requests(body, loaded, tier):
+        for domain, facts, many in requests(body, loaded, earlier):
             made = one(domain, facts)
-            if domain == "escalation":
+            if many:
                 decisions.setdefault(domain, []).append(made)
             else:
                 decisions[domain] = made
