@@ -198,14 +198,9 @@ class Engine:
         shadow = period.shadow(domain)
         log = self.log
         if log is None:
-            evaluate = program.evaluate
             for facts in customers:
                 try:
-                    yield (
-                        evaluate(facts, now, explain=explain)
-                        if shadow is None
-                        else decide(program, shadow, facts, now, explain)
-                    )
+                    yield decide(program, shadow, facts, now, explain)  # the boundary: as every decision
                 except FactErrors as exc:
                     if errors == "raise":
                         raise

@@ -14,7 +14,11 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("C", "The command line: arguments and input files"),
     ("D", "Storage: the decision log's store"),
     ("E", "Expressions: conditions and scores"),
-    ("F", "Facts and requests: F1xx customer facts (tiering's declared facts), F2xx a domain's request"),
+    (
+        "F",
+        "Facts and requests: F1xx customer facts (tiering's declared facts), F2xx a domain's request,"
+        " F3xx what no input may hold (the log's markers, an unusable id)",
+    ),
     ("H", "The decision log's hash chain"),
     ("K", "Log keys and sealed values"),
     ("L", "`charter lint` findings"),
@@ -72,6 +76,8 @@ CODES: dict[str, str] = {
         "could not …: the store `…` stayed busy (another connection held the database's lock too long;"
         " tried again, then gave up)"
     ),
+    "D007": "the store `…` is an in-memory database: what is logged there is lost when it is closed",
+    "D008": "cannot append to a JSONL log whose last line is not a stored record (edited or damaged)",
     "E000": "an error Charter raised on purpose (the base of every Charter error)",
     "E100": "an expression that cannot be read (the base of every expression error)",
     "E101": (
@@ -122,12 +128,16 @@ CODES: dict[str, str] = {
     "F210": "a classified record is nested deeper than classification reads",
     "F211": "a ticket's times do not add up (e.g. a pause that ends before it starts)",
     "F299": "a request field fails another check (a domain's request)",
+    "F301": "the facts or the request hold a key the decision log reserves (`$sealed`, `$withheld`), at any depth",
+    "F302": "the decision's subject (the customer id) is longer than 200 characters",
+    "F303": "the decision's subject (the customer id) holds a control character or a lone surrogate",
     "H001": "the decision log's hash chain breaks: a record was edited, removed, reordered or inserted",
     "H002": "a checkpoint signing key, public key or checkpoints file cannot be used (the base of checkpoint errors)",
     "H003": "no checkpoint signing key or public key at the path given, or it cannot be read",
     "H004": "`…` is not an Ed25519 key in PEM",
     "H005": "the checkpoints file cannot be read, or a line of it is not a checkpoint",
     "H006": "`charter log checkpoint` refuses to sign: the log is empty or does not hold the checkpoints before",
+    "H007": "the checkpoint signing key file is open to its group or others (set CHARTER_ALLOW_SHARED_KEY=1 to accept)",
     "K000": "the decision log's key or a sealed value cannot be used (the base of every sealing error)",
     "K001": "no log key: the key file does not exist, or sealed values need a key that was not given",
     "K002": "`…` is not a 32-byte key in hex",
@@ -135,6 +145,7 @@ CODES: dict[str, str] = {
     "K004": "the values of `…` were erased",
     "K005": "the sealed value at `…` does not open",
     "K006": "`…` was withheld when logged (no key)",
+    "K007": "the log key file is open to its group or others (set CHARTER_ALLOW_SHARED_KEY=1 to accept)",
     "L001": "no row of table `…` matches ……: its outputs are left empty",
     "L002": "rule `…` can never …: … … whenever it does",
     "L003": "rule `…` can never …: …",

@@ -6,6 +6,9 @@ when a SQL store is opened, not whenever the plugins are registered.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import random
 import sqlite3
 import time
@@ -38,12 +41,27 @@ _RECORDS = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
+_NAME_LENGTH = 200  # characters of a key's name the table holds (tables made before stay as they are)
 _KEYS = sa.Table(
     "charter_keys",
     _META,
-    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(_NAME_LENGTH), primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
+_DIGESTED = "~sha256:"  # a stored name standing for a name the column cannot hold as it is
+
+
+def _stored_name(name: str) -> str:
+    """The name a key is stored under: ``name`` itself when the column holds it as it is (at
+    most 200 characters, UTF-8, no NUL, not looking like a digest name); otherwise ``~sha256:``
+    and the SHA-256 of the name, so any name fits and two names never meet."""
+    if len(name) <= _NAME_LENGTH and "\x00" not in name and not name.startswith(_DIGESTED):
+        try:
+            name.encode()
+            return name
+        except UnicodeEncodeError:
+            pass
+    return _DIGESTED + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class SqlStore:
@@ -56,12 +74,20 @@ class SqlStore:
     A transaction that still meets a busy database (SQLite) or a deadlock (PostgreSQL) is
     rolled back and tried again whole, a few times with a growing pause, so ``append_linked``
     may call ``link`` again for a batch (with the record then last).
+
+    An in-memory SQLite database (``sqlite://``, ``sqlite:///:memory:``, ``mode=memory``) is
+    refused (D007): what is logged there is gone when the store is closed. ``memory=True``
+    allows one, for a caller that wants exactly that. A new SQLite database file is created
+    mode 0600 (its ``-wal`` and ``-shm`` files take the same mode).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, memory: bool = False) -> None:
         self.url = url
         try:
-            self.engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+            parsed = sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
+            if parsed.get_backend_name() == "sqlite":  # before the engine: it is refused, or made 0600
+                _sqlite_file(url, parsed, memory=memory)
+            self.engine = sa.create_engine(parsed)
         except exc.SQLAlchemyError as err:
             raise _cannot_open(url, err.__class__.__name__) from None
         self.sqlite = self.engine.dialect.name == "sqlite"
@@ -162,7 +188,8 @@ class SqlStore:
         if not keys:
             return {}
         # in name order, so two writers adding overlapping keys cannot deadlock (PostgreSQL)
-        rows = [{"name": n, "data": keys[n]} for n in sorted(keys)]
+        stored = {_stored_name(n): n for n in keys}
+        rows = [{"name": s, "data": keys[stored[s]]} for s in sorted(stored)]
         insert = self._insert(_KEYS).on_conflict_do_nothing()
 
         def work(conn: sa.Connection) -> dict[str, bytes]:  # a stored key stays: the first writer's wins
@@ -176,14 +203,16 @@ class SqlStore:
 
     @staticmethod
     def _select_keys(conn: sa.Connection, names: Sequence[str]) -> dict[str, bytes]:
+        wanted = {_stored_name(n): n for n in names}  # stored name -> the name asked for
+        stored = list(wanted)
         found: dict[str, bytes] = {}
-        for i in range(0, len(names), 500):
-            query = sa.select(_KEYS.c.name, _KEYS.c.data).where(_KEYS.c.name.in_(names[i : i + 500]))
-            found.update((str(n), bytes(d)) for n, d in conn.execute(query))
+        for i in range(0, len(stored), 500):
+            query = sa.select(_KEYS.c.name, _KEYS.c.data).where(_KEYS.c.name.in_(stored[i : i + 500]))
+            found.update((wanted[str(n)], bytes(d)) for n, d in conn.execute(query))
         return found
 
     def delete_key(self, name: str) -> bool:
-        delete = _KEYS.delete().where(_KEYS.c.name == name)
+        delete = _KEYS.delete().where(_KEYS.c.name == _stored_name(name))
         return self._transact("delete a key", lambda conn: bool(conn.execute(delete).rowcount))
 
     def read(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
@@ -196,6 +225,29 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _sqlite_file(given: str, url: sa.engine.URL, *, memory: bool) -> None:
+    """Refuse an in-memory database (unless ``memory``); create a missing database file mode
+    0600 before SQLite opens it, so that it (and its ``-wal`` and ``-shm`` files, which SQLite
+    makes with the database's mode) is its owner's only."""
+    database = url.database or ""
+    uri = str(url.query.get("uri", "")).lower() in ("true", "1")
+    in_memory = database in ("", ":memory:") or (
+        uri and (database.startswith("file::memory:") or url.query.get("mode") == "memory")
+    )
+    if in_memory:
+        if memory:
+            return
+        raise StorageError(
+            f"the store `{given}` is an in-memory database: decisions logged there would be lost when it is closed",
+            code="D007",
+            hint="give a database file, like `sqlite:///charter.db`",
+        )
+    path = database.removeprefix("file:") if uri else database
+    # a file there already keeps its mode; SQLite reports what else is wrong when it opens it
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _has_tables(conn: sa.Connection) -> bool:

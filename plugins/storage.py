@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -30,15 +32,22 @@ class JsonlStore:
 
     ``append`` holds an exclusive ``flock`` on the log while it writes, then fsyncs, so
     several processes can append without interleaving and an acknowledged record is on disk.
+
+    What it creates is its owner's only: the directory, ``blobs/`` and ``keys/`` mode 0700,
+    the log and every blob and key file mode 0600 (directories and files already there keep
+    their modes). A key file is named by the SHA-256 of the key's name, whatever the name
+    (``_key``); one written by an earlier version under the base64 of its name is still read
+    and erased.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.root = Path(url.split("://", 1)[1] or ".")
         try:
-            (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (self.root / "blobs").mkdir(mode=0o700, exist_ok=True)
             self.log = self.root / "log.jsonl"
-            self.log.touch(exist_ok=True)
+            os.close(os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         except OSError as err:
             raise StorageError(
                 f"cannot open the store `{url}`: {err.strerror}",
@@ -54,7 +63,7 @@ class JsonlStore:
         if path.exists():
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # written aside under a name no other writer (thread or process) uses, then renamed
             # into place at once: a blob is whole or absent; another writer's copy landing first
             # is the same bytes, so replacing it is harmless
@@ -83,7 +92,14 @@ class JsonlStore:
                 fcntl.flock(f, fcntl.LOCK_EX)
                 try:
                     _drop_torn_tail(f)
-                    last, prev = _last(f)
+                    try:
+                        last, prev = _last(f)
+                    except (ValueError, KeyError, TypeError):
+                        raise StorageError(
+                            f"cannot append to `{self.log}`: its last line is not a stored record",
+                            code="D008",
+                            hint="the file was edited or damaged: `charter log verify` says where",
+                        ) from None
                     seqs = list(range(last + 1, last + 1 + len(bodies)))
                     records = []
                     for body in bodies:
@@ -108,26 +124,53 @@ class JsonlStore:
         return seqs
 
     def read(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
-        count = 0
+        """The records after ``after``. A line that is not a stored record (cut short or
+        edited) is given as an empty record numbered after the one before it, so the hash
+        chain's check reports it there; a last line without its newline was never
+        acknowledged and is not given (``partial_tail`` tells whether there is one)."""
+        count, seq = 0, 0
         with open(self.log, "rb") as f:
             for line in f:
                 if not line.endswith(b"\n"):
                     break  # a write cut short by a crash: never acknowledged, not a record
-                item = json.loads(line)
-                if item["seq"] > after:
-                    yield int(item["seq"]), base64.b64decode(item["data"])
+                try:
+                    item = json.loads(line)
+                    seq, data = int(item["seq"]), base64.b64decode(item["data"], validate=True)
+                except (ValueError, KeyError, TypeError):
+                    seq, data = seq + 1, b""  # not a record: the chain's check says so, at its place
+                if seq > after:
+                    yield seq, data
                     count += 1
                     if limit is not None and count >= limit:
                         return
+
+    def partial_tail(self) -> int:
+        """The length in bytes of a last line without its newline: a write a crash cut short,
+        never acknowledged, which ``read`` leaves out and the next append removes (0: none)."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                if size == 0:
+                    return 0
+                f.seek(max(size - 65536, 0))
+                tail = f.read()
+        except OSError:
+            return 0
+        if tail.endswith(b"\n"):
+            return 0
+        return len(tail) - tail.rfind(b"\n") - 1  # (a line longer than what is read back: at least that)
 
     def add_keys(self, keys: Mapping[str, bytes]) -> dict[str, bytes]:
         if not keys:
             return {}
         try:
-            (self.root / "keys").mkdir(exist_ok=True)
+            (self.root / "keys").mkdir(mode=0o700, exist_ok=True)
             for name, data in keys.items():
                 path = self._key(name)
-                if not path.exists():  # linked, not renamed, into place: another writer's key stays
+                # linked, not renamed, into place: another writer's key stays, as does one an
+                # earlier version stored under its old file name
+                if not path.exists() and self._legacy_key(name) is None:
                     _publish(path, data, replace=False)
             _fsync_dir(self.root / "keys")
         except OSError as err:
@@ -143,24 +186,49 @@ class JsonlStore:
         for name in names:
             with contextlib.suppress(FileNotFoundError):  # never stored, or deleted (perhaps just now)
                 found[name] = self._key(name).read_bytes()
+                continue
+            legacy = self._legacy_key(name)
+            if legacy is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    found[name] = legacy.read_bytes()
         return found
 
     def delete_key(self, name: str) -> bool:
-        try:
-            self._key(name).unlink()
+        deleted = False
+        for path in (self._key(name), self._legacy_key(name)):  # both names: none may stay
+            if path is None:
+                continue
+            try:
+                path.unlink()
+                deleted = True
+            except FileNotFoundError:  # not stored, or another writer deleted it first
+                continue
+            except OSError as err:
+                raise StorageError(
+                    f"could not delete a key in `{self.root}`: {err.strerror}",
+                    code="D004",
+                    hint="check the directory's permissions",
+                ) from None
+        if deleted:
             _fsync_dir(self.root / "keys")  # an erased key stays erased after a crash
-        except FileNotFoundError:  # not stored, or another writer deleted it first
-            return False
-        except OSError as err:
-            raise StorageError(
-                f"could not delete a key in `{self.root}`: {err.strerror}",
-                code="D004",
-                hint="check the directory's permissions",
-            ) from None
-        return True
+        return deleted
 
     def _key(self, name: str) -> Path:
-        return self.root / "keys" / base64.urlsafe_b64encode(name.encode()).decode()
+        """The key file of ``name``: named by its SHA-256, 64 characters whatever the name."""
+        return self.root / "keys" / hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _legacy_key(self, name: str) -> Path | None:
+        """The file an earlier version stored ``name``'s key in (the base64 of the name), when
+        there is one."""
+        try:
+            path = self.root / "keys" / base64.urlsafe_b64encode(name.encode()).decode()
+            return path if path.exists() else None
+        except UnicodeEncodeError:  # never storable under that scheme
+            return None
+        except OSError as err:
+            if err.errno == errno.ENAMETOOLONG:  # never storable under that scheme either
+                return None
+            raise
 
     def close(self) -> None:
         pass
@@ -229,7 +297,7 @@ def _last(f: Any) -> tuple[int, bytes | None]:
     if not complete:
         return 0, None
     item = json.loads(complete[-1])
-    return int(item["seq"]), base64.b64decode(item["data"])
+    return int(item["seq"]), base64.b64decode(item["data"], validate=True)
 
 
 @hookimpl

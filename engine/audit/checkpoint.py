@@ -54,7 +54,8 @@ class CheckpointError(CharterError):
 
 def load_signing_key(path: str | Path, *, create: bool = False) -> Ed25519PrivateKey:
     """The Ed25519 signing key in ``path`` (PEM, PKCS #8). With ``create``, a missing file is
-    made with a new key (mode 0600)."""
+    made with a new key (mode 0600). A key file that its group or others may read or write is
+    refused (H007), unless ``CHARTER_ALLOW_SHARED_KEY=1``."""
     p = Path(path)
     if not p.exists():
         if not create:
@@ -72,6 +73,13 @@ def load_signing_key(path: str | Path, *, create: bool = False) -> Ed25519Privat
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
         return key
+    mode = p.stat().st_mode & 0o777
+    if mode & 0o077 and os.environ.get("CHARTER_ALLOW_SHARED_KEY") != "1":
+        raise CheckpointError(
+            f"the signing key `{p}` is open to its group or others (mode {mode:04o})",
+            code="H007",
+            hint=f"make it its owner's only: `chmod 600 {p}` (or set CHARTER_ALLOW_SHARED_KEY=1 to accept it)",
+        )
     loaded: Any
     try:
         loaded = serialization.load_pem_private_key(p.read_bytes(), password=None)

@@ -58,7 +58,9 @@ def load_key(path: str | Path | None = None, *, create: bool = False) -> bytes:
     """The master key from ``CHARTER_LOG_KEY`` (hex) or a key file (64 hex digits).
 
     With ``create``, a missing file is made with a new random key (mode 0600): convenient
-    for a first run; a production host keeps its key in its own secret store.
+    for a first run; a production host keeps its key in its own secret store. A key file
+    that its group or others may read or write is refused (K007), unless
+    ``CHARTER_ALLOW_SHARED_KEY=1``.
     """
     env = os.environ.get("CHARTER_LOG_KEY")
     if env:
@@ -72,6 +74,13 @@ def load_key(path: str | Path | None = None, *, create: bool = False) -> bytes:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(os.urandom(32).hex() + "\n")
+    mode = p.stat().st_mode & 0o777
+    if mode & 0o077 and os.environ.get("CHARTER_ALLOW_SHARED_KEY") != "1":
+        raise SealError(
+            f"the key file `{p}` is open to its group or others (mode {mode:04o})",
+            code="K007",
+            hint=f"make it its owner's only: `chmod 600 {p}` (or set CHARTER_ALLOW_SHARED_KEY=1 to accept it)",
+        )
     return _parse(p.read_text().strip(), str(p))
 
 
@@ -167,10 +176,10 @@ class Protector:
             raise SealError(
                 f"the values of `{subject}` were erased", code="K004", hint="the decision's reasons remain in the log"
             )
-        raw = base64.b64decode(sealed[SEALED])
         try:
+            raw = base64.b64decode(sealed[SEALED], validate=True)
             return json.loads(key.decrypt(raw[:12], raw[12:], path.encode()))
-        except InvalidTag:
+        except (InvalidTag, ValueError, TypeError):  # altered, or not a sealed value at all
             raise SealError(f"the sealed value at `{path}` does not open", code="K005") from None
 
     def erase(self, subject: str) -> bool:

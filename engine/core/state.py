@@ -10,6 +10,7 @@ the policy files a log stored, in memory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision
 from engine.core.evaluate import Program
-from engine.errors import EvaluationError, FactErrors, did_you_mean
+from engine.errors import EvaluationError, FactError, FactErrors, did_you_mean
 
 if TYPE_CHECKING:
     from engine.core.bundle import Bundle, PolicySet
@@ -123,11 +124,151 @@ def decide(
     program: Program, shadow: Program | None, facts: Mapping[str, Any], now: datetime, explain: bool
 ) -> Decision:
     """``program``'s decision, with ``shadow``'s (audit mode) attached; an audit-mode failure
-    is a note on the decision, never the decision's failure."""
+    is a note on the decision, never the decision's failure.
+
+    The boundary where facts and requests enter the engine: every decision of
+    ``Engine.evaluate`` and ``Engine.evaluate_batch`` is made here (replay, which re-decides
+    what was admitted then, is not). Refused with ``FactErrors`` before anything is logged:
+    facts holding a key the decision log writes itself (``RESERVED_KEYS``, at any depth: F301),
+    and a decision whose subject (the customer id the log keys its records and data keys by)
+    is longer than ``MAX_SUBJECT`` characters (F302) or holds a control character or a lone
+    surrogate (F303)."""
+    _admit(facts)
     decision = program.evaluate(facts, now, explain=explain)
+    subject = decision.subject
+    if subject is not None and (len(subject) > MAX_SUBJECT or not _plain(subject)):
+        raise _bad_subject(facts, subject)
     if shadow is not None:
         try:
             decision.audit = shadow.evaluate(facts, now, explain=explain)
         except (FactErrors, EvaluationError) as exc:
             decision.notes = (*decision.notes, f"audit mode could not decide: {exc.message}")
     return decision
+
+
+# -- the boundary: what the log reserves, and what a subject may be ------------------------------
+
+# Keys the decision log writes into logged facts to mark a value it sealed (``{"$sealed": ...}``,
+# ``engine.audit.protect.SEALED``) or withheld (``{"$withheld": ...}``): facts holding one would
+# be taken for such a value when read back. Only these are refused: other keys starting with `$`
+# (``$oid``, ``$date`` of exported documents) are ordinary keys.
+_SEALED, _WITHHELD = "$sealed", "$withheld"
+RESERVED_KEYS = frozenset({_SEALED, _WITHHELD})
+MAX_SUBJECT = 200  # characters of a decision's subject (a customer id)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _admit(facts: Any) -> None:
+    """Raise ``FactErrors`` (F301) when ``facts`` hold a reserved key at any depth."""
+    if not isinstance(facts, Mapping):
+        return  # the policy's own check says it is not an object
+    stack: list[Any] = [facts]
+    push = stack.append
+    while stack:
+        value = stack.pop()
+        if type(value) is dict or isinstance(value, Mapping):
+            if _SEALED in value or _WITHHELD in value:
+                raise _reserved(facts)
+            items: Any = value.values()
+        else:
+            items = value
+        for item in items:
+            kind = type(item)
+            if kind in _SCALARS:
+                continue
+            if kind is dict or kind is list or isinstance(item, Mapping | list | tuple):
+                push(item)
+
+
+def _reserved(facts: Mapping[str, Any]) -> FactErrors:
+    """The error naming the first reserved key found (the slow path: with its place)."""
+    found: list[FactError] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if key in RESERVED_KEYS:
+                    found.append(
+                        FactError(
+                            f"`{where}` is a key the decision log reserves",
+                            field=where,
+                            value=item,
+                            rule="reserved",
+                            code="F301",
+                            hint=f"rename the key: `{key}` marks a sealed or withheld value in the log",
+                        )
+                    )
+                else:
+                    walk(item, where)
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                walk(item, f"{path}[{i}]")
+
+    walk(facts, "")
+    return FactErrors(
+        found or [FactError("the facts hold a reserved key", field="", code="F301")], subject=_shown(facts.get("id"))
+    )
+
+
+def _plain(text: str) -> bool:
+    """No control character and no lone surrogate (which UTF-8 cannot hold)."""
+    if _CONTROL.search(text):
+        return False
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
+def _bad_subject(facts: Mapping[str, Any], subject: str) -> FactErrors:
+    """The error naming the field the subject came from (the first, shallowest, whose value is
+    it; ``id`` for customer facts)."""
+    field = _field_of(facts, subject)
+    where = f"`{field}`" if field else "the subject"
+    if len(subject) > MAX_SUBJECT:
+        error = FactError(
+            f"{where} is {len(subject)} characters long, more than the {MAX_SUBJECT} an id may have",
+            field=field,
+            value=subject,
+            rule=f"maxlength: {MAX_SUBJECT}",
+            code="F302",
+            hint=f"use an id of at most {MAX_SUBJECT} characters",
+        )
+    else:
+        error = FactError(
+            f"{where} holds a control character or an invalid character: {_shown(subject)}",
+            field=field,
+            value=subject,
+            rule="characters",
+            code="F303",
+            hint="use an id of printable characters",
+        )
+    return FactErrors([error], subject=_shown(subject))
+
+
+def _field_of(facts: Mapping[str, Any], subject: str) -> str:
+    level: list[tuple[str, Any]] = [("", facts)]
+    while level:
+        deeper: list[tuple[str, Any]] = []
+        for path, value in level:
+            if isinstance(value, Mapping):
+                for key, item in value.items():
+                    where = f"{path}.{key}" if path else str(key)
+                    if isinstance(item, Mapping):
+                        deeper.append((where, item))
+                    elif item is not None and not isinstance(item, list | tuple) and str(item) == subject:
+                        return where
+        level = deeper
+    return ""
+
+
+def _shown(value: Any) -> str:
+    """A subject as an error shows it: control characters escaped, at most 40 characters."""
+    if value is None:
+        return ""
+    text = repr(str(value))[1:-1] if not _plain(str(value)) else str(value)
+    return text if len(text) <= 40 else text[:40] + "…"
