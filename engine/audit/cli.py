@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import re
@@ -181,15 +182,17 @@ def _time(text: str | None, option: str) -> datetime | None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     store = open_store(args.store)
+    held = None
     if args.checkpoints is None:
         result = verify(store.read(), head=args.head)
     else:
         keys = [load_public_key(p) for p in args.public_key or [args.signing_key]]
-        checkpoints = read_checkpoints(args.checkpoints)
-        held = verify_checkpoints(store.read(), checkpoints, keys)
+        held = verify_checkpoints(store.read(), read_checkpoints(args.checkpoints), keys)
         result = held.chain
-        if result.ok and args.head is not None and args.head != result.head:
-            result = verify(store.read(), head=args.head)
+        if result.ok and args.head is not None and args.head != result.head:  # as `verify` says it
+            result = dataclasses.replace(
+                result, ok=False, bad_seq=result.count or None, reason="the log does not end at the expected head"
+            )
         if result.ok and held.problem:
             print(f"checkpoints: {held.problem}")
             return 1
@@ -197,7 +200,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if callable(partial) and partial():
         print("note: 1 unacknowledged partial line at the end, ignored (a write cut short: never acknowledged)")
     if result.ok:
-        extra = f"; {held.checked} signed checkpoint(s) hold" if args.checkpoints is not None else ""
+        extra = f"; {held.checked} signed checkpoint(s) hold" if held is not None else ""
         print(f"ok: {result.count} record(s), head {result.head}{extra}")
         return 0
     print(f"record {result.bad_seq}: {result.reason} ({result.count} good record(s) before it)")
