@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.core.facts import FactChecker, _Validator, cerberus_schema
+from engine.core.facts import FactChecker, FactValidator, cerberus_schema
 from engine.core.model import FactDecl
 from engine.errors import FactErrors, Location
 
@@ -22,7 +22,7 @@ DECLS = {
     "m": FactDecl("m", "string", HERE, max_length=3),
 }
 CHECKER = FactChecker(DECLS, "p")
-CERBERUS = _Validator(cerberus_schema(DECLS), allow_unknown=True)
+CERBERUS = FactValidator(cerberus_schema(DECLS), allow_unknown=True)
 
 values = st.one_of(
     st.none(),

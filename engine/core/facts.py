@@ -19,13 +19,13 @@ accept exactly the same documents.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
-
-import cerberus
 
 from engine.core.model import FactDecl
 from engine.errors import FactError, FactErrors, did_you_mean
@@ -158,7 +158,10 @@ class FactChecker:
             for name, d in facts.items()
             if name not in plain
         ]
-        self._cerberus = _Validator(cerberus_schema(facts), allow_unknown=True)
+        self._schema = cerberus_schema(facts)
+        # cerberus validators keep their errors on themselves: one per thread, built on the first
+        # rejection (cerberus stays off the start-up path)
+        self._cerberus = threading.local()
 
     @staticmethod
     def default(d: FactDecl) -> Any:
@@ -235,7 +238,9 @@ class FactChecker:
                 ],
                 subject=subject,
             )
-        v = self._cerberus
+        v = getattr(self._cerberus, "validator", None)
+        if v is None:
+            v = self._cerberus.validator = FactValidator(self._schema, allow_unknown=True)
         v.validate(dict(facts))
         errors = [self._fact_error(e) for e in _leaves(v._errors)]
         if not errors:  # cannot happen unless the two checkers disagree; never hide a rejection
@@ -336,26 +341,39 @@ def _leaves(errors: Any) -> list[Any]:
 # cerberus: the reference checker
 # --------------------------------------------------------------------------------------------
 
-_TYPES = cerberus.Validator.types_mapping.copy()
-_TYPES["integer"] = cerberus.TypeDefinition("integer", (int,), (bool,))
-_TYPES["number"] = cerberus.TypeDefinition("number", (int, float), (bool,))
+
+@functools.cache
+def validator_class() -> type[Any]:
+    """cerberus's validator with Charter's types and checks, built on first use: importing
+    cerberus costs tens of milliseconds that a start with valid facts never needs."""
+    import cerberus
+
+    types = cerberus.Validator.types_mapping.copy()
+    types["integer"] = cerberus.TypeDefinition("integer", (int,), (bool,))
+    types["number"] = cerberus.TypeDefinition("number", (int, float), (bool,))
+
+    class Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no type hints
+        types_mapping = types
+
+        def _check_with_timestamp(self, field: str, value: Any) -> None:
+            if value is None:  # cerberus runs `check_with` on null too; `nullable` alone decides about it
+                return
+            try:
+                parse_timestamp(value)
+            except (ValueError, TypeError):
+                self._error(field, "not a timestamp with a time zone")
+
+        def _check_with_finite(self, field: str, value: Any) -> None:
+            too_big = isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max
+            if too_big or (isinstance(value, float) and not math.isfinite(value)):
+                self._error(field, "not a finite number")
+
+    return Validator
 
 
-class _Validator(cerberus.Validator):  # type: ignore[misc]  # cerberus ships no type hints
-    types_mapping = _TYPES
-
-    def _check_with_timestamp(self, field: str, value: Any) -> None:
-        if value is None:  # cerberus runs `check_with` on null too; `nullable` alone decides about it
-            return
-        try:
-            parse_timestamp(value)
-        except (ValueError, TypeError):
-            self._error(field, "not a timestamp with a time zone")
-
-    def _check_with_finite(self, field: str, value: Any) -> None:
-        too_big = isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max
-        if too_big or (isinstance(value, float) and not math.isfinite(value)):
-            self._error(field, "not a finite number")
+def FactValidator(schema: Mapping[str, Any], **options: Any) -> Any:  # stands for the class
+    """A cerberus validator of ``schema`` with Charter's types (``validator_class``)."""
+    return validator_class()(dict(schema), **options)
 
 
 def _rule(decl: FactDecl, *, item: bool = False) -> dict[str, Any]:
@@ -388,6 +406,3 @@ def _rule(decl: FactDecl, *, item: bool = False) -> dict[str, Any]:
 def cerberus_schema(facts: Mapping[str, FactDecl]) -> dict[str, Any]:
     """The cerberus schema equivalent to the fact declarations."""
     return {name: _rule(decl) for name, decl in facts.items()}
-
-
-FactValidator = _Validator  # for nested request shapes (``engine.domains.request``)

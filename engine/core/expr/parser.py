@@ -6,21 +6,37 @@ and a hint for the usual slips (``and`` for ``&&``, ``=`` for ``==``, ...).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lark
 
 from engine.core.expr.ast import Binary, Call, Cond, Ident, Index, ListLit, Lit, Macro, Node, Select, Unary
 from engine.core.expr.errors import ExprError
+from engine.core.expr.maketables import GRAMMAR_FILE, build, grammar_digest
 
 MAX_LENGTH = 10_000
 MAX_DEPTH = 100
 INT_MAX = 2**63 - 1
 MACROS = ("exists", "all", "exists_one", "filter", "map")
 
-_GRAMMAR = (Path(__file__).parent / "grammar.lark").read_text(encoding="utf-8")
-_PARSER = lark.Lark(_GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+_GRAMMAR = GRAMMAR_FILE.read_text(encoding="utf-8")
+
+
+def _load_parser() -> tuple[lark.Lark, bool]:
+    """The parser from the tables built ahead of time (``maketables``) when they were made from
+    this grammar by this lark version, else built from the grammar; and whether it came from them."""
+    from engine.core.expr import tables
+
+    if grammar_digest(_GRAMMAR) == tables.GRAMMAR_SHA256 and lark.__version__ == tables.LARK_VERSION:
+        try:
+            loaded = lark.Lark._load_from_dict(tables.DATA, tables.MEMO, propagate_positions=True)  # type: ignore[no-untyped-call]
+            return loaded, True
+        except (lark.exceptions.LarkError, KeyError, TypeError, AttributeError):
+            pass  # tables this lark cannot read: build them
+    return build(_GRAMMAR), False
+
+
+_PARSER, FROM_TABLES = _load_parser()
 
 _HINTS = {
     "and": "write `&&` for and",
