@@ -302,6 +302,8 @@ CODES: dict[str, str] = {
     "T040": "a case's `error:` expectation is malformed",
     "T041": "no output `…` in `…`",
     "T042": "a case needs a population (a ranking policy, or a distribution) and the test file names none",
+    "T043": "a file a test file names lies outside the project",
+    "T044": "a file a test file names is not a regular file (a device, a folder) or is too large to read",
     "V000": "a decision could not be made (the base of every evaluation error)",
     "V001": "a policy ranks customers against a population and no snapshot is loaded",
     "V002": "`now` must be a timestamp with a time zone",

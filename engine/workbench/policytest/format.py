@@ -149,6 +149,53 @@ class Case:
         return self.file.doc.location(("cases", self.index, *path), key=key)
 
 
+PROJECT_MARKERS = ("pyproject.toml", "charter.toml", ".git")
+MAX_INPUT_BYTES = 1 << 30  # a customers or population file a test file names: 1 GiB at most
+
+
+def project_roots(here: Path) -> list[Path]:
+    """Where the files a test file (in the folder ``here``) names may lie: the working
+    directory ``charter test`` runs in, and the test file's project — the nearest folder above
+    it holding ``pyproject.toml``, ``charter.toml`` or ``.git``; else, for tests kept in a
+    policy folder's ``tests/`` (the shipped layout), the folder holding that policy folder, and
+    otherwise the folder holding the test file's folder."""
+    folder = here.resolve()
+    project = next((d for d in (folder, *folder.parents) if any((d / m).exists() for m in PROJECT_MARKERS)), None)
+    if project is None:
+        project = folder.parent.parent if folder.name == "tests" else folder.parent
+    return [Path.cwd().resolve(), project]
+
+
+def confinement(target: Path, here: Path, written: str, *, directory: bool = False) -> tuple[str, str, str] | None:
+    """Why a file a test file names may not be read — (message, code, hint) — or None.
+
+    A test file is text anyone with write access to the repository can change: it must not
+    make ``charter test`` read a system file, a device (``/dev/zero`` never ends) or a file too
+    large to hold in memory."""
+    resolved = target.resolve()
+    roots = project_roots(here)
+    if not any(resolved.is_relative_to(root) for root in roots):
+        return (
+            f"`{written}` lies outside the project ({roots[-1]})",
+            "T043",
+            "name files inside the project, relative to this test file",
+        )
+    if directory:
+        if not resolved.is_dir():
+            return f"`{written}` is not a folder", "T044", "name the folder that holds the policy files"
+        return None
+    if not resolved.is_file():
+        return f"`{written}` is not a regular file", "T044", "name a JSON, JSON Lines or CSV file"
+    size = resolved.stat().st_size
+    if size > MAX_INPUT_BYTES:
+        return (
+            f"`{written}` is {size:,} bytes, more than the {MAX_INPUT_BYTES:,} a test file may read",
+            "T044",
+            "test against a sample of the customers",
+        )
+    return None
+
+
 def _shown(path: Path) -> str:
     """A path as the officer would type it: relative to the working directory when under it."""
     resolved = path.resolve()
@@ -307,8 +354,15 @@ def _read_file(doc: Document, here: Path) -> tuple[SuiteFile, list[PolicyError]]
                     hint="paths are relative to this file",
                 )
             )
+            return _shown(target)
+        problem = confinement(target, here, str(data[key]), directory=key == "policies")
+        if problem is not None:
+            errors.append(PolicyError(problem[0], doc.location((key,)), code=problem[1], hint=problem[2]))
+            refused.append(key)
+            return None
         return _shown(target)
 
+    refused: list[str] = []  # files this test file may not read: its cases are not checked further
     now = when(("now",)) if "now" in data else None
     customers = file_ref("customers")
     population = file_ref("population") or customers
@@ -331,6 +385,14 @@ def _read_file(doc: Document, here: Path) -> tuple[SuiteFile, list[PolicyError]]
                     hint="write `population`, `customers`, or a path relative to this file",
                 )
             )
+        elif over not in (None, "population", "customers"):
+            problem = confinement(here / over, here, str(over))
+            if problem is not None:
+                where = doc.location(("cases", i, "distribution", "over"))
+                errors.append(PolicyError(problem[0], where, code=problem[1], hint=problem[2]))
+                suite_file.cases = [c for c in suite_file.cases if c.index != i]
+    if refused:
+        suite_file.cases = []
     return suite_file, errors
 
 
