@@ -51,6 +51,15 @@ _KEYS = sa.Table(
 _DIGESTED = "~sha256:"  # a stored name standing for a name the column cannot hold as it is
 
 
+def _raw(value: object) -> bytes:
+    """A stored value as bytes. A row edited by hand through SQL can hold text (SQLite's `||`
+    makes text of a BLOB), or a number: it is read as its text's UTF-8 bytes, so verify reports it altered rather
+    than failing on it."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode("utf-8", "surrogatepass")
+
+
 def _stored_name(name: str) -> str:
     """The name a key is stored under: ``name`` itself when the column holds it as it is (at
     most 200 characters, UTF-8, no NUL, not looking like a digest name); otherwise ``~sha256:``
@@ -156,7 +165,7 @@ class SqlStore:
     def get_blob(self, kind: str, digest: str) -> bytes | None:
         query = sa.select(_BLOBS.c.data).where(_BLOBS.c.kind == kind, _BLOBS.c.digest == digest)
         row = self._transact("read a blob", lambda conn: conn.execute(query).first(), write=False)
-        return bytes(row[0]) if row is not None else None
+        return _raw(row[0]) if row is not None else None
 
     def append(self, records: Sequence[bytes]) -> list[int]:
         if not records:
@@ -174,7 +183,7 @@ class SqlStore:
             if not self.sqlite:  # one writer at a time; readers go on (SQLite: BEGIN IMMEDIATE)
                 conn.execute(sa.text("LOCK TABLE charter_records IN EXCLUSIVE MODE"))
             row = conn.execute(sa.select(_RECORDS.c.data).order_by(_RECORDS.c.seq.desc()).limit(1)).first()
-            prev = bytes(row[0]) if row is not None else None
+            prev = _raw(row[0]) if row is not None else None
             rows = []
             for body in bodies:
                 prev = link(prev, body)
@@ -208,7 +217,7 @@ class SqlStore:
         found: dict[str, bytes] = {}
         for i in range(0, len(stored), 500):
             query = sa.select(_KEYS.c.name, _KEYS.c.data).where(_KEYS.c.name.in_(stored[i : i + 500]))
-            found.update((wanted[str(n)], bytes(d)) for n, d in conn.execute(query))
+            found.update((wanted[str(n)], _raw(d)) for n, d in conn.execute(query))
         return found
 
     def delete_key(self, name: str) -> bool:
@@ -221,7 +230,7 @@ class SqlStore:
             query = query.limit(limit)
         rows = self._transact("read records", lambda conn: conn.execute(query).all(), write=False)
         for seq, data in rows:
-            yield int(seq), bytes(data)
+            yield int(seq), _raw(data)
 
     def close(self) -> None:
         self.engine.dispose()

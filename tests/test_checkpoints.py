@@ -216,7 +216,9 @@ def test_cli_evaluate_checkpoint_verify_and_a_forgery(tmp_path: Path) -> None:
     assert ok.returncode == 0 and f"ok: {held['n']} record(s)" in ok.stdout, ok.stdout + ok.stderr
 
     rechain_sqlite(tmp_path / "charter.db", 7, flip_effect)
-    assert charter(tmp_path, "log", "verify").returncode == 0  # the chain alone is fooled
+    assert charter(tmp_path, "log", "verify", "--checkpoints", "none").returncode == 0  # the chain alone is fooled
+    beside = charter(tmp_path, "log", "verify")  # the checkpoints the log wrote beside itself are read by default
+    assert beside.returncode == 1 and "was changed and the chain after it rebuilt" in beside.stdout
     bad = charter(tmp_path, "log", "verify", "--checkpoints", "held-by-auditor.jsonl", "--public-key", "auditor.pem")
     assert bad.returncode == 1 and f"record {held['n']} is not the record signed" in bad.stdout
     # and `log checkpoint` refuses to sign the forged head

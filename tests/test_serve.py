@@ -329,6 +329,8 @@ def test_logged_decisions_are_found_verified_and_replayed(
 
     verified = client.post("/v1/log/verify").json()
     assert verified["ok"] is True and verified["count"] == 12
+    # the bundle, plugin and snapshot blobs and the customers' keys the records need: all there
+    assert verified["depends"] == [] and verified["blobs_checked"] >= 2 and verified["keys_checked"] >= 1
     assert client.post("/v1/log/verify", json={"head": "0" * 64}).json()["ok"] is False
 
     job = client.post("/v1/log/replay", json={})

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,12 +97,19 @@ def checked(records: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, dict[st
         yield seq, rec
 
 
-def verify(records: Iterable[tuple[int, bytes]], head: str | None = None) -> VerifyResult:
-    """Check the chain from the first record; stop at the first bad one."""
+def verify(
+    records: Iterable[tuple[int, bytes]],
+    head: str | None = None,
+    observe: Callable[[int, dict[str, Any]], None] | None = None,
+) -> VerifyResult:
+    """Check the chain from the first record; stop at the first bad one. ``observe`` sees each
+    good record (its number and the parsed record) as it is read: what else verify checks."""
     prev, count, last_seq = GENESIS, 0, 0
     try:
         for seq, rec in checked(records):
             prev, count, last_seq = rec["hash"], count + 1, seq
+            if observe is not None:
+                observe(int(rec["n"]), rec)
     except ChainBroken as broken:
         return broken.result
     if head is not None and head != prev:

@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -239,7 +239,10 @@ class CheckpointResult:
 
 
 def verify_checkpoints(
-    records: Iterable[tuple[int, bytes]], checkpoints: Sequence[dict[str, Any]], keys: Sequence[Ed25519PublicKey]
+    records: Iterable[tuple[int, bytes]],
+    checkpoints: Sequence[dict[str, Any]],
+    keys: Sequence[Ed25519PublicKey],
+    observe: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> CheckpointResult:
     """Check the chain, then that it holds every checkpoint: each signed by a trusted key, each
     ``head`` the hash of record ``n``. Checkpoints are checked in order of ``n``."""
@@ -256,6 +259,8 @@ def verify_checkpoints(
             prev, count = str(rec["hash"]), int(rec["n"])
             if count in wanted:
                 hashes[count] = prev
+            if observe is not None:
+                observe(count, rec)
     except ChainBroken as broken:
         chain = broken.result
     if chain is None:

@@ -24,6 +24,7 @@ from engine.audit.checkpoint import (
     sign,
     verify_checkpoints,
 )
+from engine.audit.depends import Dependencies, mark_erased
 from engine.audit.protect import Protector, SealError, load_key
 from engine.audit.replay import Filters, Replayer, records
 from engine.errors import CharterError
@@ -48,7 +49,8 @@ def add_commands(
     v.add_argument(
         "--checkpoints",
         metavar="FILE",
-        help="signed checkpoints kept outside the store: also catches a log rewritten and re-chained",
+        help="signed checkpoints kept outside the store: also catches a log rewritten and re-chained, and records "
+        f"cut off the end (default, for the default store: {default_checkpoints} when it exists; `none` to skip)",
     )
     v.add_argument(
         "--public-key",
@@ -56,7 +58,17 @@ def add_commands(
         action="append",
         help=f"a trusted checkpoint key (repeatable; default: the public half of {default_signing_key})",
     )
-    v.set_defaults(run=cmd_verify, signing_key=default_signing_key)
+    v.add_argument(
+        "--chain-only",
+        action="store_true",
+        help="check the hash chain only, not the blobs and keys the records depend on",
+    )
+    v.set_defaults(
+        run=cmd_verify,
+        signing_key=default_signing_key,
+        default_checkpoints=default_checkpoints,
+        default_store=default_store,
+    )
     c = lsub.add_parser("checkpoint", help="verify the chain, then sign its head and add it to a checkpoints file")
     store_args(c, key=False)
     c.add_argument("--signing-key", default=default_signing_key, help=f"Ed25519 key (default: {default_signing_key})")
@@ -183,11 +195,18 @@ def _time(text: str | None, option: str) -> datetime | None:
 def cmd_verify(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     held = None
-    if args.checkpoints is None:
-        result = verify(store.read(), head=args.head)
+    deps = None if args.chain_only else Dependencies()
+    observe = deps.note if deps is not None else None
+    checkpoints = args.checkpoints
+    if checkpoints is None and args.store == args.default_store and Path(args.default_checkpoints).is_file():
+        # the default log's own checkpoints, written beside it: a cut-off tail shows without asking
+        checkpoints = args.default_checkpoints
+        print(f"checkpoints: {checkpoints}", file=sys.stderr)
+    if checkpoints in (None, "none"):
+        result = verify(store.read(), head=args.head, observe=observe)
     else:
         keys = [load_public_key(p) for p in args.public_key or [args.signing_key]]
-        held = verify_checkpoints(store.read(), read_checkpoints(args.checkpoints), keys)
+        held = verify_checkpoints(store.read(), read_checkpoints(checkpoints), keys, observe=observe)
         result = held.chain
         if result.ok and args.head is not None and args.head != result.head:  # as `verify` says it
             result = dataclasses.replace(
@@ -199,12 +218,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     partial = getattr(store, "partial_tail", None)  # a JSONL log's last write a crash cut short
     if callable(partial) and partial():
         print("note: 1 unacknowledged partial line at the end, ignored (a write cut short: never acknowledged)")
-    if result.ok:
-        extra = f"; {held.checked} signed checkpoint(s) hold" if held is not None else ""
-        print(f"ok: {result.count} record(s), head {result.head}{extra}")
-        return 0
-    print(f"record {result.bad_seq}: {result.reason} ({result.count} good record(s) before it)")
-    return 1
+    if not result.ok:
+        print(f"record {result.bad_seq}: {result.reason} ({result.count} good record(s) before it)")
+        return 1
+    problems = deps.check(store) if deps is not None else []
+    for problem in problems:
+        print(f"depends: {problem}")
+    if problems:
+        print(f"{len(problems)} problem(s) with what the records depend on; the hash chain of {result.count} holds")
+        return 1
+    extra = f"; {held.checked} signed checkpoint(s) hold" if held is not None else ""
+    if deps is not None:
+        extra += f"; {deps.checked_blobs} blob(s) and {deps.checked_keys} customer key(s) they depend on are intact"
+    print(f"ok: {result.count} record(s), head {result.head}{extra}")
+    return 0
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
@@ -336,6 +363,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
             raise CharterError("erasing needs the log key", code="C012", hint="pass --key-file")
         found = tally(store, args.customer)  # counted first: records are never changed by erasing
         erased = protector.erase(args.customer)
+        if erased or found.records:
+            mark_erased(store, args.customer)  # verify tells this from a key lost
     finally:
         store.close()
     who = f"`{args.customer}`"

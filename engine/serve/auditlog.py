@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.audit.chain import ChainBroken, verify
+from engine.audit.depends import Dependencies
 from engine.audit.protect import SealError
 from engine.audit.replay import Filters, Replayer, records
 from engine.errors import CharterError
@@ -168,18 +169,24 @@ def get(service: Service, record_id: str) -> dict[str, Any]:
 
 def verify_log(service: Service, body: Any) -> dict[str, Any]:
     """``POST /v1/log/verify``: the hash chain from the first record (``{"head": HASH}`` also
-    checks that the log still ends where an earlier verify said it did)."""
+    checks that the log still ends where an earlier verify said it did), then the blobs and
+    customer keys the records depend on (``depends``: each problem with the records it affects)."""
     store = store_of(service)
     head = body.get("head") if isinstance(body, dict) else None
     if head is not None and not isinstance(head, str):
         raise shape_error("`head` must be a string: the head hash an earlier verify reported")
-    result = verify(store.read(), head=head)
+    deps = Dependencies()
+    result = verify(store.read(), head=head, observe=deps.note)
+    problems = deps.check(store) if result.ok else []
     return {
-        "ok": result.ok,
+        "ok": result.ok and not problems,
         "count": result.count,
         "head": result.head,
         "bad_seq": result.bad_seq,
         "reason": result.reason or None,
+        "depends": problems,
+        "blobs_checked": deps.checked_blobs if result.ok else 0,
+        "keys_checked": deps.checked_keys if result.ok else 0,
     }
 
 

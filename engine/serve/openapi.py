@@ -247,6 +247,13 @@ SCHEMAS: dict[str, Any] = {
             "head": {"type": "string"},
             "bad_seq": {"type": ["integer", "null"]},
             "reason": {"type": ["string", "null"]},
+            "depends": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "blobs missing or altered, customer keys missing and not erased, each with its records",
+            },
+            "blobs_checked": {"type": "integer"},
+            "keys_checked": {"type": "integer"},
         },
     },
     "Filters": {
