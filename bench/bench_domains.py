@@ -58,6 +58,27 @@ def main() -> int:
             runs.append((time.perf_counter() - t) / len(requests) * 1e6)
         out[domain] = {"median_us": statistics.median(runs), "min_us": min(runs), "max_us": max(runs)}
         print(f"{domain:15} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
+    # a plain allow/deny access policy (bench/fixtures/plain_access: names only, no condition, no
+    # waiver, no content detector), and evaluate_batch per decision beside the single calls above
+    plain = Engine(ROOT / "bench" / "fixtures" / "plain_access")
+    for row, eng, domain, batch in (
+        ("access (plain)", plain, "access", False),
+        ("access batch", engine, "access", True),
+        ("retention batch", engine, "retention", True),
+    ):
+        requests = read(SOURCES[domain])[:500]
+        runs = []
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            if batch:
+                for _decision in eng.evaluate_batch(domain, requests, now=NOW):
+                    pass
+            else:
+                for r in requests:
+                    eng.evaluate(domain, r, now=NOW)
+            runs.append((time.perf_counter() - t) / len(requests) * 1e6)
+        out[row] = {"median_us": statistics.median(runs), "min_us": min(runs), "max_us": max(runs)}
+        print(f"{row:15} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -321,6 +321,7 @@ CODES: dict[str, str] = {
     "X006": "the durable-rules worker refused a request: …",
     "X007": "a plugin package failed to load: its module does not import, raises, or its hooks do not fit",
     "X008": "strict plugin loading (`CHARTER_STRICT_PLUGINS=1`) refuses to start when a plugin has a problem",
+    "X009": "the `python` event backend took longer than … s on one history (a bound on cost, like the worker's)",
 }
 
 

@@ -120,6 +120,23 @@ def test_medical_terms_is_its_case_insensitive_search(text: str) -> None:
     assert detectors.medical_terms(text) == (detectors._MEDICAL.search(text) is not None)
 
 
+def test_medical_terms_folds_every_code_point_as_ignorecase_does() -> None:
+    """The fast form lowers the text (after ``_FOLD``) and searches literally; ``_MEDICAL``
+    searches with IGNORECASE. Per character they agree when, for every code point, its folded
+    lowercase is a character of a term exactly when IGNORECASE matches it to that character."""
+    chars = sorted({c for t in detectors.MEDICAL_TERMS for c in t.lower()})
+    any_char = re.compile("[" + re.escape("".join(chars)) + "]", re.IGNORECASE)
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        ch = chr(cp)
+        low = ch.translate(detectors._FOLD).lower()
+        if any_char.fullmatch(ch) is None:
+            assert low not in chars, hex(cp)
+        else:
+            assert low in chars and re.fullmatch(re.escape(low), ch, re.IGNORECASE), hex(cp)
+
+
 def _card(prefix: str) -> str:
     digits = [int(c) for c in prefix]
     total = sum(d if i % 2 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(reversed(digits)))

@@ -43,6 +43,8 @@ class Program:
         self.runs: list[StepRun] | None = None
         self.runner = compiled.runner
         self.upstream: dict[str, Program] = {}  # set by the engine: the programs of the domains `uses:` names
+        # what it `uses:`: each domain's name, the path of its part of the facts, that path written out
+        self.uses = tuple((name, use.path, ".".join(use.path)) for name, use in compiled.policy.uses.items())
         self.unbound: EvaluationError | SnapshotError | None = None
         digests = compiled.score_digests
         cut = None
@@ -133,11 +135,11 @@ class Program:
 
     def _evaluate_domain(self, facts: Mapping[str, Any], now: datetime, explain: bool) -> Decision:
         """A domain with its own semantics: decide the domains it uses first, then run it."""
-        if not isinstance(facts, Mapping):
+        if type(facts) is not dict and not isinstance(facts, Mapping):
             raise FactErrors(
                 [FactError("the request must be a JSON object", field="", value=facts, rule="type", code="F001")]
             )
-        upstream = self._upstream(facts, now, explain)
+        upstream = self._upstream(facts, now, explain) if self.uses else {}
         assert self.runner is not None
         try:
             result = self.runner(facts, now, upstream, explain)
@@ -157,32 +159,31 @@ class Program:
             ) from exc
         subject = result.subject if result.subject is not None else facts.get("id")
         return Decision(
-            domain=self.domain,
-            subject=str(subject) if subject is not None else None,
-            outputs=result.outputs,
-            fired=tuple(result.fired),
-            now=now,
-            bundle_version=self.bundle_version,
-            policy_id=self.policy.id,
-            snapshot_id=None,
-            scores={},
-            notes=tuple(result.notes),
-            trace=tuple(result.trace) if result.trace is not None else None,
-            upstream=tuple(upstream.values()),
+            self.domain,
+            str(subject) if subject is not None else None,
+            result.outputs,
+            tuple(result.fired),
+            now,
+            self.bundle_version,
+            self.policy.id,
+            None,  # snapshot_id
+            {},  # scores
+            tuple(result.notes),
+            tuple(result.trace) if result.trace is not None else None,
+            tuple(upstream.values()),
         )
 
     def _upstream(self, facts: Mapping[str, Any], now: datetime, explain: bool) -> dict[str, Decision]:
         """The decisions of the domains this policy ``uses:``, each on its part of the facts."""
         upstream: dict[str, Decision] = {}
-        for name, use in self.policy.uses.items():
+        for name, path, where in self.uses:
             program = self.upstream.get(name)
             if program is None:
                 raise EvaluationError(f"`{self.domain}` uses `{name}`, which is not loaded", code="V007")
             part: Any = facts
-            for key in use.path:
-                part = part.get(key) if isinstance(part, Mapping) else None
-            where = ".".join(use.path)
-            if not isinstance(part, Mapping):
+            for key in path:
+                part = part.get(key) if type(part) is dict or isinstance(part, Mapping) else None
+            if type(part) is not dict and not isinstance(part, Mapping):
                 raise FactErrors(
                     [
                         FactError(
@@ -195,7 +196,7 @@ class Program:
                         )
                     ]
                 )
-            try:
+            try:  # through ``evaluate``, which replay wraps to know where a plugin is asked
                 upstream[name] = program.evaluate(part, now, explain=explain)
             except FactErrors as exc:
                 raise exc.within(where) from None

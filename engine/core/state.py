@@ -163,22 +163,37 @@ def _admit(facts: Any) -> None:
     """Raise ``FactErrors`` (F301) when ``facts`` hold a reserved key at any depth."""
     if not isinstance(facts, Mapping):
         return  # the policy's own check says it is not an object
-    stack: list[Any] = [facts]
-    push = stack.append
+    stack: list[Any] = [facts]  # the objects still to read (no recursion: any depth is safe)
+    push, pop, scalars = stack.append, stack.pop, _SCALARS
     while stack:
-        value = stack.pop()
-        if type(value) is dict or isinstance(value, Mapping):
-            if _SEALED in value or _WITHHELD in value:
-                raise _reserved(facts)
-            items: Any = value.values()
-        else:
-            items = value
-        for item in items:
+        value = pop()
+        if _SEALED in value or _WITHHELD in value:
+            raise _reserved(facts)
+        for item in value.values():
             kind = type(item)
-            if kind in _SCALARS:
+            if kind in scalars:
                 continue
-            if kind is dict or kind is list or isinstance(item, Mapping | list | tuple):
+            if kind is dict:
                 push(item)
+            elif kind is list or kind is tuple or isinstance(item, list | tuple):
+                _admit_list(item, push)
+            elif isinstance(item, Mapping):
+                push(item)
+
+
+def _admit_list(items: list[Any] | tuple[Any, ...], push: Any) -> None:
+    """Push the objects found in a list (at any depth of lists within it) for ``_admit``."""
+    lists: list[Any] = [items]
+    scalars = _SCALARS
+    while lists:
+        for item in lists.pop():
+            kind = type(item)
+            if kind in scalars:
+                continue
+            if kind is dict or (kind is not list and isinstance(item, Mapping)):
+                push(item)
+            elif kind is list or isinstance(item, list | tuple):
+                lists.append(item)
 
 
 def _reserved(facts: Mapping[str, Any]) -> FactErrors:

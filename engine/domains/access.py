@@ -381,9 +381,10 @@ class _Compiled:
                             self.index.setdefault((role, cls, a, p), []).append(i)
         self._candidates: dict[tuple[tuple[str, ...], str, str, str], tuple[int, ...]] = {}
         self._role_sets: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
-        # decisions made by names alone (no condition, expiry or waiver read), by roles,
-        # action, purpose and the record's classified and unclassified fields
-        self._static: dict[tuple[Any, ...], _Template] = {}
+        # decisions made before, by roles, action, purpose and the record's classified and
+        # unclassified fields (the names), then by the answers of the conditions they asked
+        self._known: dict[tuple[Any, ...], _Ask | _Template] = {}
+        self._size = 0
 
     def candidates(self, roles: tuple[str, ...], cls: str, action: str, purpose: str) -> tuple[int, ...]:
         key = (roles, cls, action, purpose)
@@ -404,55 +405,123 @@ class _Compiled:
     ) -> DomainResult:
         self.shape.check(facts)
         subject, resource = facts["subject"], facts["resource"]
-        action, purpose = facts["action"], facts["purpose"]
         role_key, roles, role_notes = self._roles(subject["roles"])
-        notes = list(role_notes)
         classification = upstream["classification"].outputs
-        static_key = None
-        if not explain:
-            fields_in = classification["fields"]
-            static_key = (
-                role_key,
-                action,
-                purpose,
-                tuple([(p, f["class"]) for p, f in fields_in.items()]),
-                tuple(classification["unclassified"]),
-            )
-            template = self._static.get(static_key)
-            if template is not None:
-                return self._replay(template, notes, resource)
+        if explain:
+            return self._decide(facts, now, classification, role_key, roles, list(role_notes), [], None)
+        action, purpose = facts["action"], facts["purpose"]
+        fields_in = classification["fields"]
+        key = (
+            role_key,
+            action,
+            purpose,
+            tuple(fields_in),
+            tuple([f["class"] for f in fields_in.values()]),
+            tuple(classification["unclassified"]),
+        )
+        node = self._known.get(key)
+        if node is not None:  # decided before: ask only the conditions that decision asked, in its order
+            notes = list(role_notes)
+            env: dict[str, Any] | None = None
+            while isinstance(node, _Ask):
+                i = node.grant
+                if env is None and self.conditions[i] is not None:
+                    env = {"subject": subject, "resource": resource, "action": action, "purpose": purpose, "now": now}
+                node = node.next.get(self._holds(i, env, now, subject["id"], roles, notes)[1])
+            if node is not None:
+                return _replay(node, notes, resource, classification["handling"])
+            # an answer not met before: decide in full
+        asked: list[tuple[int, Any]] = []
+        result = self._decide(facts, now, classification, role_key, roles, list(role_notes), None, asked)
+        self._remember(key, asked, result)
+        return result
+
+    def _holds(
+        self,
+        i: int,
+        env: Mapping[str, Any] | None,
+        now: datetime,
+        subject: str,
+        roles: tuple[str, ...],
+        notes: list[str],
+        steps: list[ExprStep] | None = None,
+    ) -> tuple[Any, Any]:
+        """(its condition, whether it applies) of grant ``i``: True, False or _UNDEFINED (a
+        condition that cannot be evaluated, noted); a waiver applies only while unexpired and
+        when it names the subject or one of its roles. ``steps`` records the comparisons."""
+        g = self.grants[i]
+        cond = self.conditions[i]
+        condition: Any = True
+        if cond is not None:
+            assert env is not None
+            try:
+                condition = (cond(env) if steps is None else self.traced[i](env, steps)) is True  # type: ignore[misc]
+            except (EvalError, KeyError, TypeError) as exc:
+                condition = _UNDEFINED
+                notes.append(f"condition of `{g.id}` is undefined: {exc}")
+        if condition is True and g.waiver:
+            assert g.expires is not None
+            return condition, now < g.expires and (subject in g.subjects or any(r in roles for r in g.roles))
+        return condition, condition
+
+    def _remember(self, key: tuple[Any, ...], asked: list[tuple[int, Any]], result: DomainResult) -> None:
+        """Keep a decision for ``key`` under the answers of the conditions it asked, in order:
+        the same names and the same answers decide the same (``__call__`` replays it)."""
+        if self._size >= 16384:
+            self._known.clear()
+            self._size = 0
+        leaf = _template(result.outputs, result.fired)
+        if not asked:
+            self._known[key] = leaf
+            self._size += 1
+            return
+        node = self._known.get(key)
+        if node is None or type(node) is not _Ask:
+            node = self._known[key] = _Ask(asked[0][0])
+        for n, (i, answer) in enumerate(asked):
+            assert node.grant == i  # the same answers so far ask the same next condition
+            if n + 1 == len(asked):
+                node.next[answer] = leaf
+            else:
+                child = node.next.get(answer)
+                if type(child) is not _Ask:
+                    child = node.next[answer] = _Ask(asked[n + 1][0])
+                node = child
+        self._size += 1
+
+    def _decide(
+        self,
+        facts: Mapping[str, Any],
+        now: datetime,
+        classification: Mapping[str, Any],
+        role_key: tuple[str, ...],
+        roles: tuple[str, ...],
+        notes: list[str],
+        trace: list[TraceStep] | None,
+        asked: list[tuple[int, Any]] | None,
+    ) -> DomainResult:
+        """Every field decided in full (``trace`` records how); ``asked`` gets the grants whose
+        condition, expiry or subjects were read, with their answers, in the order read."""
+        subject, resource = facts["subject"], facts["resource"]
+        action, purpose = facts["action"], facts["purpose"]
         env = {"subject": subject, "resource": resource, "action": action, "purpose": purpose, "now": now}
         memo: dict[int, Any] = {}
-        trace: list[TraceStep] | None = [] if explain else None
-        dynamic = False  # whether a condition, an expiry or a waiver's subject was read
 
         def holds(i: int) -> Any:
             """The grant's condition: True, False or _UNDEFINED; once per request."""
-            nonlocal dynamic
             hit = memo.get(i)
             if hit is None:
-                dynamic = dynamic or self.conditions[i] is not None or self.grants[i].waiver
-                steps: list[ExprStep] = []
-                cond, traced = self.conditions[i], self.traced[i]
-                if cond is None or traced is None:
-                    hit = True
-                else:
-                    try:
-                        hit = (cond(env) if trace is None else traced(env, steps)) is True
-                    except (EvalError, KeyError, TypeError) as exc:
-                        hit = _UNDEFINED
-                        notes.append(f"condition of `{self.grants[i].id}` is undefined: {exc}")
-                g = self.grants[i]
-                condition = hit
-                if hit is True and g.waiver:
-                    assert g.expires is not None
-                    hit = now < g.expires and (subject["id"] in g.subjects or any(r in roles for r in g.roles))
+                steps: list[ExprStep] | None = [] if trace is not None else None
+                condition, hit = self._holds(i, env, now, subject["id"], roles, notes, steps)
                 memo[i] = hit
+                g = self.grants[i]
+                if asked is not None and (g.when is not None or g.waiver):
+                    asked.append((i, hit))
                 if trace is not None:
+                    assert steps is not None
                     trace.append(self._condition_step(g, steps, condition, hit, now, subject["id"], roles))
             return hit
 
-        classification = upstream["classification"].outputs
         handling = classification["handling"]
         out_fields: dict[str, dict[str, Any]] = {}
         decided: dict[int, list[str]] = {}
@@ -486,10 +555,6 @@ class _Compiled:
                 trace.append(TraceStep(f"field {path}", "default-deny", True, (("classified", (), False),)))
         result = self._result(out_fields, decided, default, used, obligations, notes, trace)
         result.subject = resource.get("customer")
-        if static_key is not None and not dynamic:  # decided by names alone: the same for every such request
-            if len(self._static) >= 16384:
-                self._static.clear()
-            self._static[static_key] = _template(result.outputs, result.fired)
         return result
 
     def _roles(self, named: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
@@ -511,19 +576,6 @@ class _Compiled:
                 self._role_sets.clear()
             self._role_sets[key] = hit
         return hit
-
-    @staticmethod
-    def _replay(template: _Template, notes: list[str], resource: Mapping[str, Any]) -> DomainResult:
-        """A decision made by names alone, rebuilt from its template (fresh containers)."""
-        effect, fields, denied, obligations, fired = template
-        outputs = {
-            "effect": effect,
-            "fields": {path: dict(entry) for path, entry in fields},
-            "denied": list(denied),
-            "obligations": list(obligations),
-            "waivers": [],
-        }
-        return DomainResult(outputs, list(fired), notes, None, subject=resource.get("customer"))
 
     @staticmethod
     def _condition_step(
@@ -660,16 +712,61 @@ class _Compiled:
         return DomainResult(outputs, fired, notes, trace)
 
 
-# effect, fields (path, entry items), denied, obligations, fired rules
+class _Ask:
+    """A decision known by names, not yet by conditions: ask grant ``grant`` whether it
+    applies (True, False or _UNDEFINED) and go on to ``next[answer]``."""
+
+    __slots__ = ("grant", "next")
+
+    def __init__(self, grant: int) -> None:
+        self.grant = grant
+        self.next: dict[Any, _Ask | _Template] = {}
+
+
+# effect, fields (path and entry), the masked fields (path and class), denied, obligations,
+# waivers and fired rules of a decision, to replay with fresh containers
 _Template = tuple[
-    str, tuple[tuple[str, tuple[tuple[str, Any], ...]], ...], tuple[str, ...], tuple[str, ...], tuple[FiredRule, ...]
+    str,
+    tuple[tuple[str, dict[str, Any]], ...],
+    tuple[tuple[str, str], ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[dict[str, Any], ...],
+    tuple[FiredRule, ...],
 ]
 
 
 def _template(outputs: Mapping[str, Any], fired: list[FiredRule]) -> _Template:
-    assert not outputs["waivers"]
-    fields = tuple((path, tuple(entry.items())) for path, entry in outputs["fields"].items())
-    return outputs["effect"], fields, tuple(outputs["denied"]), tuple(outputs["obligations"]), tuple(fired)
+    fields = tuple((path, {k: v for k, v in entry.items() if k != "mask"}) for path, entry in outputs["fields"].items())
+    masked = tuple((path, entry["class"]) for path, entry in outputs["fields"].items() if entry["effect"] == "mask")
+    return (
+        outputs["effect"],
+        fields,
+        masked,
+        tuple(outputs["denied"]),
+        tuple(outputs["obligations"]),
+        tuple(dict(w) for w in outputs["waivers"]),
+        tuple(fired),
+    )
+
+
+def _replay(
+    template: _Template, notes: list[str], resource: Mapping[str, Any], handling: Mapping[str, Any]
+) -> DomainResult:
+    """A decision made before, rebuilt from its template: fresh containers, and the masking
+    style of each masked field as the classification decided now gives it."""
+    effect, fields, masked, denied, obligations, waivers, fired = template
+    out = {path: entry.copy() for path, entry in fields}
+    for path, cls in masked:
+        out[path]["mask"] = handling[cls].get("mask", "full")
+    outputs = {
+        "effect": effect,
+        "fields": out,
+        "denied": list(denied),
+        "obligations": list(obligations),
+        "waivers": [w.copy() for w in waivers],
+    }
+    return DomainResult(outputs, list(fired), notes, None, subject=resource.get("customer"))
 
 
 def rules(policy: Policy) -> list[RuleInfo]:

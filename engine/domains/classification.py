@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule, TraceStep
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
+from engine.domains.classification_fast import MAX_SHAPES, Shape, joined_screen, make_shape
+from engine.domains.classification_fast import texts_of as _texts
 from engine.errors import FactError, FactErrors, Location, did_you_mean
 
 if TYPE_CHECKING:
@@ -235,16 +237,6 @@ def _first(leaf: tuple[str, Any]) -> str:
     return leaf[0]
 
 
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [str(value)]
-    if isinstance(value, list):
-        return [t for v in value for t in _texts(v) if not isinstance(v, list)]
-    return []
-
-
 def _ask(detect: Callable[[str], bool], screen: Callable[[str], Any] | None, texts: list[str]) -> bool | dict[str, str]:
     """What a detector rule answers of a field's texts, as the log records it: whether the
     detector accepts one of them, or ``{"raised": exception type}`` when it fails."""
@@ -291,6 +283,11 @@ class _Compiled:
             name: re.compile(spec.screen).search for name, spec in registry.detectors.items() if spec.screen
         }
         self._outcomes: dict[tuple[tuple[str, tuple[int, int] | None], ...], _Outcome] = {}
+        # the fast path (engine.domains.classification_fast): a plan per shape of flat record,
+        # None for a shape the reference path decides; each detector asked once of a record
+        self._shapes: dict[tuple[tuple[Any, ...], tuple[type, ...]], Shape | None] = {}
+        self._detectors = {name: spec.func for name, spec in registry.detectors.items()}
+        self._joined = {name: joined_screen(spec.screen) for name, spec in registry.detectors.items()}
         # for the log (``plugin_calls``): the detectors' answers per shape of record and outcome
         self._logged: dict[tuple[tuple[str, str | None], ...], list[tuple[str, str, dict[str, Any]]]] = {}
 
@@ -348,6 +345,33 @@ class _Compiled:
     def __call__(
         self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
     ) -> DomainResult:
+        if not explain and self.playback is None and type(facts) is dict:
+            values = tuple(facts.values())
+            key = (tuple(facts), tuple(map(type, values)))
+            shape = self._shapes.get(key, _UNSEEN)
+            if shape is _UNSEEN:
+                shape = self._shape(key)
+            if isinstance(shape, Shape):
+                decided = shape.decide(values)
+                if decided is not None:
+                    return self._result(decided[0], decided[1], None)
+        return self._reference(facts, explain)
+
+    def _shape(self, key: tuple[tuple[Any, ...], tuple[type, ...]]) -> Shape | None:
+        """The plan for records of this shape (keys in order, value types), kept (bounded)."""
+        made = make_shape(*key, self.plan, self._detectors, self._joined, self._decided)
+        if len(self._shapes) >= MAX_SHAPES:
+            self._shapes.clear()
+        self._shapes[key] = made
+        return made
+
+    def _decided(self, chosen: list[tuple[str, tuple[int, int] | None]]) -> _Outcome:
+        outcome = self._outcomes.get(tuple(chosen))
+        return outcome if outcome is not None else self._outcome(chosen)
+
+    def _reference(self, facts: Mapping[str, Any], explain: bool) -> DomainResult:
+        """The reference path: every record, and the only one that keeps a trace (each
+        detector asked of each text, screens unused) or replays the logged answers."""
         leaves = flatten(facts)
         leaves.sort(key=_first)  # the record's key order never changes a decision
         notes: list[str] = []
@@ -391,23 +415,25 @@ class _Compiled:
                             break
             chosen.append((path, found))
             i = j
-        outcome = self._outcomes.get(tuple(chosen))
-        if outcome is None:
-            outcome = self._outcome(chosen)
-        pairs, unclassified, present, fired, note = outcome
-        if note:
-            notes.append(note)
+        return self._result(self._decided(chosen), notes, trace)
+
+    @staticmethod
+    def _result(outcome: _Outcome, notes: list[str], trace: list[TraceStep] | None) -> DomainResult:
+        """The decision of a record with this outcome: outputs in new containers (the
+        handling requirements are the policy's own, shared as before)."""
+        if outcome.note:
+            notes.append(outcome.note)
         if trace is not None:
-            for path, (cls, rid) in pairs:
+            for path, (cls, rid) in outcome.pairs:
                 trace.append(TraceStep(path, rid, True, ((f"class `{cls}`", (), True),)))
         outputs = {
-            "fields": {path: {"class": cls, "rule": rid} for path, (cls, rid) in pairs},
-            "unclassified": list(unclassified),
-            "classes": list(present),
-            "highest": present[-1] if present else None,
-            "handling": {c: self.handling[c] for c in present},
+            "fields": {path: {"class": cls, "rule": rid} for path, (cls, rid) in outcome.pairs},
+            "unclassified": list(outcome.unclassified),
+            "classes": list(outcome.present),
+            "highest": outcome.highest,
+            "handling": dict(outcome.handling),
         }
-        return DomainResult(outputs, list(fired), notes, trace)
+        return DomainResult(outputs, list(outcome.fired), notes, trace)
 
     @staticmethod
     def _played(
@@ -522,7 +548,7 @@ class _Compiled:
             base = self.fired[rid]
             out = (("class", self.classes_of[rid]), ("fields", tuple(paths)))
             fired.append(FiredRule(rid, base.step, out, base.message, base.file, base.line, base.clause))
-        outcome = (tuple(pairs), tuple(unclassified), present, tuple(fired), note)
+        outcome = _Outcome(tuple(pairs), tuple(unclassified), present, tuple(fired), note, self.handling)
         if len(self._outcomes) >= 16384:
             self._outcomes.clear()
         self._outcomes[tuple(chosen)] = outcome
@@ -533,9 +559,33 @@ class _Compiled:
 # with its key, rule, detector and the detector's screen's search, or None)
 _Plan = tuple[tuple[int, int] | None, tuple[tuple[tuple[int, int], ClassRule, Any, Any], ...]]
 
-# a record's fields with their (class, rule), its unclassified fields, the classes present
-# (least restrictive first), the fired rules and the note on unclassified fields
-_Outcome = tuple[tuple[tuple[str, tuple[str, str]], ...], tuple[str, ...], tuple[str, ...], tuple[FiredRule, ...], str]
+
+_UNSEEN: Any = object()  # a shape not planned yet (None: planned, and the reference path decides)
+
+
+class _Outcome:
+    """A record's fields with their (class, rule), its unclassified fields, the classes present
+    (least restrictive first), the fired rules and the note on unclassified fields; with the
+    most restrictive class present and the classes' handling. Shared, never changed."""
+
+    __slots__ = ("fired", "handling", "highest", "note", "pairs", "present", "unclassified")
+
+    def __init__(
+        self,
+        pairs: tuple[tuple[str, tuple[str, str]], ...],
+        unclassified: tuple[str, ...],
+        present: tuple[str, ...],
+        fired: tuple[FiredRule, ...],
+        note: str,
+        handling: Mapping[str, dict[str, Any]],
+    ) -> None:
+        self.pairs = pairs
+        self.unclassified = unclassified
+        self.present = present
+        self.fired = fired
+        self.note = note
+        self.highest = present[-1] if present else None
+        self.handling = {c: handling[c] for c in present}
 
 
 # class ids that are not about a person (domain.md §2's "public" level): the only classes

@@ -22,7 +22,7 @@ those timestamps and the caller's ``now``; nothing reads a clock.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from engine.core.decision import Decision, FiredRule, Test, TraceStep, scope_tes
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.core.facts import parse_timestamp
 from engine.domains.request import RequestShape
-from engine.errors import Location, PolicyError, calendar_hint, did_you_mean
+from engine.errors import FactError, FactErrors, Location, PolicyError, calendar_hint, did_you_mean
 from engine.hookspecs import Alert, EventMatcher, EventPattern
 
 if TYPE_CHECKING:
@@ -40,9 +40,13 @@ if TYPE_CHECKING:
 
 ANY = "*"
 STATES = ("cancelled", "succeeded", "in_progress", "paused", "nearing_breach", "breached")  # least to most urgent
+RANK = {state: i for i, state in enumerate(STATES)}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DURATION = re.compile(r"^(\d{1,5})\s*(d|h|m)$")
 MAX_DAYS = 3660  # a clock spanning more than ten years is refused, bounding the calendar walk
+# alerts a decision lists per churn pattern (the backend's first ones; a note says when the cap
+# is reached): 1,000 complaints within 14 days would otherwise list 499,500 repeat-complaint pairs
+MAX_ALERTS = 100
 
 _text = {"type": "string", "minLength": 1}
 _meta = {"title": _text, "description": _text, "owner": _text, "clause": _text, "message": _text}
@@ -159,41 +163,70 @@ class Calendar:
     end: time = time(0)
     holidays: frozenset[date] = frozenset()
 
+    # each local day's working window, or None for a day off: computed once per day (bounded)
+    _days: dict[date, tuple[datetime, datetime] | None] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
+
+    _always: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_always", not self.days and not self.holidays)
+
     @property
     def always(self) -> bool:
-        return not self.days and not self.holidays
+        return self._always
 
-    def _windows(self, a: datetime, b: datetime) -> list[tuple[datetime, datetime]]:
-        """Working windows (UTC) overlapping [a, b)."""
+    def _day(self, day: date) -> tuple[datetime, datetime] | None:
+        """The working window of local ``day`` (in the calendar's offset), None on a day off."""
+        try:
+            return self._days[day]
+        except KeyError:
+            pass
+        window = None
+        if (not self.days or day.weekday() in self.days) and day not in self.holidays:
+            tz = timezone(self.offset)
+            lo = datetime.combine(day, self.start, tz)
+            hi = (
+                datetime.combine(day + timedelta(days=1), time(0), tz)
+                if self.end == time(0)
+                else datetime.combine(day, self.end, tz)
+            )
+            window = (lo, hi)
+        if len(self._days) < 8192:  # about twenty years of days; beyond that, computed each time
+            self._days[day] = window
+        return window
+
+    def _windows(self, a: datetime, b: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Working windows (UTC) overlapping [a, b), in time order (made as they are read)."""
         tz = timezone(self.offset)
         day = a.astimezone(tz).date()
         last = b.astimezone(tz).date()
         if (last - day).days > MAX_DAYS:
             raise ValueError(f"a clock spanning more than {MAX_DAYS} days")
-        out = []
+        return self._walk(day, last, a, b)
+
+    def _walk(self, day: date, last: date, a: datetime, b: datetime) -> Iterator[tuple[datetime, datetime]]:
+        one = timedelta(days=1)
         while day <= last:
-            if (not self.days or day.weekday() in self.days) and day not in self.holidays:
-                lo = datetime.combine(day, self.start, tz)
-                hi = (
-                    datetime.combine(day + timedelta(days=1), time(0), tz)
-                    if self.end == time(0)
-                    else (datetime.combine(day, self.end, tz))
-                )
-                out.append((max(lo, a), min(hi, b)))
-            day += timedelta(days=1)
-        return [(x, y) for x, y in out if x < y]
+            window = self._day(day)
+            if window is not None:
+                x, y = max(window[0], a), min(window[1], b)
+                if x < y:
+                    yield x, y
+            day += one
 
     def between(self, a: datetime, b: datetime) -> float:
         """Working seconds in [a, b)."""
         if b <= a:
             return 0.0
-        if self.always:
+        if self._always:
             return (b - a).total_seconds()
         return sum((y - x).total_seconds() for x, y in self._windows(a, b))
 
     def advance(self, a: datetime, secs: float) -> datetime:
         """The moment ``secs`` working seconds after ``a``."""
-        if self.always:
+        if self._always:
             return a + timedelta(seconds=secs)
         cursor, left = a, secs
         for _ in range(MAX_DAYS // 30 + 1):
@@ -412,6 +445,8 @@ def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyErro
 
 
 _TS = {"check_with": "timestamp"}
+# a ticket's timestamps besides `opened_at`
+STAMPS = ("first_response_at", "handled_at", "resolved_at", "closed_at", "cancelled_at")
 _TS_OPT = {"check_with": "timestamp", "nullable": True}
 
 
@@ -433,9 +468,7 @@ class _Compiled:
                         "severity": {"type": "string", "required": True, "allowed": list(model.severities)},
                         "complexity": {"type": "string"},
                         "opened_at": {**_TS, "required": True},
-                        **{
-                            f"{k}_at": _TS_OPT for k in ("first_response", "handled", "resolved", "closed", "cancelled")
-                        },
+                        **{name: _TS_OPT for name in STAMPS},
                         "pauses": {
                             "type": "list",
                             "schema": {"type": "dict", "schema": {"from": {**_TS, "required": True}, "to": _TS_OPT}},
@@ -463,6 +496,35 @@ class _Compiled:
             c.id: FiredRule(c.id, "service-level", (), c.message, c.location.file, c.location.line, c.clause)
             for c in model.clocks
         }
+        self._fired_in: dict[tuple[str, str], FiredRule] = {}  # (clock, state) -> the rule as fired
+        self._step_fired = {
+            id(s): FiredRule(
+                f"ladder-{s.level}",
+                "ladder",
+                (("owner", s.owner),),
+                s.message,
+                s.location.file,
+                s.location.line,
+                s.clause,
+            )
+            for s in model.ladder
+        }
+        self._priority_fired = {
+            tier: FiredRule(
+                f"priority-{tier}",
+                "priority",
+                (("factor", factor),),
+                message,
+                where.file,
+                where.line,
+                model.priority_clauses.get(tier, ""),
+            )
+            for tier, (factor, message, where) in model.priority.items()
+        }
+        self._scoped: dict[tuple[Any, Any, Any], frozenset[str]] = {}  # the clocks a ticket's scope gets
+        self._stops = tuple(dict.fromkeys(c.stops for c in model.clocks))
+        self._categories, self._severities = frozenset(model.categories), frozenset(model.severities)
+        self._prepared: dict[int, _Prepared] = {}  # evaluate_batch: requests read ahead, by id
         self.matcher: EventMatcher | None = None
         if model.patterns:
             spec = registry.event_backends[model.backend]
@@ -471,47 +533,23 @@ class _Compiled:
     def __call__(
         self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
     ) -> DomainResult:
-        self.shape.check(facts)
+        ready = self._prepared.pop(id(facts), None) if self._prepared else None
+        if ready is None or ready.facts is not facts or ready.now != now:
+            ready = self._read(facts, now)  # raises FactErrors naming each field the shape refuses
         ticket = facts["ticket"]
         notes: list[str] = []
         tier = upstream["tiering"].outputs.get("value_tier") if "tiering" in upstream else None
         factor = self.model.priority.get(str(tier), (1.0, "", None))[0] if tier is not None else 1.0
-        opened = parse_timestamp(ticket["opened_at"])
-        cancelled = _ts(ticket.get("cancelled_at"))
-        pauses = [(parse_timestamp(p["from"]), _ts(p.get("to"))) for p in ticket.get("pauses") or ()]
-        clocks: dict[str, dict[str, Any]] = {}
-        fired: list[FiredRule] = []
-        worst, breached_at = "cancelled", None
+        times = ready.times
         trace: list[TraceStep] | None = [] if explain else None
-        for clock in self.model.clocks:
-            applies = self._applies(clock, ticket)
-            if not applies:
-                if trace is not None:
-                    trace.append(TraceStep("service-level", clock.id, False, self._scope_tests(clock, ticket)))
-                continue
-            try:
-                entry = self._clock(clock, opened, _ts(ticket.get(f"{clock.stops}_at")), cancelled, pauses, now, factor)
-            except ValueError as exc:
-                raise _fact_error("ticket", str(exc)) from None
-            if trace is not None:
-                trace.append(self._clock_step(clock, ticket, entry, tier, factor))
-            clocks[clock.id] = entry
-            b = self.fired[clock.id]
-            fired.append(FiredRule(b.id, b.step, (("state", entry["state"]),), b.message, b.file, b.line, b.clause))
-            if STATES.index(entry["state"]) > STATES.index(worst):
-                worst = entry["state"]
-            if entry["state"] == "breached" and entry["due"] is not None:
-                breached_at = min(breached_at or entry["due"], entry["due"])
+        try:
+            clocks, fired, worst, breached_at = self._clocks(ticket, times, now, factor, tier, trace)
+        except ValueError as exc:
+            raise _fact_error("ticket", str(exc)) from None
         if not clocks:
             notes.append("no service-level clock applies to this ticket")
         elif factor != 1.0:  # the customer's tier shortened every target: that rule decided too
-            _, message, where = self.model.priority[str(tier)]
-            clause = self.model.priority_clauses.get(str(tier), "")
-            fired.append(
-                FiredRule(
-                    f"priority-{tier}", "priority", (("factor", factor),), message, where.file, where.line, clause
-                )
-            )
+            fired.append(self._priority_fired[str(tier)])
         step = self._ladder(worst, breached_at, now)
         if trace is not None and clocks:
             trace += self._ladder_steps(worst, breached_at, now, step)
@@ -526,38 +564,133 @@ class _Compiled:
             "actions": list(step.actions) if step else [],
         }
         if step is not None:
-            fired.append(
-                FiredRule(
-                    f"ladder-{step.level}",
-                    "ladder",
-                    (("owner", step.owner),),
-                    step.message,
-                    step.location.file,
-                    step.location.line,
-                    step.clause,
-                )
-            )
-        alerts = self._churn(facts.get("events") or [], now)
+            fired.append(self._step_fired[id(step)])
+        raw = facts.get("events") or []
+        alerts = ready.churn()
         out["churn_alerts"] = alerts
         out["churn_warning"] = bool(alerts)
         if trace is not None:
             for pattern in self.model.patterns:
                 found = [a for a in alerts if a["pattern"] == pattern.id]
-                test = (f"events match pattern `{pattern.id}`", (len(facts.get("events") or ()),), len(found))
+                test = (f"events match pattern `{pattern.id}`", (len(raw),), len(found))
                 trace.append(TraceStep("churn", pattern.id, bool(found), (test,)))
-        for pid in dict.fromkeys(a["pattern"] for a in alerts):
-            where = self.model.pattern_locations[pid]
-            message, clause = self.model.pattern_meta[pid]
-            todo = self.model.pattern_actions.get(pid, ())
-            out["actions"] += [a for a in todo if a not in out["actions"]]
-            fired.append(
-                FiredRule(
-                    pid, "churn", (("churn_warning", True), ("actions", todo)), message, where.file, where.line, clause
-                )
-            )
+        self._churn_fired(alerts, out, fired, notes)
         customer = facts.get("customer")
         who = customer.get("id") if isinstance(customer, Mapping) else None
         return DomainResult(out, fired, notes, trace, subject=str(who) if who is not None else ticket["id"])
+
+    def _read(self, facts: Mapping[str, Any], now: datetime) -> _Prepared:
+        """The request checked against its shape and its timestamps parsed, in one pass when it
+        is plainly well formed (``_plain``); else checked by the shape (``FactErrors`` naming
+        each field it refuses) and then read."""
+        got = self._plain(facts)
+        if got is None:
+            self.shape.check(facts)
+            raw = facts.get("events") or []
+            events = self._events(raw) if raw and self.matcher is not None else []
+            got = (self._times(facts["ticket"]), events)
+        return _Prepared(facts, now, got[0], got[1], self)
+
+    def _plain(self, facts: Any) -> tuple[_Times, list[dict[str, Any]]] | None:
+        """The ticket's timestamps and the history, when the request is plainly what the shape
+        accepts (each check here is one the shape makes, or stricter); None when unsure."""
+        ticket = facts.get("ticket") if type(facts) is dict else None
+        if type(ticket) is not dict:
+            return None
+        category, severity = ticket.get("category"), ticket.get("severity")
+        if not (
+            type(category) is str
+            and category in self._categories
+            and type(severity) is str
+            and severity in self._severities
+            and isinstance(ticket.get("id"), str)
+            and isinstance(ticket.get("complexity", ""), str)
+            and isinstance(ticket.get("first_contact", ""), str)
+            and type(ticket.get("pauses", ())) in (list, tuple)
+            and type(facts.get("events", ())) in (list, tuple)
+        ):
+            return None
+        try:
+            opened = parse_timestamp(ticket["opened_at"])
+            stamps = {name: _ts(ticket.get(name)) for name in STAMPS}
+            pauses = []
+            for p in ticket.get("pauses", ()):
+                if type(p) is not dict:
+                    return None
+                pauses.append((parse_timestamp(p["from"]), _ts(p.get("to"))))
+            events = []
+            for i, e in enumerate(facts.get("events", ())):
+                if type(e) is not dict or not isinstance(e["type"], str) or not _plain_event(e):
+                    return None
+                events.append(
+                    {
+                        "kind": e["type"],
+                        "ts": int(parse_timestamp(e["at"]).timestamp()),
+                        "eid": str(e.get("id", f"e{i}")),
+                        "ref": e.get("ref"),
+                        "score": e.get("score"),
+                    }
+                )
+        except (KeyError, ValueError, TypeError):
+            return None
+        events.sort(key=_in_time_order)
+        return (
+            (opened, stamps["cancelled_at"], pauses, {stop: stamps[f"{stop}_at"] for stop in self._stops}),
+            events if self.matcher is not None else [],
+        )
+
+    def _times(self, ticket: Mapping[str, Any]) -> _Times:
+        """The ticket's timestamps, each parsed once: opened, cancelled, the pauses and each
+        clock's stop (by field name)."""
+        return (
+            parse_timestamp(ticket["opened_at"]),
+            _ts(ticket.get("cancelled_at")),
+            [(parse_timestamp(p["from"]), _ts(p.get("to"))) for p in ticket.get("pauses") or ()],
+            {stop: _ts(ticket.get(f"{stop}_at")) for stop in self._stops},
+        )
+
+    def _clocks(
+        self,
+        ticket: Mapping[str, Any],
+        times: _Times,
+        now: datetime,
+        factor: float,
+        tier: Any,
+        trace: list[TraceStep] | None,
+    ) -> tuple[dict[str, dict[str, Any]], list[FiredRule], str, datetime | None]:
+        """Each clock that applies to the ticket: its entry, the rule as fired, the worst state
+        and the earliest breach."""
+        scope = (ticket["category"], ticket["severity"], ticket.get("complexity", "simple"))
+        applying = self._scoped.get(scope)
+        if applying is None:
+            applying = frozenset(c.id for c in self.model.clocks if self._applies(c, ticket))
+            if len(self._scoped) < 1024:  # categories and severities are declared; complexity is free text
+                self._scoped[scope] = applying
+        clocks: dict[str, dict[str, Any]] = {}
+        fired: list[FiredRule] = []
+        worst, breached_at = "cancelled", None
+        spans: dict[tuple[str, str], tuple[float, float]] = {}  # clocks on one calendar and stop share them
+        for clock in self.model.clocks:
+            if clock.id not in applying:
+                if trace is not None:
+                    trace.append(TraceStep("service-level", clock.id, False, self._scope_tests(clock, ticket)))
+                continue
+            entry = self._clock(clock, times, now, factor, spans)
+            if trace is not None:
+                trace.append(self._clock_step(clock, ticket, entry, tier, factor))
+            clocks[clock.id] = entry
+            state = entry["state"]
+            rule = self._fired_in.get((clock.id, state))
+            if rule is None:
+                b = self.fired[clock.id]
+                rule = FiredRule(b.id, b.step, (("state", state),), b.message, b.file, b.line, b.clause)
+                self._fired_in[clock.id, state] = rule
+            fired.append(rule)
+            if RANK[state] > RANK[worst]:
+                worst = state
+            if state == "breached" and entry["due"] is not None:
+                breached_at = min(breached_at or entry["due"], entry["due"])
+        return clocks, fired, worst, breached_at
 
     @staticmethod
     def _scope_tests(clock: Clock, ticket: Mapping[str, Any]) -> tuple[Test, ...]:
@@ -618,18 +751,25 @@ class _Compiled:
     def _clock(
         self,
         clock: Clock,
-        opened: datetime,
-        stopped: datetime | None,
-        cancelled: datetime | None,
-        pauses: Sequence[tuple[datetime, datetime | None]],
+        times: _Times,
         now: datetime,
         factor: float,
+        spans: dict[tuple[str, str], tuple[float, float]],
     ) -> dict[str, Any]:
         cal = self.model.calendars[clock.calendar]
+        opened, cancelled, pauses, stops = times
+        stopped = stops[clock.stops]
         target = clock.within * factor
-        end = min(t for t in (stopped, cancelled, now) if t is not None)
-        paused = sum(cal.between(max(a, opened), min(b or end, end)) for a, b in pauses)
-        elapsed = cal.between(opened, end) - paused
+        span = spans.get((clock.calendar, clock.stops))
+        if span is None:  # the time paused and elapsed depend on the calendar and the stop only
+            end = stopped if stopped is not None else cancelled if cancelled is not None else now
+            if cancelled is not None and cancelled < end:  # the earliest of the three, as min() picks it
+                end = cancelled
+            if now < end:
+                end = now
+            paused = sum(cal.between(max(a, opened), min(b or end, end)) for a, b in pauses) if pauses else 0
+            span = spans[clock.calendar, clock.stops] = (paused, cal.between(opened, end) - paused)
+        paused, elapsed = span
         entry: dict[str, Any] = {"target_hours": round(target / 3600, 4), "elapsed_hours": round(elapsed / 3600, 4)}
         if cancelled is not None and (stopped is None or cancelled < stopped) and cancelled <= now:
             state = "cancelled"
@@ -652,17 +792,17 @@ class _Compiled:
         reached = [
             s
             for s in self.model.ladder
-            if STATES.index(state) >= STATES.index(s.at)
+            if RANK[state] >= RANK[s.at]
             and (not s.after or (breached_at is not None and (now - breached_at).total_seconds() >= s.after))
         ]
         if state in ("succeeded", "cancelled", "paused"):
             reached = [s for s in self.model.ladder if s.at == "in_progress"]
         return max(reached, key=lambda s: s.level) if reached else None
 
-    def _churn(self, raw: Sequence[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
-        if self.matcher is None or not raw:
-            return []
-        events = sorted(
+    @staticmethod
+    def _events(raw: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The event history as backends read it: in time order, timestamps in epoch seconds."""
+        return sorted(
             (
                 {
                     "kind": e["type"],
@@ -673,21 +813,81 @@ class _Compiled:
                 }
                 for i, e in enumerate(raw)
             ),
-            key=lambda e: (e["ts"], e["eid"]),
+            key=_in_time_order,
         )
-        at = int(now.timestamp())
+
+    def _alerts(self, events: list[dict[str, Any]], now: datetime, answer: list[Alert] | None) -> list[dict[str, Any]]:
+        """The backend's alerts on ``events`` (``answer`` when a batch asked already), at most
+        ``MAX_ALERTS`` per pattern, as the decision lists them."""
+        assert self.matcher is not None
+        matcher, at = self.matcher, int(now.timestamp())
         playback = self.playback
         if playback is None:
-            alerts = self.matcher(events, at)
+            alerts = _cap(matcher(events, at) if answer is None else answer)
         else:  # replay: the alerts the logged decision had (the live ones when the record holds none)
-            matcher = self.matcher
             got = playback.call(
-                "event_backend", self.model.backend, "events", lambda: _alerts_json(matcher(events, at))
+                "event_backend", self.model.backend, "events", lambda: _alerts_json(_cap(matcher(events, at)))
             )
-            alerts = [Alert(int(a["at"]), str(a["pattern"]), tuple(a["events"])) for a in got]
+            alerts = _cap([Alert(int(a["at"]), str(a["pattern"]), tuple(a["events"])) for a in got])
         return [
             {"pattern": a.pattern, "at": datetime.fromtimestamp(a.at, UTC), "events": list(a.events)} for a in alerts
         ]
+
+    def _churn_fired(
+        self, alerts: Sequence[Mapping[str, Any]], out: dict[str, Any], fired: list[FiredRule], notes: list[str]
+    ) -> None:
+        """Each pattern that matched decided too: its rule, its actions and, at the cap, a note."""
+        counts: dict[str, int] = {}
+        for a in alerts:
+            counts[a["pattern"]] = counts.get(a["pattern"], 0) + 1
+        for pid, n in counts.items():
+            where = self.model.pattern_locations[pid]
+            message, clause = self.model.pattern_meta[pid]
+            todo = self.model.pattern_actions.get(pid, ())
+            out["actions"] += [a for a in todo if a not in out["actions"]]
+            fired.append(
+                FiredRule(
+                    pid, "churn", (("churn_warning", True), ("actions", todo)), message, where.file, where.line, clause
+                )
+            )
+            if n >= MAX_ALERTS:
+                notes.append(
+                    f"pattern `{pid}` matched at least {MAX_ALERTS} times: the first {MAX_ALERTS} are listed,"
+                    " the most a decision lists per pattern"
+                )
+
+    # -- evaluate_batch ------------------------------------------------------------------------
+
+    def prepare_batch(self, requests: Sequence[Any], now: datetime) -> Callable[[], None]:
+        """``evaluate_batch``: read a chunk of requests ahead and match all their event histories
+        in one call of the backend (for durable-rules, one message to its worker, not one per
+        ticket), each history's timestamps parsed once. Each request's decision then uses what
+        was read here, once, if it is the same object at the same ``now``; the function returned
+        forgets what no decision used. A request that breaks the shape is left to its own
+        decision to report; a history the backend fails on fails that decision only."""
+        if self.playback is not None or not isinstance(now, datetime) or now.tzinfo is None:
+            return _nothing
+        ready: list[_Prepared] = []
+        for facts in requests:
+            try:
+                ready.append(self._read(facts, now))
+            except (FactErrors, ValueError, TypeError, KeyError):
+                continue
+        asked = [r for r in ready if r.events]
+        many = getattr(self.matcher, "many", None)
+        if asked and many is not None:
+            at = int(now.timestamp())
+            for r, answer in zip(asked, many([(r.events, at) for r in asked]), strict=True):
+                r.answer = answer
+        for r in ready:
+            self._prepared[id(r.facts)] = r
+
+        def forget() -> None:
+            for r in ready:
+                if self._prepared.get(id(r.facts)) is r:
+                    del self._prepared[id(r.facts)]
+
+        return forget
 
     def plugin_calls(self, facts: Mapping[str, Any], decision: Decision) -> list[tuple[str, str, dict[str, Any]]]:
         """The event backend's alerts ``decision`` was made with, for the log: its
@@ -705,13 +905,65 @@ def _alerts_json(alerts: Sequence[Alert]) -> list[dict[str, Any]]:
     return [{"at": a.at, "pattern": a.pattern, "events": list(a.events)} for a in alerts]
 
 
+def _cap(alerts: Sequence[Alert]) -> Sequence[Alert]:
+    """The first ``MAX_ALERTS`` alerts of each pattern, in the backend's order."""
+    if len(alerts) <= MAX_ALERTS:
+        return alerts
+    seen: dict[str, int] = {}
+    kept = []
+    for a in alerts:
+        n = seen.get(a.pattern, 0)
+        if n < MAX_ALERTS:
+            kept.append(a)
+            seen[a.pattern] = n + 1
+    return kept
+
+
+def _plain_event(e: Mapping[str, Any]) -> bool:
+    """An event's optional fields as its shape accepts them: text ids and refs, a number score."""
+    return (
+        isinstance(e.get("id", ""), str)
+        and isinstance(e.get("ref", ""), str)
+        and type(e.get("score", 0)) in (int, float)
+    )
+
+
+def _in_time_order(event: Mapping[str, Any]) -> tuple[int, str]:
+    return event["ts"], event["eid"]
+
+
 def _ts(value: Any) -> datetime | None:
     return parse_timestamp(value) if value is not None else None
 
 
-def _fact_error(field: str, message: str) -> Any:
-    from engine.errors import FactError, FactErrors
+def _nothing() -> None:
+    return None
 
+
+# a ticket's timestamps: opened, cancelled, the pauses and each clock's stop (by field name)
+_Times = tuple[datetime, datetime | None, list[tuple[datetime, datetime | None]], dict[str, datetime | None]]
+
+
+@dataclass(slots=True, eq=False)
+class _Prepared:
+    """One request of an ``evaluate_batch`` chunk, read ahead (``_Compiled.prepare_batch``)."""
+
+    facts: Any
+    now: datetime
+    times: _Times
+    events: list[dict[str, Any]]  # empty when there are none or no pattern to match them
+    runner: _Compiled
+    answer: list[Alert] | Exception | None = None  # the backend's, when asked for the whole chunk
+
+    def churn(self) -> list[dict[str, Any]]:
+        if not self.events:
+            return []
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.runner._alerts(self.events, self.now, self.answer)
+
+
+def _fact_error(field: str, message: str) -> FactErrors:
     return FactErrors([FactError(f"`{field}`: {message}", field=field, rule="range", code="F211")])
 
 

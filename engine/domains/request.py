@@ -16,94 +16,168 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.core.facts import FactValidator, parse_timestamp
+from engine.core.pycode import build
 from engine.errors import FactError, FactErrors, did_you_mean
 
 Check = Callable[[Any], bool]
 
-_PY_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "list": (list, tuple),
-    "dict": (dict,),
-}
+
+_PARSED: dict[str, datetime] = {}  # RFC 3339 texts read before: the shape check reads each, the domain again
+
+
+def timestamp(value: Any) -> datetime:
+    """``parse_timestamp`` (an aware datetime; ``ValueError`` otherwise), kept per text."""
+    if type(value) is str:
+        hit = _PARSED.get(value)
+        if hit is None:
+            hit = parse_timestamp(value)
+            if len(_PARSED) >= 4096:
+                _PARSED.clear()
+            _PARSED[value] = hit
+        return hit
+    return parse_timestamp(value)
 
 
 def _is_timestamp(v: Any) -> bool:
     try:
-        parse_timestamp(v)
+        timestamp(v)
     except (ValueError, TypeError):
         return False
     return True
 
 
-def _compile_rule(rule: Mapping[str, Any]) -> Check:
-    tests: list[Check] = []
-    kind = rule.get("type")
-    if kind is not None:
-        types = _PY_TYPES[kind]
-        if kind in ("integer", "number"):
-            tests.append(lambda v: isinstance(v, types) and not isinstance(v, bool))
-        elif kind == "string":
-            tests.append(lambda v: type(v) is str or isinstance(v, str))
-        elif kind == "dict":
-            tests.append(lambda v: type(v) is dict or isinstance(v, dict))
+class _ShapeWriter:
+    """Writes a shape's yes/no check as one Python function (``engine.core.pycode``): the
+    request is read with straight-line tests, no call per field. Names in the source are the
+    writer's own (``d`` the document, ``v3`` a value, ``x3``/``k3`` loop variables) and the
+    constants it references by generated names (``A5`` an allowed set, ``T_list`` a type tuple)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.refs: dict[str, Any] = {"MISSING": _MISSING, "is_timestamp": _is_timestamp, **_TYPE_REFS}
+        self.locals: set[str] = {"d"}
+        self.n = 0
+
+    def fresh(self, prefix: str) -> str:
+        self.n += 1
+        name = f"{prefix}{self.n}"
+        self.locals.add(name)
+        return name
+
+    def emit(self, depth: int, line: str) -> None:
+        self.lines.append("    " * depth + line)
+
+    def fail(self, depth: int, test: str) -> None:
+        """``return False`` when ``test`` holds."""
+        self.emit(depth, f"if {test}:")
+        self.emit(depth + 1, "return False")
+
+    def fields(self, schema: Mapping[str, Mapping[str, Any]], doc: str, depth: int) -> None:
+        """The tests of a dict's named keys (``doc`` is already known to be a dict)."""
+        for name, rule in schema.items():
+            v = self.fresh("v")
+            self.emit(depth, f"{v} = {doc}.get({name!r}, MISSING)")
+            if rule.get("required", False):
+                self.fail(depth, f"{v} is MISSING")
+                self.rule(rule, v, depth)
+                continue
+            before = len(self.lines)
+            self.emit(depth, f"if {v} is not MISSING:")
+            self.rule(rule, v, depth + 1)
+            if len(self.lines) == before + 1:  # no test for this key: drop the empty branch
+                self.lines.pop()
+
+    def rule(self, rule: Mapping[str, Any], v: str, depth: int) -> None:
+        """The tests of one value against one rule, each returning False when it fails."""
+        if rule.get("nullable", False):
+            self.emit(depth, f"if {v} is not None:")
+            depth += 1
+            mark = len(self.lines)
         else:
-            tests.append(lambda v: isinstance(v, types))
-    if rule.get("check_with") == "timestamp":
-        tests.append(_is_timestamp)
-    if "allowed" in rule:
-        allowed = frozenset(rule["allowed"])
-        tests.append(lambda v: all(x in allowed for x in v) if isinstance(v, (list, tuple)) else v in allowed)
-    sub = rule.get("schema")
-    if sub is not None and kind == "dict":
-        tests.append(compile_shape(sub))
-    elif sub is not None and kind == "list":
-        item = _compile_rule(sub)
-        tests.append(lambda v: all(item(x) for x in v))
-    values = rule.get("valuesrules")
-    if values is not None:
-        value = _compile_rule(values)
-        tests.append(lambda v: all(isinstance(k, str) and value(x) for k, x in v.items()))
-    return _nullable(_all(tests), bool(rule.get("nullable", False)))
+            if rule.get("type") is None:  # (a type test fails on None by itself)
+                self.fail(depth, f"{v} is None")
+            mark = -1
+        kind = rule.get("type")
+        if kind is not None:
+            self.fail(depth, _TYPE_TESTS[kind].format(v=v))
+        if rule.get("check_with") == "timestamp":
+            self.fail(depth, f"not is_timestamp({v})")
+        if "allowed" in rule:
+            allowed = f"A{len(self.refs)}"
+            self.refs[allowed] = frozenset(rule["allowed"])
+            if kind == "list":
+                self.each(v, depth, lambda x, d: self.fail(d, f"{x} not in {allowed}"))
+            elif kind is not None:
+                self.fail(depth, f"{v} not in {allowed}")
+            else:
+                self.emit(depth, f"if isinstance({v}, T_list):")
+                self.each(v, depth + 1, lambda x, d: self.fail(d, f"{x} not in {allowed}"))
+                self.emit(depth, f"elif {v} not in {allowed}:")
+                self.emit(depth + 1, "return False")
+        sub = rule.get("schema")
+        if sub is not None and kind == "dict":
+            self.fields(sub, v, depth)
+        elif sub is not None and kind == "list":
+            self.each(v, depth, lambda x, d: self.rule(sub, x, d))
+        values = rule.get("valuesrules")
+        if values is not None:
+            k, x = self.fresh("k"), self.fresh("x")
+            self.emit(depth, f"for {k}, {x} in {v}.items():")
+            self.fail(depth + 1, f"not isinstance({k}, str)")
+            self.rule(values, x, depth + 1)
+        if mark == len(self.lines):  # a nullable value with no test
+            self.emit(depth, "pass")
+
+    def each(self, v: str, depth: int, body: Callable[[str, int], Any]) -> None:
+        x = self.fresh("x")
+        self.emit(depth, f"for {x} in {v}:")
+        body(x, depth + 1)
+
+    def source(self, schema: Mapping[str, Mapping[str, Any]]) -> str:
+        self.fail(1, "not isinstance(d, dict)")
+        self.emit(1, "try:")
+        self.fields(schema, "d", 2)
+        self.emit(1, "except (TypeError, AttributeError):  # unhashable against `allowed`, `.items` of a non-dict")
+        self.emit(2, "return False")
+        self.emit(1, "return True")
+        return "\n".join(["def check(d):", *self.lines]) + "\n"
 
 
-def _all(tests: list[Check]) -> Check:
-    """One check passing when all of ``tests`` pass (unrolled: a request runs this per field)."""
-    if not tests:
-        return lambda v: True
-    if len(tests) == 1:
-        return tests[0]
-    if len(tests) == 2:
-        first, second = tests
-        return lambda v: first(v) and second(v)
-    return lambda v: all(t(v) for t in tests)
-
-
-def _nullable(body: Check, nullable: bool) -> Check:
-    if nullable:
-        return lambda v: v is None or body(v)
-    return lambda v: v is not None and body(v)
+_MISSING = object()
+_TYPE_REFS: dict[str, Any] = {"T_int": (int,), "T_number": (int, float), "T_list": (list, tuple)}
+_TYPE_TESTS = {
+    "string": "type({v}) is not str and not isinstance({v}, str)",
+    "integer": "not isinstance({v}, T_int) or isinstance({v}, bool)",
+    "number": "not isinstance({v}, T_number) or isinstance({v}, bool)",
+    "boolean": "not isinstance({v}, bool)",
+    "list": "not isinstance({v}, T_list)",
+    "dict": "type({v}) is not dict and not isinstance({v}, dict)",
+}
+_BUILTINS = {
+    "isinstance": isinstance,
+    "type": type,
+    "str": str,
+    "dict": dict,
+    "bool": bool,
+    "TypeError": TypeError,
+    "AttributeError": AttributeError,
+}
 
 
 def compile_shape(schema: Mapping[str, Mapping[str, Any]]) -> Check:
-    """A fast yes/no check of a document against a cerberus schema (the subset above)."""
-    fields = [(name, _compile_rule(rule), bool(rule.get("required", False))) for name, rule in schema.items()]
-    missing = object()
-
-    def check(doc: Any) -> bool:
-        if not isinstance(doc, dict):
-            return False
-        for name, test, required in fields:
-            v = doc.get(name, missing)
-            if v is missing:
-                if required:
-                    return False
-            elif not test(v):
-                return False
-        return True
-
+    """A fast yes/no check of a document against a cerberus schema (the subset above),
+    generated as one verified Python function (its source is the function's ``source``)."""
+    writer = _ShapeWriter()
+    source = writer.source(schema)
+    check: Check = build(
+        source,
+        "check",
+        local_names=writer.locals,
+        refs=writer.refs,
+        builtins=_BUILTINS,
+        attrs=("get", "items"),
+        label="request shape",
+    )
     return check
 
 

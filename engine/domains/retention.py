@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule, TraceStep, scope_test
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
-from engine.core.facts import parse_timestamp
-from engine.domains.request import PERIOD, RequestShape, add_period
+from engine.domains.request import PERIOD, RequestShape, add_period, timestamp
 from engine.errors import Location, PolicyError, did_you_mean
 
 if TYPE_CHECKING:
@@ -156,6 +155,7 @@ def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyErro
 
 
 _TS = {"check_with": "timestamp"}
+_Plan = tuple[tuple[RetentionRule, ...], tuple[RetentionRule, ...], tuple[RetentionRule, ...]]
 
 
 class _Compiled:
@@ -187,20 +187,26 @@ class _Compiled:
             r.id: FiredRule(r.id, "retention", (), r.message, r.location.file, r.location.line, r.clause)
             for r in model.rules
         }
+        # where each rule's clock is read: (True, event name) or (False, request key)
+        self.clocks = {
+            r.id: (True, r.starts[6:]) if r.starts.startswith("event:") else (False, f"{r.starts}_at")
+            for r in model.rules
+        }
+        self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}  # by record type and the record's classes
 
     def __call__(
         self, facts: Mapping[str, Any], now: datetime, upstream: Mapping[str, Decision], explain: bool
     ) -> DomainResult:
         self.shape.check(facts)
         notes: list[str] = []
-        classes = set(upstream["classification"].outputs["classes"])
+        found = upstream["classification"].outputs["classes"]
         rtype = facts["record_type"]
-        applicable = [
-            r
-            for r in self.model.rules
-            if (ANY in r.record_types or rtype in r.record_types)
-            and (ANY in r.classes or classes.intersection(r.classes))
-        ]
+        key = (rtype, tuple(found))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(rtype, found, key)
+        applicable, keeps, disposals = plan
+        classes = set(found)
         hold = self._hold(facts, now)
         out: dict[str, Any] = {
             "action": None,
@@ -218,8 +224,6 @@ class _Compiled:
             out.update(action="review", status="no_rule")
             notes.append(f"no retention rule applies to a `{rtype}` record of class(es) {sorted(classes)}")
             return DomainResult(out, fired, notes, trace, subject=facts.get("customer"))
-        keeps = [r for r in applicable if r.keep]
-        disposals = [r for r in applicable if not r.keep]
         keep_until: datetime | None = None
         keep_rule: RetentionRule | None = None
         open_keep = next((r for r in keeps if ends[r.id] is None), None)
@@ -271,6 +275,21 @@ class _Compiled:
             )  # fmt: skip
         return DomainResult(out, fired, notes, trace, subject=facts.get("customer"))
 
+    def _plan(self, rtype: str, classes: list[str], key: tuple[str, tuple[str, ...]]) -> _Plan:
+        """The rules that apply to a record type and its classes, in order: all, keep, dispose."""
+        found = set(classes)
+        applicable = tuple(
+            r
+            for r in self.model.rules
+            if (ANY in r.record_types or rtype in r.record_types)
+            and (ANY in r.classes or found.intersection(r.classes))
+        )
+        plan = (applicable, tuple(r for r in applicable if r.keep), tuple(r for r in applicable if not r.keep))
+        if len(self._plans) >= 4096:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
     def _trace(
         self, rtype: str, classes: set[str], facts: Mapping[str, Any], ends: Mapping[str, datetime | None]
     ) -> list[TraceStep]:
@@ -295,21 +314,21 @@ class _Compiled:
         b = self.fired[rule.id]
         return FiredRule(b.id, b.step, (("action", action), ("due", due)), b.message, b.file, b.line, b.clause)
 
-    @staticmethod
-    def _start(rule: RetentionRule, facts: Mapping[str, Any]) -> Any:
+    def _start(self, rule: RetentionRule, facts: Mapping[str, Any]) -> Any:
         """The raw timestamp the rule's clock starts at; None when it has not started."""
-        if rule.starts.startswith("event:"):
-            return (facts.get("events") or {}).get(rule.starts[6:])
-        return facts.get(f"{rule.starts}_at")
+        event, key = self.clocks[rule.id]
+        if event:
+            return (facts.get("events") or {}).get(key)
+        return facts.get(key)
 
     def _end(self, rule: RetentionRule, facts: Mapping[str, Any]) -> datetime | None:
         raw = self._start(rule, facts)
-        return add_period(parse_timestamp(raw), rule.period) if raw is not None else None
+        return add_period(timestamp(raw), rule.period) if raw is not None else None
 
     def _hold(self, facts: Mapping[str, Any], now: datetime) -> str | None:
         for h in facts.get("holds") or ():
             released = h.get("released_at")
-            if released is None or parse_timestamp(released) > now:
+            if released is None or timestamp(released) > now:
                 return str(h["id"])
         record = facts["record"]
         for name in self.model.hold_fields:
