@@ -34,8 +34,8 @@ def edit(old: str, new: str, base: str = MINIMAL) -> str:
 
 # (case id, policy text, code (or code prefix), line, column, words in the message, words in the hint)
 CASES = [
-    ("yaml-syntax", edit("values: [gold, silver]}", "values: [gold, silver}"), "P001", 8, 45, "YAML syntax", ""),
-    ("yaml-tab", edit("  clv: {type", "\tclv: {type"), "P001", 5, 1, "YAML syntax", "spaces"),
+    ("yaml-syntax", edit("values: [gold, silver]}", "values: [gold, silver}"), "P045", 8, 45, "closed with `}`", "`]`"),
+    ("yaml-tab", edit("  clv: {type", "\tclv: {type"), "P040", 5, 1, "a tab", "spaces"),
     (
         "duplicate-key",
         edit("    hit: first\n", "    hit: first\n    hit: unique\n"),

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from engine.core import yamltext
+from engine.core.yamlerrors import explain, tag_error, unreadable
 from engine.errors import Location, PolicyError, PolicyErrors
 
 
@@ -47,9 +49,14 @@ for _loader in (PolicyLoader, FastPolicyLoader):
     _loader.add_implicit_resolver(
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
     )
-
-# what a Chinese input method types for `,`: U+FF0C, U+3001, U+FF1B
-_FULL_WIDTH_SEPARATORS = ("\uff0c", "\u3001", "\uff1b")
+    # YAML 1.1 reads `18:00` as the number 1080 (base 60); YAML 1.2 and officers read it as text
+    _loader.yaml_implicit_resolvers = {
+        first: [
+            (tag, re.compile("(?!.*:)" + regexp.pattern, regexp.flags) if tag.endswith(("int", "float")) else regexp)
+            for tag, regexp in resolvers
+        ]
+        for first, resolvers in _loader.yaml_implicit_resolvers.items()
+    }
 
 # scalars kept as the text written, never constructed by YAML
 _AS_TEXT = frozenset(("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary", "tag:yaml.org,2002:set"))
@@ -153,34 +160,13 @@ class _Converter:
                 )
             )
         self.doc.spans[path] = _span(node)
+        if not isinstance(node, yaml.ScalarNode) and not str(node.tag).startswith("tag:yaml.org,2002:"):
+            self.errors.append(tag_error(self.doc.path, node.start_mark, str(node.tag)))
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
-            if node.flow_style:
-                self._full_width_commas(node, path)
             return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         return self._scalar(node, path)
-
-    def _full_width_commas(self, node: yaml.SequenceNode, path: DocPath) -> None:
-        """A `[a，b]` list: YAML reads the full-width comma (an input method's) as text, so the
-        two items silently become one. Refused, at the comma."""
-        for i, item in enumerate(node.value):
-            if not isinstance(item, yaml.ScalarNode) or item.style:  # None (Python parser) or "" (libyaml): plain
-                continue  # a quoted item may hold any text
-            for mark in _FULL_WIDTH_SEPARATORS:
-                at = str(item.value).find(mark)
-                if at >= 0:
-                    span = _span(item)
-                    self.errors.append(
-                        PolicyError(
-                            f"a full-width `{mark}` inside a list: `{item.value}` is read as one item",
-                            Location(self.doc.path, span.line, span.column + at, (*path, i)),
-                            code="P013",
-                            hint=f"write `,` (a plain comma) between the items: "
-                            f"`{', '.join(p.strip() for p in str(item.value).split(mark))}`",
-                        )
-                    )
-                    break
 
     def _scalar(self, node: yaml.Node, path: DocPath) -> Any:
         """A scalar's value. Dates, times and binary stay the text the officer wrote (the
@@ -190,13 +176,16 @@ class _Converter:
             return str(node.value)
         try:
             value = self.loader.construct_object(node)
-        except (ValueError, OverflowError, yaml.constructor.ConstructorError) as exc:
+        except yaml.constructor.ConstructorError:
+            self.errors.append(tag_error(self.doc.path, node.start_mark, str(node.tag)))
+            return str(node.value)
+        except (ValueError, OverflowError):
             self.errors.append(
                 self._error(
                     node,
                     path,
                     "P012",
-                    f"`{str(node.value)[:40]}` cannot be read as a value: {exc}",
+                    f"`{str(node.value)[:40]}` cannot be read as a value",
                     "put it in double quotes if it is text; write numbers with at most 4,000 digits",
                 )
             )
@@ -298,6 +287,9 @@ def load_text(raw: bytes, path: str, *, fast: bool = True) -> Document:
                 )
             ]
         ) from None
+    odd = yamltext.scan(text, path)
+    if odd:
+        raise PolicyErrors(odd)
     if fast and _shallow(text):
         done = _fast(text, raw, path)
         if done is not None:
@@ -333,18 +325,9 @@ def load_text(raw: bytes, path: str, *, fast: bool = True) -> Document:
         converter = _Converter(loader, doc)
         doc.data = converter.convert(node, (), 0)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = (exc.problem or "invalid YAML").rstrip(".")
-        raise PolicyErrors(
-            [
-                PolicyError(
-                    f"YAML syntax: {problem}", Location(path, line, column), code="P001", hint=_yaml_hint(problem)
-                )
-            ]
-        ) from None
-    except yaml.YAMLError as exc:
-        raise PolicyErrors([PolicyError(f"YAML syntax: {exc}", Location(path, 1, 1), code="P001")]) from None
+        raise PolicyErrors([explain(exc, text, path)]) from None
+    except yaml.YAMLError:
+        raise PolicyErrors([unreadable(path, None)]) from None
     except _Abort as exc:
         raise PolicyErrors([exc.error]) from None
     except RecursionError:
@@ -393,18 +376,6 @@ def _fast(text: str, raw: bytes, path: str) -> Document | None:
     finally:
         loader.dispose()
     return None if converter.errors else doc
-
-
-def _yaml_hint(problem: str) -> str:
-    if "tab" in problem or "'\\t'" in problem:
-        return "indent with spaces, not tabs"
-    if "mapping values are not allowed" in problem:
-        return "put text containing `: ` in double quotes"
-    if "could not find expected ':'" in problem:
-        return "every key needs a `:` after it"
-    if ("found character" in problem and "'@'" in problem) or "'`'" in problem:
-        return "put text starting with `@` or a backtick in double quotes"
-    return "check the indentation and quoting on this line and the line before"
 
 
 def load_file(path: str | Path, *, display: str | None = None) -> Document:

@@ -6,6 +6,7 @@ and a hint for the usual slips (``and`` for ``&&``, ``=`` for ``==``, ...).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import lark
@@ -272,18 +273,26 @@ def parse(text: str) -> Node:
         ch = text[at] if at < len(text) else ""
         hint = _HINTS.get(ch) or ('strings need double quotes, like `"gold"`' if ch and ch in "`’‘“”" else None)
         if ch == "=" and text[at : at + 2] != "==":
-            hint = _HINTS["="]
+            hint = {"=>": "write `>=`", "=<": "write `<=`"}.get(text[at : at + 2], _HINTS["="])
+        hint = hint or _FULL_WIDTH.get(ch)
         raise ExprError(f"unexpected character `{ch}`", offset=at, code="E102", hint=hint) from None
     except lark.UnexpectedToken as exc:
         tok = exc.token
         value = str(tok)
         pos = tok.start_pos if tok.start_pos is not None else len(text)
+        percent = _percent_hint(text)
         if tok.type == "$END":
             raise ExprError(
-                "the expression ends too early", offset=len(text), code="E101", hint=_expected_hint(exc.expected)
+                "the expression ends too early",
+                offset=len(text),
+                code="E101",
+                hint=percent or _expected_hint(exc.expected),
             ) from None
         raise ExprError(
-            f"unexpected `{value}`", offset=pos, code="E101", hint=_HINTS.get(value) or _expected_hint(exc.expected)
+            f"unexpected `{value}`",
+            offset=pos,
+            code="E101",
+            hint=percent or _HINTS.get(value) or _expected_hint(exc.expected),
         ) from None
     except lark.UnexpectedInput as exc:
         raise ExprError(
@@ -313,6 +322,24 @@ def _tree_depth_guard(root: Node) -> None:
                 hint="split it into smaller rules, or test a list with `in [...]`",
             )
         stack.extend((child, depth + 1) for child in children(node))
+
+
+_FULL_WIDTH = {
+    ch: f"write `{ascii_}`: `{ch}` is a full-width character"
+    for ch, ascii_ in zip(
+        "\uff08\uff09\uff3b\uff3d\uff0c\uff02\uff1d\uff1e\uff1c\uff01\uff06\uff5c", '()[],"=><!&|', strict=True
+    )
+}
+
+
+def _percent_hint(text: str) -> str | None:
+    """`>= 30%`: a share is written as a fraction, `0.3`."""
+    m = re.search(r"(\d+(?:\.\d+)?)\s*%(?!\s*[\w(.])", text)
+    if m is None:
+        return None
+    number = m.group(1)
+    fraction = format(float(number) / 100, ".10g")
+    return f"write `{fraction}` for {number}%: shares are fractions from 0 to 1"
 
 
 _TOKEN_WORDS = {
