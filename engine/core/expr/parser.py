@@ -332,9 +332,13 @@ _FULL_WIDTH = {
 }
 
 
+_STRINGS = re.compile(r""""(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?""")
+
+
 def _percent_hint(text: str) -> str | None:
     """`>= 30%`: a share is written as a fraction, `0.3`."""
-    m = re.search(r"(\d+(?:\.\d+)?)\s*%(?!\s*[\w(.])", text)
+    code = _STRINGS.sub(lambda m: " " * len(m.group()), text)  # a `%` inside text is text
+    m = re.search(r"(\d+(?:\.\d+)?)\s*%(?!\s*[\w(.])", code)
     if m is None:
         return None
     number = m.group(1)
