@@ -1,6 +1,6 @@
 """HTTP service benchmark: `POST /v1/decide/access` over keep-alive connections to a running server.
 
-    .venv/bin/python bench/bench_serve.py [--requests 5000] [--clients 1 2] [--modes inline threadpool logged]
+    .venv/bin/python bench/bench_serve.py [--requests 5000] [--clients 1 2 8] [--modes inline threadpool logged]
 
 Starts the server (uvicorn, uvloop, httptools) in a process of its own on a free loopback port
 for each mode — ``inline``: unlogged, engine calls on the event loop (the default unlogged);
@@ -9,7 +9,9 @@ durably logged to a fresh SQLite store (threadpool, the default when logged) —
 ``--clients`` client processes, each one keep-alive connection (``http.client``) sending the 500
 example access requests in turn. Reports requests/s (all clients together) and the median
 and p99 latency one client saw, and the in-process ``Engine.evaluate`` figure of the same
-requests, so the cost of the service is a ratio. Nothing is asserted; ``--json FILE``
+requests, so the cost of the service is a ratio. Logged, it also reports the log's commits
+(``charter_log_commits_total`` from ``/metrics``) and the records per commit: with group
+commit, concurrent clients' decisions share commits. Nothing is asserted; ``--json FILE``
 writes the figures.
 """
 
@@ -122,6 +124,7 @@ def run_mode(mode: str, clients: int, n: int) -> dict[str, float]:
             results = [out.get(timeout=600) for _ in procs]
             for p in procs:
                 p.join()
+            commits, records = log_commits(port)
         finally:
             proc.terminate()
             proc.wait(timeout=20)
@@ -131,7 +134,25 @@ def run_mode(mode: str, clients: int, n: int) -> dict[str, float]:
         "requests_per_s": clients * n / elapsed,
         "median_ms": statistics.median(one) * 1000,
         "p99_ms": one[int(len(one) * 0.99) - 1] * 1000,
+        "log_commits": commits,
+        "records_per_commit": records / commits if commits else 0.0,
     }
+
+
+def log_commits(port: int) -> tuple[float, float]:
+    """(commits, records committed) of the server's decision log, from its ``/metrics``."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    found = {"charter_log_commits_total": 0.0, "charter_log_batch_records_sum": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found["charter_log_commits_total"], found["charter_log_batch_records_sum"]
 
 
 def in_process(n: int) -> float:
@@ -152,7 +173,7 @@ def in_process(n: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=5000, help="per client")
-    p.add_argument("--clients", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 2, 8])
     p.add_argument("--modes", nargs="+", default=["inline", "threadpool", "logged"])
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--server", help=argparse.SUPPRESS)
@@ -167,9 +188,10 @@ def main() -> None:
         for clients in args.clients:
             f = run_mode(mode, clients, args.requests)
             figures[f"{mode}/{clients}"] = f
+            commits = f", {f['records_per_commit']:.1f} records per log commit" if f["log_commits"] else ""
             print(
                 f"{mode:10} {clients} client(s): {f['requests_per_s']:8,.0f} requests/s, "
-                f"median {f['median_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms (one client's)"
+                f"median {f['median_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms (one client's){commits}"
             )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

@@ -65,6 +65,23 @@ CODES: dict[str, str] = {
     "C067": "`charter serve`: no job with that id (HTTP 404)",
     "C068": "`charter serve`: no such endpoint (404), a method it does not take (405), a body over the limit (413)",
     "C069": "`charter serve`: the service could not answer: an unexpected error, logged by the service (HTTP 500)",
+    "C080": "`charter serve`: no bearer token, or one the service does not know (HTTP 401, `WWW-Authenticate: Bearer`)",
+    "C081": "`charter serve`: the request's token lacks the scope the endpoint needs, named in the message (HTTP 403)",
+    "C082": "`charter serve` without tokens serves this machine only: a request for another host name, or from a"
+    " web page of another origin, is refused (HTTP 403)",
+    "C083": "`charter serve`: the request body is sent as something else than JSON (HTTP 415)",
+    "C084": "`charter serve`: a batch has more items than `--max-batch` allows (HTTP 413)",
+    "C085": "`charter serve`: the request took longer than `--request-timeout`; the work it started may still finish"
+    " (HTTP 504)",
+    "C086": "`charter serve`: the tokens file cannot be read or is wrong (a token in clear, an unknown scope, a"
+    " duplicate), or `token new` was given an unknown scope",
+    "C087": "`charter serve` refuses to start: another address than loopback without `--tokens` (or"
+    " `--insecure-no-auth`), or TLS options that do not go together",
+    "C079": "`charter serve`: the decision could not be recorded durably (its store failed), so not acknowledged (503)",
+    "C090": "the workbench's change impact (`/ui/impact`): a path outside the project, the parent of the served"
+    " policy directory (HTTP 403)",
+    "C091": "the workbench's change impact (`/ui/impact`): a path that is not a directory or file, or no time to"
+    " decide at (HTTP 422)",
     "C099": "a command failed unexpectedly (a bug of Charter's or a plugin's): one line and a code, never a traceback",
     "D000": "a storage error (the base of every store error)",
     "D001": "blob content does not match its digest `…...`",

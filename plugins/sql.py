@@ -24,6 +24,22 @@ from engine.storage import Link, StorageError, check_digest
 
 T = TypeVar("T")
 
+try:  # the errors of the drivers the bulk paths call directly, past SQLAlchemy
+    from psycopg import Error as _PsycopgError
+
+    _DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, _PsycopgError)
+except ImportError:  # pragma: no cover - PostgreSQL support not installed
+    _DRIVER_ERRORS = (sqlite3.Error,)
+_CAUGHT: tuple[type[Exception], ...] = (exc.DBAPIError, *_DRIVER_ERRORS)
+
+
+def _as_dbapi(err: Exception) -> exc.DBAPIError:
+    """A driver's own error as SQLAlchemy would have raised it (its class named as the driver's)."""
+    kind = getattr(exc, type(err).__name__, exc.DBAPIError)
+    cls = kind if isinstance(kind, type) and issubclass(kind, exc.DBAPIError) else exc.DBAPIError
+    return cls(None, None, err)
+
+
 BUSY_TIMEOUT = 30.0  # seconds SQLite waits for another connection's lock before it reports busy
 ATTEMPTS = 10  # tries of a transaction that met a busy database (or a PostgreSQL deadlock)
 
@@ -53,8 +69,8 @@ _DIGESTED = "~sha256:"  # a stored name standing for a name the column cannot ho
 
 def _raw(value: object) -> bytes:
     """A stored value as bytes. A row edited by hand through SQL can hold text (SQLite's `||`
-    makes text of a BLOB), or a number: it is read as its text's UTF-8 bytes, so verify reports it altered rather
-    than failing on it."""
+    makes text of a BLOB), or a number: it is read as its text's UTF-8 bytes, so verify
+    reports it altered rather than failing on it."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     return str(value).encode("utf-8", "surrogatepass")
@@ -134,7 +150,8 @@ class SqlStore:
                         return work(conn)
                 with self.engine.connect() as conn:  # reads: no commit needed
                     return work(conn)
-            except exc.DBAPIError as err:
+            except _CAUGHT as raised:
+                err = raised if isinstance(raised, exc.DBAPIError) else _as_dbapi(raised)
                 if not _busy(err):
                     raise _wrap(err, what) from None
                 if attempt == ATTEMPTS or time.monotonic() - started >= BUSY_TIMEOUT:
@@ -179,19 +196,8 @@ class SqlStore:
         if not bodies:
             return []
 
-        def work(conn: sa.Connection) -> list[int]:
-            if not self.sqlite:  # one writer at a time; readers go on (SQLite: BEGIN IMMEDIATE)
-                conn.execute(sa.text("LOCK TABLE charter_records IN EXCLUSIVE MODE"))
-            row = conn.execute(sa.select(_RECORDS.c.data).order_by(_RECORDS.c.seq.desc()).limit(1)).first()
-            prev = _raw(row[0]) if row is not None else None
-            rows = []
-            for body in bodies:
-                prev = link(prev, body)
-                rows.append({"data": prev})
-            insert = _RECORDS.insert().returning(_RECORDS.c.seq, sort_by_parameter_order=True)
-            return [int(r[0]) for r in conn.execute(insert, rows)]  # one batched statement
-
-        return self._transact("append records", work)
+        append = _sqlite_append_linked if self.sqlite else _postgresql_append_linked
+        return self._transact("append records", lambda conn: append(conn, bodies, link))
 
     def add_keys(self, keys: Mapping[str, bytes]) -> dict[str, bytes]:
         if not keys:
@@ -234,6 +240,51 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _sqlite_append_linked(conn: sa.Connection, bodies: Sequence[bytes], link: Link) -> list[int]:
+    """``append_linked`` on SQLite, on the driver's own bulk path (``executemany``), inside the
+    transaction ``conn`` began (BEGIN IMMEDIATE: the write lock is held, so the rows inserted
+    are the ones after the last row read, in order)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None  # an open connection's sqlite3 connection
+    cursor = driver.cursor()
+    try:
+        row = cursor.execute("SELECT seq, data FROM charter_records ORDER BY seq DESC LIMIT 1").fetchone()
+        last, prev = (int(row[0]), _raw(row[1])) if row is not None else (0, None)
+        rows = []
+        for body in bodies:
+            prev = link(prev, body)
+            rows.append((prev,))
+        cursor.executemany("INSERT INTO charter_records (data) VALUES (?)", rows)
+        after = cursor.execute("SELECT seq FROM charter_records WHERE seq > ? ORDER BY seq", (last,))
+        seqs = [int(r[0]) for r in after]
+    finally:
+        cursor.close()
+    if len(seqs) != len(bodies):  # pragma: no cover - the write lock makes this impossible
+        raise StorageError("the log changed while records were appended", code="D004")
+    return seqs
+
+
+def _postgresql_append_linked(conn: sa.Connection, bodies: Sequence[bytes], link: Link) -> list[int]:
+    """``append_linked`` on PostgreSQL, on the driver's bulk path (``COPY``), inside the
+    transaction ``conn`` began, holding the table's lock (one writer at a time; readers go on):
+    the rows after the last row read are this batch's, numbered in the order they were copied."""
+    driver = conn.connection.driver_connection
+    assert driver is not None  # an open connection's psycopg connection
+    with driver.cursor() as cursor:
+        cursor.execute("LOCK TABLE charter_records IN EXCLUSIVE MODE")
+        row = cursor.execute("SELECT seq, data FROM charter_records ORDER BY seq DESC LIMIT 1").fetchone()
+        last, prev = (int(row[0]), _raw(row[1])) if row is not None else (0, None)
+        with cursor.copy("COPY charter_records (data) FROM STDIN") as copy:
+            for body in bodies:
+                prev = link(prev, body)
+                copy.write_row((prev,))
+        after = cursor.execute("SELECT seq FROM charter_records WHERE seq > %s ORDER BY seq", (last,))
+        seqs = [int(r[0]) for r in after]
+    if len(seqs) != len(bodies):  # pragma: no cover - the table's lock makes this impossible
+        raise StorageError("the log changed while records were appended", code="D004")
+    return seqs
 
 
 def _sqlite_file(given: str, url: sa.engine.URL, *, memory: bool) -> None:

@@ -483,3 +483,80 @@ def test_without_the_key_show_keeps_the_reasons_and_replay_fails(
     )
     assert replayed.returncode == 1
     assert "0 unreadable (erased or withheld)" in replayed.stdout and "no log key was given" in replayed.stderr
+
+
+# -- the log's hot path: encoded once, group commit ---------------------------------------------------
+
+
+def test_a_record_encoded_once_is_the_chains_record_byte_for_byte() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from engine.audit.chain import canonical, link_after
+    from engine.audit.log import record_after
+
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+        max_leaves=20,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(values, st.integers(0, 10**12), st.text("0123456789abcdef", min_size=64, max_size=64))
+    def same(value: Any, n: int, prev: str) -> None:
+        body = canonical(value)
+        assert record_after(prev, n, body) == link_after(prev, n, body)
+
+    same()
+
+
+def test_concurrent_records_share_one_commit_and_make_one_chain(url: str) -> None:
+    import threading
+    import time
+
+    store = opened(url)
+    commits: list[int] = []
+
+    class Counting(DecisionLog):
+        def committed(self, calls: int, records: int, seconds: float) -> None:
+            commits.append(calls)
+
+    log = Counting(store, Protector(store, KEY))
+    engine = Engine(POLICIES, log=log)
+    requests = load("requests/access.jsonl")[:9]
+    for r in requests:  # keys made first: the commits below are the records' only
+        engine.evaluate("access", r, now=NOW)
+    commits.clear()
+    gate, inside = threading.Event(), threading.Event()
+    append = store.append_linked
+
+    def held(bodies: Any, link: Any) -> list[int]:
+        inside.set()
+        gate.wait(30)
+        return append(bodies, link)
+
+    store.append_linked = held  # type: ignore[method-assign]
+    decisions: dict[int, Decision] = {}
+
+    def one(i: int) -> None:
+        decisions[i] = engine.evaluate("access", requests[i], now=NOW)
+
+    first = threading.Thread(target=one, args=(0,))
+    first.start()
+    assert inside.wait(30)
+    rest = [threading.Thread(target=one, args=(i,)) for i in range(1, 9)]
+    for t in rest:
+        t.start()
+    deadline = time.monotonic() + 30
+    while len(log._queue) < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.set()
+    for t in [first, *rest]:
+        t.join(timeout=60)
+    assert commits == [1, 8]  # the eight that came while the first commit ran: one commit
+    rows = list(store.read())
+    assert verify(rows).ok and len(rows) == 18
+    assert sorted(json.loads(data)["hash"] for _, data in rows[9:]) == sorted(d.record_id for d in decisions.values())
+    with Replayer(store, Protector(store, KEY)) as replayer:
+        report = replayer.run()
+    assert report.ok and report.same == 18

@@ -282,7 +282,9 @@ def test_health_ready_metrics_and_openapi(client: TestClient, examples: dict[str
     checked_in = json.loads((ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))
     assert served == checked_in, "regenerate it: python -m engine.serve.openapi > docs/openapi.json"
     routes = {r.path for r in client.app.routes}  # type: ignore[attr-defined]
-    assert set(served["paths"]) == routes - {"/openapi.json"}
+    # every API route is described; the web workbench's pages (/ui, HTML for people) are not API
+    assert set(served["paths"]) == routes - {"/openapi.json", "/ui"}
+    assert all(p.startswith(("/v1/", "/health", "/ready", "/metrics")) for p in served["paths"])
 
 
 # -- the decision log --------------------------------------------------------------------------------

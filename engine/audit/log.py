@@ -26,15 +26,17 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
-from engine.audit.chain import canonical, head_of, link_after
+from engine.audit.chain import canonical, head_of
 from engine.audit.protect import SEALED, Protector
 from engine.core.decision import Decision, jsonable
-from engine.storage import Store
+from engine.storage import StorageError, Store
 
 if TYPE_CHECKING:
     from engine.audit.checkpoint import Checkpointer
@@ -44,6 +46,17 @@ if TYPE_CHECKING:
 
 RECORD_VERSION = 2  # 2: plugin outputs recorded (``plugin_outputs``); version 1 records are still read
 Sensitive = Callable[[str, Any], bool]
+
+
+def record_after(prev_hash: str, prev_n: int, body: bytes) -> tuple[bytes, str, int]:
+    """``chain.link_after``, byte for byte, with the body encoded once: the record's canonical
+    JSON (``{"body","hash","n","prev"}``, sorted keys) is put together around the body's text
+    escaped as a JSON string, and the hash is taken over the body's bytes as they are."""
+    n = prev_n + 1
+    head = prev_hash.encode()
+    digest = hashlib.sha256(b"%s\n%d\n%s" % (head, n, body)).hexdigest()
+    text = encode_basestring(body.decode()).encode()
+    return b'{"body":%s,"hash":"%s","n":%d,"prev":"%s"}' % (text, digest.encode(), n, head), digest, n
 
 
 def decision_body(decision: Decision) -> dict[str, Any]:
@@ -59,6 +72,22 @@ def decision_body(decision: Decision) -> dict[str, Any]:
     }
 
 
+class _Entry:
+    """One call to ``DecisionLog.record`` waiting for its group's commit."""
+
+    __slots__ = ("built", "decisions", "done", "error", "ids", "pending", "wake")
+
+    def __init__(self, decisions: list[Decision]) -> None:
+        self.decisions = decisions
+        self.built: list[dict[str, Any]] = []
+        self.pending: list[tuple[str, str, Any, dict[str, str]]] = []
+        self.ids: list[str] | None = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held until its thread is to go on
+
+
 class DecisionLog:
     """Writes decision records to a store; thread-safe."""
 
@@ -72,6 +101,10 @@ class DecisionLog:
         self._stored: set[tuple[str, str]] = set()
         self._sensitive: dict[tuple[int, int], tuple[Program, Program | None, Sensitive]] = {}
         self._lock = threading.Lock()
+        self._children: dict[tuple[str, str], str] = {}  # (path, key) -> the path of the key's value
+        self._group = threading.Lock()  # guards the group commit's queue
+        self._queue: list[_Entry] = []
+        self._committing = False
 
     # -- content-addressed context ---------------------------------------------------------------
 
@@ -134,9 +167,7 @@ class DecisionLog:
     def _fill(self, pending: list[tuple[str, str, Any, dict[str, str]]]) -> None:
         """Seal the values set aside while building bodies: all their customers' keys at once."""
         if pending and self.protector is not None:
-            sealed = self.protector.seal_many([(subject, path, value) for subject, path, value, _ in pending])
-            for (_, _, _, slot), value in zip(pending, sealed, strict=True):
-                slot.update(value)
+            self.protector.seal_into(pending)
 
     def record(
         self,
@@ -148,35 +179,107 @@ class DecisionLog:
         """Append one record per decision, durably; returns their ids (record hashes).
 
         Each item: the decision, the facts it was made from, the program that made it and the
-        audit-mode program that made ``decision.audit`` (or None)."""
+        audit-mode program that made ``decision.audit`` (or None). Group commit: records that
+        other threads hand in while a commit is under way are appended together in the next
+        one, in one transaction; a lone call commits at once. A failed commit raises its error
+        in every call whose records it held, and none of them is given an id."""
         if not items:
             return []
+        entry = self._prepare(items, bundle, registry, classification)
+        self._submit(entry)
+        if entry.error is not None:
+            raise entry.error
+        assert entry.ids is not None
+        return entry.ids
+
+    def _prepare(
+        self,
+        items: Sequence[tuple[Decision, Mapping[str, Any], Program, Program | None]],
+        bundle: Bundle,
+        registry: Registry,
+        classification: Program | None,
+    ) -> _Entry:
+        """The records' bodies, built in the caller's thread; their sealed values left to fill."""
         context = {"bundle_blob": self.bundle_blob(bundle), "plugins": self.plugins_blob(registry)}
         for _, _, program, _ in items:
             self.snapshot_blob(program)
             for up in program.upstream.values():
                 self.snapshot_blob(up)
-        pending: list[tuple[str, str, Any, dict[str, str]]] = []
-        built = [self._body(d, f, p, context, classification, pending, shadow, registry) for d, f, p, shadow in items]
+        entry = _Entry([d for d, _, _, _ in items])
+        entry.built = [
+            self._body(d, f, p, context, classification, entry.pending, shadow, registry) for d, f, p, shadow in items
+        ]
+        return entry
+
+    def _submit(self, entry: _Entry) -> None:
+        """Commit ``entry`` with whatever else is waiting: the first caller to find no commit
+        under way leads (commits the queue, itself included); the others wait, and when a
+        commit ends it hands the lead to the first still waiting."""
+        with self._group:
+            self._queue.append(entry)
+            lead = not self._committing
+            self._committing = True
+        if not lead:
+            entry.wake.acquire()  # released when its commit is done, or when it is to lead
+            if entry.done:
+                return
+        with self._group:
+            group, self._queue = self._queue, []
+        try:
+            self._commit_group(group)
+        finally:
+            for other in group:
+                if not other.done:  # the commit itself went wrong: never acknowledged
+                    other.error, other.done = StorageError("the decision log's commit failed", code="D004"), True
+                if other is not entry:
+                    other.wake.release()
+            with self._group:
+                nxt = self._queue[0] if self._queue else None
+                self._committing = nxt is not None
+            if nxt is not None:
+                nxt.wake.release()  # its thread leads the next commit (not done: it leads)
+
+    def _commit_group(self, group: list[_Entry]) -> None:
+        start = time.perf_counter()
+        try:
+            ids = self._commit([e.built for e in group], [p for e in group for p in e.pending])
+        except BaseException as exc:  # every call in the group fails with it; none is acknowledged
+            for e in group:
+                e.error, e.done = exc, True
+            return
+        at = 0
+        for e in group:
+            e.ids = ids[at : at + len(e.decisions)]
+            at += len(e.decisions)
+            for decision, rid in zip(e.decisions, e.ids, strict=True):
+                decision.record_id = rid
+            e.done = True
+        self.committed(len(group), len(ids), time.perf_counter() - start)
+
+    def committed(self, calls: int, records: int, seconds: float) -> None:
+        """Called after each durable commit: ``records`` records of ``calls`` calls to ``record``
+        in one transaction, in ``seconds``. Nothing by default (the service counts them)."""
+
+    def _commit(
+        self, built: list[list[dict[str, Any]]], pending: list[tuple[str, str, Any, dict[str, str]]]
+    ) -> list[str]:
+        """Seal, encode and append the bodies of a group in one transaction; their ids."""
         self._fill(pending)
-        bodies = [canonical(b) for b in built]
+        bodies = [canonical(b) for part in built for b in part]
         made: list[tuple[bytes, str, int]] = []  # (record, hash, n) as linked, in order
 
         def linked(prev: bytes | None, body: bytes) -> bytes:
             if made and prev is made[-1][0]:  # the record just made: no need to parse it again
-                record, digest, n = link_after(made[-1][1], made[-1][2], body)
+                record, digest, n = record_after(made[-1][1], made[-1][2], body)
             else:
-                record, digest, n = link_after(*head_of(prev), body)
+                record, digest, n = record_after(*head_of(prev), body)
             made.append((record, digest, n))
             return record
 
         self.store.append_linked(bodies, linked)  # returns once the records are durable
         if self.checkpoints is not None:
             self.checkpoints.linked(made[-1][2], made[-1][1])
-        ids = [digest for _, digest, _ in made[-len(items) :]]
-        for (decision, _, _, _), rid in zip(items, ids, strict=True):
-            decision.record_id = rid
-        return ids
+        return [digest for _, digest, _ in made[-len(bodies) :]]
 
     # -- sensitivity -----------------------------------------------------------------------------
 
@@ -201,18 +304,35 @@ class DecisionLog:
     ) -> Any:
         """``value`` as logged: each sensitive leaf becomes a slot ``_fill`` seals."""
         if isinstance(value, dict):
-            return {
-                k: self._seal(v, f"{path}.{k}" if path else str(k), subject, sensitive, pending)
-                for k, v in value.items()
-            }
+            out: dict[Any, Any] = {}
+            children = self._children
+            for k, v in value.items():
+                child = children.get((path, k)) if type(k) is str else None  # (1 and True are one key)
+                if child is None:
+                    child = f"{path}.{k}" if path else str(k)
+                    if type(k) is str:
+                        if len(children) >= 65536:
+                            children.clear()
+                        children[(path, k)] = child
+                kind = type(v)
+                if kind is str or kind is int or kind is float or kind is bool:  # a leaf (as jsonable has it)
+                    out[k] = self._sealed(v, child, subject, pending) if sensitive(child, v) else v
+                elif v is None:
+                    out[k] = None
+                else:
+                    out[k] = self._seal(v, child, subject, sensitive, pending)
+            return out
         if isinstance(value, list):
             return [self._seal(v, f"{path}[{i}]", subject, sensitive, pending) for i, v in enumerate(value)]
         if value is None or not sensitive(path, value):
             return jsonable(value)
+        return self._sealed(jsonable(value), path, subject, pending)
+
+    def _sealed(self, value: Any, path: str, subject: str, pending: list[tuple[str, str, Any, dict[str, str]]]) -> Any:
         if self.protector is None:
             return {"$withheld": "sensitive; no log key was given"}
         slot: dict[str, str] = {}
-        pending.append((subject, path, jsonable(value), slot))
+        pending.append((subject, path, value, slot))
         return slot
 
 
@@ -412,7 +532,11 @@ def sensitivity(program: Program, classification: Program | None = None) -> Sens
                 paths[path] = known
         if known[0]:
             return True
-        return classifier is not None and any(classifier(name, value) for name in known[1])
+        if classifier is not None:
+            for name in known[1]:
+                if classifier(name, value):
+                    return True
+        return False
 
     return sensitive
 

@@ -150,17 +150,36 @@ class Protector:
 
     def seal_many(self, items: Sequence[tuple[str, str, Any]]) -> list[dict[str, str]]:
         """Seal each (subject, path, value); the subjects' keys are fetched or made in one go."""
-        keys = self._keys((subject for subject, _, _ in items), create=True)
-        out = []
+        slots: list[dict[str, str]] = [{} for _ in items]
+        self.seal_into(
+            [(subject, path, value, slot) for (subject, path, value), slot in zip(items, slots, strict=True)]
+        )
+        return slots
+
+    def seal_into(self, items: Sequence[tuple[str, str, Any, dict[str, str]]]) -> None:
+        """Seal each (subject, path, value) into its slot (``{"$sealed": ...}``): the subjects'
+        keys fetched or made in one go (one read, at most one write), one system call for the
+        nonces; what ``seal_many`` does, without building its list."""
+        keys = self._keys((item[0] for item in items), create=True)
         nonces = os.urandom(12 * len(items))  # one system call for the batch's random nonces
-        for i, (subject, path, value) in enumerate(items):
-            key = keys[subject]
+        last, key = None, None
+        at = 0
+        for subject, path, value, slot in items:
+            if subject is not last:
+                last, key = subject, keys[subject]
+                assert key is not None
+            nonce = nonces[at : at + 12]
+            at += 12
+            kind = type(value)
+            if kind is str:
+                data = encode_basestring(value).encode()
+            elif kind is int:
+                data = str(value).encode()
+            else:
+                scalar = _scalar(value)
+                data = canonical(value) if scalar is None else scalar
             assert key is not None
-            nonce = nonces[12 * i : 12 * i + 12]
-            data = _scalar(value)
-            sealed = key.encrypt(nonce, canonical(value) if data is None else data, path.encode())
-            out.append({SEALED: b2a_base64(nonce + sealed, newline=False).decode("ascii")})
-        return out
+            slot[SEALED] = b2a_base64(nonce + key.encrypt(nonce, data, path.encode()), newline=False).decode("ascii")
 
     def preload(self, subjects: Iterable[str]) -> None:
         """Fetch the data keys of ``subjects`` in one read (replay: before opening their values)."""

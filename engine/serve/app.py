@@ -1,7 +1,14 @@
 """The HTTP layer: a Starlette application over a ``Service``. JSON in and out (orjson).
 
 Every response carries ``X-Charter-Bundle`` (the bundle version that decided, or that is
-serving); every error is ``{"error": {"code", "message", "hint", ...}}`` (``engine.serve.errors``).
+serving); every error is ``{"error": {"code", "message", "hint", ...}}`` (``engine.serve.errors``),
+whatever raised it: a route of the service's, one mounted later, or the middleware.
+
+Two middlewares wrap every route: ``engine.serve.auth.AuthMiddleware`` (the bearer token,
+401; each of the service's routes then checks the scope ``auth.ENDPOINTS`` gives it, 403)
+and ``BodyLimit`` (413 once a body, chunked or not, is over ``max_body``). ``request_timeout``
+bounds the time of a request: past it the request is answered 504 (C085) while the work it
+started in a worker thread runs on to its end (a thread cannot be stopped).
 
 Engine calls run in Starlette's threadpool when the service logs decisions (a durable append
 waits on the disk); unlogged, they run on the event loop itself: a decision takes tens of
@@ -11,20 +18,24 @@ microseconds, less than the hop to a worker thread costs (docs/serve.md has the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from engine.errors import CharterError
 from engine.serve import auditlog
+from engine.serve.auth import ADMIN, ANY, ENDPOINTS, OPEN, AuthConfig, AuthMiddleware, has_scope, require_scope
 from engine.serve.errors import ServeError, bad_param, error_body, internal, status_of
 from engine.serve.metrics import CONTENT_TYPE
 from engine.serve.openapi import openapi
@@ -32,19 +43,33 @@ from engine.serve.service import Service
 
 _LOG = logging.getLogger("charter.serve")
 MAX_BODY = 16 * 1024 * 1024  # bytes of one request body
+MAX_BATCH = 10_000  # items of one batch
 JSON = "application/json"
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(service: Service, *, inline: bool | None = None, max_body: int = MAX_BODY) -> Starlette:
-    """The application. ``inline``: run engine calls on the event loop (default: when the
-    service does not log decisions)."""
+def create_app(
+    service: Service,
+    *,
+    inline: bool | None = None,
+    max_body: int = MAX_BODY,
+    max_batch: int = MAX_BATCH,
+    request_timeout: float | None = None,
+    auth: AuthConfig | None = None,
+) -> Starlette:
+    """The application. ``inline``: run single decisions on the event loop (default: when the
+    service does not log decisions; batches always run in a worker thread). ``auth``: the
+    tokens (default: none, every request anonymous). ``request_timeout``: seconds (None: no limit)."""
     run_inline = service.engine.log is None if inline is None else inline
+
+    async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # abandon_on_cancel: past the request's time limit the response goes, the thread runs on
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), abandon_on_cancel=True)
 
     async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if run_inline:
             return fn(*args, **kwargs)
-        return await run_in_threadpool(fn, *args, **kwargs)
+        return await in_thread(fn, *args, **kwargs)
 
     def respond(data: Any, status: int = 200, bundle: str | None = None) -> Response:
         return Response(
@@ -55,12 +80,25 @@ def create_app(service: Service, *, inline: bool | None = None, max_body: int = 
         )
 
     def failed(exc: CharterError) -> Response:
-        return respond({"error": error_body(exc)}, status_of(exc))
+        response = respond({"error": error_body(exc)}, status_of(exc))
+        if isinstance(exc, ServeError):
+            response.headers.update(exc.headers)
+        return response
 
-    def endpoint(fn: Handler) -> Handler:
+    def endpoint(need: str, fn: Handler) -> Handler:
+        """``fn`` checking the scope ``need`` first, within the time limit, answering any error in the shape."""
+
         async def run(request: Request) -> Response:
             try:
-                return await fn(request)
+                if need not in (OPEN, ANY):
+                    require_scope(request, need)
+                if request_timeout is None:
+                    return await fn(request)
+                with anyio.fail_after(request_timeout):
+                    return await fn(request)
+            except TimeoutError:
+                _LOG.warning("%s %s: over the time limit of %s s", request.method, request.url.path, request_timeout)
+                return failed(timed_out(request_timeout or 0))
             except CharterError as exc:
                 if status_of(exc) >= 500:
                     _LOG.error("%s %s: %s", request.method, request.url.path, exc.describe())
@@ -73,14 +111,9 @@ def create_app(service: Service, *, inline: bool | None = None, max_body: int = 
         return run
 
     async def body_of(request: Request, *, required: bool = True) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            raise too_large(max_body)
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > max_body:
-                raise too_large(max_body)
+        check_json(request.headers.get("content-type"))
+        chunks = [chunk async for chunk in request.stream()]  # BodyLimit stops it past max_body
+        raw = b"".join(chunks)
         if not raw.strip():
             if not required:
                 return None
@@ -100,69 +133,68 @@ def create_app(service: Service, *, inline: bool | None = None, max_body: int = 
             return True
         raise bad_param("explain", text, "`true` or `false`")
 
-    @endpoint
     async def decide(request: Request) -> Response:
         domain = request.path_params["domain"]
         service.check_domain(domain)
         out = await call(service.decide, domain, await body_of(request), explain=explain(request))
         return respond(out, bundle=out["bundle_version"])
 
-    @endpoint
     async def decide_batch(request: Request) -> Response:
         domain = request.path_params["domain"]
         service.check_domain(domain)
-        out = await call(service.decide_batch, domain, await body_of(request), explain=explain(request))
+        body = await body_of(request)
+        items = body.get("facts") if isinstance(body, dict) else None
+        if isinstance(items, list) and len(items) > max_batch:
+            raise ServeError(
+                f"the batch has {len(items):,} items, over the limit of {max_batch:,}",
+                status=413,
+                code="C084",
+                hint=f"send at most {max_batch:,} items in one call",
+            )
+        # a batch is too long for the event loop, logged or not: it would hold up every other request
+        out = await in_thread(service.decide_batch, domain, body, explain=explain(request))
         return respond(out, bundle=out["bundle_version"])
 
-    @endpoint
     async def customer(request: Request) -> Response:
         out = await call(service.customer, await body_of(request), explain=explain(request))
         return respond(out, bundle=out["bundle_version"])
 
-    @endpoint
     async def bundle(request: Request) -> Response:
         return respond(service.bundle_info())
 
-    @endpoint
     async def log_records(request: Request) -> Response:
-        return respond(await run_in_threadpool(auditlog.find, service, dict(request.query_params)))
+        return respond(await in_thread(auditlog.find, service, dict(request.query_params)))
 
-    @endpoint
     async def log_record(request: Request) -> Response:
-        return respond(await run_in_threadpool(auditlog.get, service, request.path_params["id"]))
+        return respond(await in_thread(auditlog.get, service, request.path_params["id"]))
 
-    @endpoint
     async def log_verify(request: Request) -> Response:
         body = await body_of(request, required=False)
-        return respond(await run_in_threadpool(auditlog.verify_log, service, body))
+        return respond(await in_thread(auditlog.verify_log, service, body))
 
-    @endpoint
     async def log_replay(request: Request) -> Response:
         body = await body_of(request, required=False)
         job = auditlog.start_replay(service, body)
         return respond(job, 202)
 
-    @endpoint
     async def job(request: Request) -> Response:
         return respond(service.jobs.get(request.path_params["id"]))
 
-    @endpoint
     async def health(request: Request) -> Response:
         return respond({"status": "ok", "bundle_version": service.engine.bundle_version})
 
-    @endpoint
     async def ready(request: Request) -> Response:
-        ok, out = await run_in_threadpool(service.readiness)
+        ok, out = await in_thread(service.readiness)
+        if not has_scope(request, ADMIN):  # the errors' details (files, the store) are for admins
+            out["reasons"] = [{"what": r["what"], "message": r["message"]} for r in out["reasons"]]
         return respond(out, 200 if ok else 503)
 
-    @endpoint
     async def metrics(request: Request) -> Response:
-        data = await run_in_threadpool(service.metrics.render)
+        data = await in_thread(service.metrics.render)
         return Response(data, media_type=CONTENT_TYPE, headers={"X-Charter-Bundle": service.engine.bundle_version})
 
     document = openapi()
 
-    @endpoint
     async def openapi_json(request: Request) -> Response:
         return respond(document)
 
@@ -174,30 +206,109 @@ def create_app(service: Service, *, inline: bool | None = None, max_body: int = 
             what = f"no endpoint `{request.url.path}`"
         return failed(ServeError(what, status=status, code="C068", hint="GET /openapi.json lists the endpoints"))
 
+    async def refused(request: Request, exc: Exception) -> Response:
+        # a ServeError raised in a mounted route, or by BodyLimit while a route reads the body
+        return failed(exc if isinstance(exc, ServeError) else internal())
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        # anything a mounted route let escape: the traceback goes to the service's log, never out
+        _LOG.error("%s %s failed: %s", request.method, request.url.path, exc.__class__.__name__)
+        return failed(internal())
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service.start()
         try:
             yield
         finally:
-            await run_in_threadpool(service.stop)
+            await in_thread(service.stop)
 
-    routes = [
-        Route("/v1/decide/{domain}", decide, methods=["POST"]),
-        Route("/v1/decide/{domain}/batch", decide_batch, methods=["POST"]),
-        Route("/v1/customer", customer, methods=["POST"]),
-        Route("/v1/bundle", bundle, methods=["GET"]),
-        Route("/v1/log/records", log_records, methods=["GET"]),
-        Route("/v1/log/records/{id}", log_record, methods=["GET"]),
-        Route("/v1/log/verify", log_verify, methods=["POST"]),
-        Route("/v1/log/replay", log_replay, methods=["POST"]),
-        Route("/v1/jobs/{id}", job, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi_json, methods=["GET"]),
+    table: dict[tuple[str, str], Handler] = {
+        ("POST", "/v1/decide/{domain}"): decide,
+        ("POST", "/v1/decide/{domain}/batch"): decide_batch,
+        ("POST", "/v1/customer"): customer,
+        ("GET", "/v1/bundle"): bundle,
+        ("GET", "/v1/log/records"): log_records,
+        ("GET", "/v1/log/records/{id}"): log_record,
+        ("POST", "/v1/log/verify"): log_verify,
+        ("POST", "/v1/log/replay"): log_replay,
+        ("GET", "/v1/jobs/{id}"): job,
+        ("GET", "/health"): health,
+        ("GET", "/ready"): ready,
+        ("GET", "/metrics"): metrics,
+        ("GET", "/openapi.json"): openapi_json,
+    }
+    # ENDPOINTS[...]: a route whose scope is not written down there cannot be built
+    routes: list[BaseRoute] = [
+        Route(path, endpoint(ENDPOINTS[(method, path)], fn), methods=[method]) for (method, path), fn in table.items()
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    from engine.web import routes as web_routes  # the workbench's pages, /ui/ (docs/workbench.md); a layer above
+
+    routes += web_routes(service)
+    # routes mounted here (the web workbench) are covered by the middleware too: they need a
+    # valid token, and ask its scopes with engine.serve.auth.has_scope / require_scope
+    handlers = {HTTPException: http_error, ServeError: refused, Exception: crashed}
+    middleware = [
+        Middleware(AuthMiddleware, config=auth or AuthConfig(), reject=failed),
+        Middleware(BodyLimit, limit=max_body, reject=failed),
+    ]
+    return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware, lifespan=lifespan)
+
+
+def check_json(content_type: str | None) -> None:
+    """A body sent with a content type must be sent as JSON (``application/json``, ``…+json``)."""
+    if content_type is None:
+        return
+    media = content_type.partition(";")[0].strip().lower()
+    if media == JSON or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise ServeError(
+        f"the request body is `{media}`, not JSON",
+        status=415,
+        code="C083",
+        hint="send it with `Content-Type: application/json` (curl: `--json @file`)",
+    )
+
+
+def timed_out(limit: float) -> ServeError:
+    return ServeError(
+        f"the request took over the limit of {limit:g} s",
+        status=504,
+        code="C085",
+        hint="the work it started goes on in the service and may still finish (a logged decision may be"
+        " in the log: find it before deciding again); send a smaller batch, or retry later",
+    )
+
+
+class BodyLimit:
+    """Answers 413 for a body over ``limit`` bytes: at once by its ``Content-Length``, else
+    (chunked) by raising ``too_large`` into the route reading it, once it has read that much."""
+
+    def __init__(self, app: Any, limit: int, reject: Callable[[ServeError], Response]) -> None:
+        self.app = app
+        self.limit = limit
+        self.reject = reject
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = next((v for k, v in scope.get("headers", ()) if k.lower() == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self.reject(too_large(self.limit))(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise too_large(self.limit)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def too_large(limit: int) -> ServeError:

@@ -1,17 +1,23 @@
-"""``charter serve``: start the decision service (uvicorn, uvloop and httptools)."""
+"""``charter serve``: start the decision service (uvicorn, uvloop and httptools), and
+``charter serve token new``: make a bearer token for its tokens file (``engine.serve.auth``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import socket
+import ssl
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.errors import CharterError
+
 if TYPE_CHECKING:
+    from engine.serve.auth import AuthConfig
     from engine.serve.service import Service
 
 _LOG = logging.getLogger("charter.serve")
@@ -33,7 +39,55 @@ def add_serve_command(sub: Any, default_policies: str, default_key: str) -> None
     s.add_argument("--settle", type=float, metavar="S", help="reload once the files stayed unchanged S s")
     s.add_argument("--approvers", metavar="DIR", help="serve only bundles approved by these keys (NAME.pem each)")
     s.add_argument("--require-approvals", type=int, default=3, metavar="N", help="with --approvers (default 3)")
+    a = s.add_argument_group("security and limits (docs/serve.md)")
+    a.add_argument(
+        "--tokens",
+        metavar="FILE",
+        help="bearer tokens and their scopes (YAML or JSON); without it: loopback only, every request anonymous",
+    )
+    a.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve another address than loopback without --tokens: anyone who reaches it may decide and read the log",
+    )
+    a.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
+    a.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    a.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates signed by these CAs (mTLS)")
+    a.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="answer 504 once a request took S s (default 60; 0: no limit)",
+    )
+    a.add_argument(
+        "--max-body",
+        type=int,
+        default=16 * 1024 * 1024,
+        metavar="BYTES",
+        help="the largest request body (default 16 MiB)",
+    )
+    a.add_argument(
+        "--max-batch", type=int, default=10_000, metavar="N", help="the most items of one batch (default 10,000)"
+    )
     s.set_defaults(run=cmd_serve)
+    tok = (
+        s.add_subparsers(dest="serve_command", metavar="token")
+        .add_parser("token", help="bearer tokens for --tokens")
+        .add_subparsers(dest="token_command", required=True)
+    )
+    new = tok.add_parser("new", help="print a fresh token and the entry of the tokens file that lets it in")
+    new.add_argument("name", help="who the token is for (shown in the service's log, never secret)")
+    new.add_argument(
+        "--scopes",
+        action="append",
+        required=True,
+        metavar="S[,S…]",
+        help="decide, log:read, replay, metrics, admin, unseal (comma-separated or repeated)",
+    )
+    new.add_argument("--add", metavar="FILE", help="also add the entry to this YAML tokens file (made if absent)")
+    new.add_argument("--format", choices=["text", "json"], default="text")
+    new.set_defaults(run=cmd_token_new)
 
 
 def build_service(args: argparse.Namespace) -> Service:
@@ -78,12 +132,83 @@ def build_service(args: argparse.Namespace) -> Service:
     return Service(engine, store=store, protector=protector, watch_interval=args.watch_interval or None)
 
 
+def cmd_token_new(args: argparse.Namespace) -> int:
+    from engine.serve.auth import Tokens, add_entry, check_scopes, digest, entry_text, new_token
+
+    scopes = sorted(check_scopes((s.strip() for arg in args.scopes for s in arg.split(",") if s.strip()), "--scopes"))
+    secret = new_token()
+    entry = entry_text(args.name, scopes, secret)
+    if args.add:
+        add_entry(Path(args.add), entry, args.name)
+        Tokens.load(args.add)
+    if args.format == "json":
+        out = {"name": args.name, "scopes": scopes, "token": secret, "sha256": digest(secret), "entry": entry}
+        print(json.dumps(out))
+        return 0
+    print(f"token for `{args.name}` (shown this once; keep it secret): {secret}")
+    if args.add:
+        print(f"added to {args.add}:\n{entry}")
+    else:
+        print(f"add this under `tokens:` in the tokens file (it holds the token's SHA-256, never the token):\n{entry}")
+    return 0
+
+
+def auth_of(args: argparse.Namespace) -> tuple[AuthConfig, str]:
+    """What the options let in, and the line saying so on stderr; or C087 refusing to start."""
+    from engine.serve.auth import AuthConfig, TokenFile, is_loopback
+
+    mtls = bool(args.tls_client_ca)
+    if args.tokens:
+        tokens = TokenFile(args.tokens)
+        where = f"{len(tokens)} bearer token(s) from {args.tokens} (read again when it changes)"
+        return AuthConfig(tokens), where + (", mTLS" if mtls else "")
+    if is_loopback(args.host):
+        return AuthConfig(local_only=True), (
+            "no --tokens: serving this machine only (loopback), every request anonymous with every scope but `unseal`"
+        )
+    if mtls:
+        return (
+            AuthConfig(),
+            "no --tokens: any client with a certificate of --tls-client-ca has every scope but `unseal`",
+        )
+    if args.insecure_no_auth:
+        return AuthConfig(), (
+            f"WARNING: --insecure-no-auth: anyone who reaches {args.host} may decide, read and replay the log"
+        )
+    raise CharterError(
+        f"`--host {args.host}` without `--tokens` would let anyone who reaches it decide and read the decision log",
+        code="C087",
+        hint="give `--tokens FILE` (`charter serve token new NAME --scopes decide`), require client certificates"
+        " with `--tls-client-ca`, or say `--insecure-no-auth`",
+    )
+
+
+def tls_of(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's TLS context (TLS 1.2 at least; client certificates required with a CA), or C087."""
+    if not (args.tls_cert or args.tls_key or args.tls_client_ca):
+        return None
+    if not (args.tls_cert and args.tls_key):
+        raise CharterError("`--tls-cert` and `--tls-key` go together", code="C087", hint="give both, or neither")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            context.load_verify_locations(cafile=args.tls_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise CharterError(f"the TLS certificate, key or client CA cannot be used: {exc}", code="C087") from None
+    return context
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from engine.serve.app import create_app
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    auth, auth_line = auth_of(args)
+    tls = tls_of(args)
     service = build_service(args)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -93,14 +218,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     engine = service.engine
     print(
-        f"charter serve: listening on http://{host}:{port} — bundle {engine.bundle_version}, "
+        f"charter serve: listening on {'https' if tls else 'http'}://{host}:{port} — bundle {engine.bundle_version}, "
         f"{len(engine.domains)} domain(s), snapshot {service.snapshot_id or 'none'}, "
         f"log {'on' if engine.log is not None else 'off'}",
         file=sys.stderr,
         flush=True,
     )
+    print(f"charter serve: {auth_line}", file=sys.stderr, flush=True)
+    app = create_app(
+        service,
+        auth=auth,
+        max_body=args.max_body,
+        max_batch=args.max_batch,
+        request_timeout=args.request_timeout or None,
+    )
     config = uvicorn.Config(
-        create_app(service), loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on"
+        app,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ssl_context_factory=None if tls is None else (lambda config, default: tls),
     )
     # uvicorn shuts down gracefully on SIGTERM, then raises it again for the handler it found:
     # with this one, `charter serve` then exits 0 (SIGINT still exits 130)

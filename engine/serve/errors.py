@@ -2,7 +2,8 @@
 
 Bad facts answer 422 with the engine's ``FactErrors`` (each error naming its field) under
 ``error.errors``; a decision that cannot be made answers 422 with the engine's
-``EvaluationError``; the service's own refusals are ``ServeError`` (codes C060-C069). No
+``EvaluationError``; the service's own refusals are ``ServeError`` (codes C060-C069, and
+C080-C085 for authentication and limits: ``engine.serve.auth``, ``engine.serve.app``). No
 response ever carries a traceback: anything unexpected is logged and answered as C069.
 """
 
@@ -18,9 +19,18 @@ class ServeError(CharterError):
 
     code = "C069"
 
-    def __init__(self, message: str, *, status: int, code: str, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str,
+        hint: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message, hint=hint, code=code)
         self.status = status
+        self.headers = headers or {}  # sent with the response: `WWW-Authenticate`, `Retry-After`
 
 
 def error_body(exc: CharterError) -> dict[str, Any]:

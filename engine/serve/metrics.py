@@ -6,6 +6,9 @@
 * ``charter_decision_seconds{domain}``: the time of one decision, its log append included
   (a histogram; a batch observes each item's share);
 * ``charter_log_append_seconds``: one append of the decision log (a batch of records);
+* ``charter_log_commits_total``: durable commits of the decision log, and
+  ``charter_log_batch_records``: the records in each (a histogram): with group commit, the
+  requests decided while a commit ran share the next one, so commits < requests under load;
 * ``charter_reloads_total``, ``charter_reloads_failed_total``: reloads of the policies by the
   watcher; ``charter_ready`` (1 or 0) and ``charter_bundle_info{version, snapshot}`` (1), read
   from the service as each scrape happens;
@@ -24,6 +27,7 @@ from prometheus_client.registry import Collector
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # from tens of microseconds (an unlogged decision) to a second (a slow durable append)
+SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)  # records in one commit of the log
 BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -79,11 +83,26 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self.log_commits = Counter(
+            "charter_log_commits", "durable commits of the decision log (one transaction each)", registry=self.registry
+        )
+        self.log_batch = Histogram(
+            "charter_log_batch_records",
+            "records appended in one commit of the decision log (group commit)",
+            buckets=SIZES,
+            registry=self.registry,
+        )
         self.registry.register(State(read))
 
     def decided(self, domain: str, outcome: str, seconds: float) -> None:
         self.decisions.labels(domain, outcome).inc()
         self.latency.labels(domain).observe(seconds)
+
+    def committed(self, records: int, seconds: float) -> None:
+        """One durable commit of the decision log: ``records`` records in ``seconds``."""
+        self.log_commits.inc()
+        self.log_batch.observe(records)
+        self.log_append.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.core.decision import ENGINE_VERSION
+from engine.serve.auth import ANY, ENDPOINTS, OPEN, SCOPES
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -23,10 +24,14 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     words = {
         400: "the body is not JSON (C061)",
+        401: "no bearer token, or one the service does not know (C080); `WWW-Authenticate: Bearer`",
+        403: "the token lacks the scope this operation needs (C081), named in `WWW-Authenticate`",
         404: "not found: a domain (C060), the log (C065), a record (C066), a job (C067)",
-        413: "the body is over the limit (C068)",
+        413: "the body is over the limit (C068), or a batch has more items than the service takes (C084)",
+        415: "the body is sent as something else than JSON (C083)",
         422: "bad facts (the engine's FactErrors, each naming its field), a decision that cannot be made, "
         "or a body or parameter of the wrong shape (C062-C064)",
+        504: "the request took longer than the service's time limit (C085); the work it started may still finish",
     }
     return {str(s): _json(_ref("Error"), words[s]) for s in statuses}
 
@@ -390,6 +395,7 @@ def openapi() -> dict[str, Any]:
             }
         },
     }
+    _secure(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -398,8 +404,39 @@ def openapi() -> dict[str, Any]:
             "description": "Decisions with their reasons over HTTP; see docs/serve.md",
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": _BEARER}},
+        "security": [{"bearer": []}],
     }
+
+
+_BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "a token of the service's tokens file (`charter serve token new`), with scopes: "
+    + "; ".join(f"`{name}`: {what}" for name, what in SCOPES.items())
+    + ". A service started without tokens serves loopback only and needs none",
+}
+
+
+def _secure(paths: dict[str, Any]) -> None:
+    """Each operation's security (its scope, from ``auth.ENDPOINTS``) and the errors that come with it."""
+    for (method, path), need in ENDPOINTS.items():
+        op = paths.get(path, {}).get(method.lower())
+        if op is None:
+            continue  # /openapi.json describes itself nowhere
+        if need == OPEN:
+            op["security"] = [{}, {"bearer": []}]  # none needed; a token given may show more (/ready)
+            continue
+        op["security"] = [{"bearer": [] if need == ANY else [need]}]
+        statuses = [401]
+        if need != ANY:
+            op["description"] = f"needs a token with the scope `{need}` (or `admin`)"
+            statuses.append(403)
+        if "requestBody" in op or method == "POST":
+            statuses.append(415)
+        statuses.append(504)
+        op["responses"].update(_errors(*statuses))
+        op["responses"] = dict(sorted(op["responses"].items()))
 
 
 if __name__ == "__main__":

@@ -9,24 +9,25 @@ is the thin HTTP layer on top.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.api import Engine, PolicyWatcher
 from engine.audit.log import DecisionLog
+from engine.audit.protect import Protector, SealError
 from engine.core.decision import Decision
 from engine.core.model import BandsDecl, TableDecl
 from engine.errors import CharterError, EvaluationError, FactErrors, PolicyError, did_you_mean
 from engine.serve.errors import ServeError, error_body
 from engine.serve.metrics import Metrics, outcome_of
+from engine.storage import StorageError
 
 if TYPE_CHECKING:
-    from engine.audit.protect import Protector
-    from engine.core.bundle import Bundle
     from engine.core.compile import CompiledPolicy
     from engine.serve.jobs import Jobs
     from engine.storage import Store
@@ -35,18 +36,31 @@ _LOG = logging.getLogger("charter.serve")
 
 
 class TimedLog(DecisionLog):
-    """The decision log, timing each durable append for ``charter_log_append_seconds``."""
+    """The decision log, counting its commits for ``/metrics``: ``charter_log_commits_total``,
+    ``charter_log_batch_records`` (group commit: the records of concurrent requests share a
+    commit) and ``charter_log_append_seconds``."""
 
     metrics: Metrics | None = None
 
-    def record(self, items: Sequence[Any], bundle: Bundle, registry: Any, classification: Any = None) -> list[str]:
-        if not items:
-            return []
-        start = time.perf_counter()
-        ids = super().record(items, bundle, registry, classification)
+    def committed(self, calls: int, records: int, seconds: float) -> None:
         if self.metrics is not None:
-            self.metrics.log_append.observe(time.perf_counter() - start)
-        return ids
+            self.metrics.committed(records, seconds)
+
+
+@contextlib.contextmanager
+def durable() -> Iterator[None]:
+    """A decision whose record could not be made durable is not answered: the log's failure
+    (its store's, or sealing's) becomes ``ServeError`` 503, C080; no decision id is given."""
+    try:
+        yield
+    except (StorageError, SealError) as exc:
+        _LOG.error("the decision log could not record a decision: %s", exc.describe())
+        raise ServeError(
+            "the decision could not be recorded durably: it is not acknowledged",
+            status=503,
+            code="C079",
+            hint="the decision log's store failed (the service's log says how); the request may be retried",
+        ) from None
 
 
 def parse_time(value: Any, what: str) -> datetime:
@@ -232,7 +246,11 @@ class Service:
     def _evaluate(self, domain: str, facts: Any, now: datetime, explain: bool) -> Decision:
         start = time.perf_counter()
         try:
-            decision = self.engine.evaluate(domain, facts, now=now, explain=explain)
+            with durable():
+                decision = self.engine.evaluate(domain, facts, now=now, explain=explain)
+        except ServeError:
+            self.metrics.decided(domain, "unrecorded", time.perf_counter() - start)
+            raise
         except FactErrors:
             self.metrics.decided(domain, "bad_facts", time.perf_counter() - start)
             raise
@@ -264,7 +282,7 @@ class Service:
         outcomes: list[str] = []
         while done < len(items):  # a decision that cannot be made is reported in place; the rest go on
             try:
-                for result in self.engine.evaluate_batch(domain, items[done:], now=now, explain=explain):
+                for result in self._batch(domain, items[done:], now, explain):
                     if isinstance(result, FactErrors):
                         results.append({"index": done, "error": error_body(result)})
                         outcomes.append("bad_facts")
@@ -292,6 +310,10 @@ class Service:
             "errors": bad,
             "results": results,
         }
+
+    def _batch(self, domain: str, items: list[Any], now: datetime, explain: bool) -> Iterator[Decision | FactErrors]:
+        with durable():
+            yield from self.engine.evaluate_batch(domain, items, now=now, explain=explain)
 
     def customer(self, body: Any, *, explain: bool = False) -> dict[str, Any]:
         """``POST /v1/customer``: every decision about one customer (see docs/serve.md)."""

@@ -1,0 +1,25 @@
+"""The workbench: server-rendered pages for compliance officers and auditors, under ``/ui/``.
+
+Read-only pages over a running ``charter serve`` (docs/workbench.md), each at a stable URL
+(GET with query parameters, linkable in a ticket). Jinja2 templates with autoescape, one
+hand-written CSS file, SVG bar charts drawn on the server; no JavaScript.
+
+The modules, one per page beside the shared parts:
+
+* ``pages``     — ``routes(service)``: the Starlette routes (a ``Mount`` at ``/ui``), thin handlers;
+* ``render``    — the template environment and the HTML error pages;
+* ``access``    — what the request may see (``may_unseal``: sealed values in the log);
+* ``charts``    — SVG bar charts, escaped;
+* ``overview``, ``policies``, ``tests``, ``log``, ``impact``, ``dashboard`` — what each page
+  shows, as plain data, from the engine, the workbench (lint, policy tests, diff) and the log
+  finder of ``engine.serve.auditlog``; no HTTP in them.
+
+The pages sit above both the service and the workbench (``.importlinter``): nothing below
+imports them, except ``engine.serve.app`` mounting them.
+"""
+
+from __future__ import annotations
+
+from engine.web.pages import routes
+
+__all__ = ["routes"]

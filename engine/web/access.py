@@ -1,0 +1,24 @@
+"""What the request may see, in one place: the service's bearer token (``engine.serve.auth``,
+whose middleware covers these pages as every route) and its scopes.
+
+* the decision log's pages (search, a decision, the chain, the dashboard) need ``log:read``;
+* sealed values (sensitive facts, encrypted in the log) show in clear only to a token with
+  ``unseal``, a scope ``admin`` does not imply; every other request sees them as sealed;
+* the policies, the tests and the change impact need a valid token only.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from engine.serve.auth import LOG_READ, UNSEAL, has_scope, require_scope
+
+
+def may_unseal(request: Request) -> bool:
+    """Whether this request may see the sealed values of the decision log in clear."""
+    return has_scope(request, UNSEAL)
+
+
+def require_log_reader(request: Request) -> None:
+    """Refuse (401 without a token, 403 naming the scope) a request that may not read the log."""
+    require_scope(request, LOG_READ)

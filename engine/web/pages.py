@@ -1,0 +1,109 @@
+"""The routes: one thin handler per page, running the page's work in the threadpool (it reads
+files, the log or runs the engine) and rendering its template; every error is a page."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from engine.errors import CharterError
+from engine.serve.errors import internal
+from engine.serve.service import Service
+from engine.web import dashboard, impact, log, overview, policies, policytests
+from engine.web.access import may_unseal, require_log_reader
+from engine.web.render import STATIC, charter_error_page, error_page, page
+
+_LOG = logging.getLogger("charter.web")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def routes(
+    service: Service, *, checkpoints: str | Path | None = None, public_keys: Sequence[str | Path] = ()
+) -> list[BaseRoute]:
+    """The workbench's routes, mounted at ``/ui``. ``checkpoints``: the signed checkpoints
+    file of the log (``charter log checkpoint``) and ``public_keys`` the keys trusted to sign
+    them, for ``/ui/log/verify``."""
+    checkpoints_file = str(checkpoints) if checkpoints is not None else None
+    keys = [str(k) for k in public_keys]
+
+    def html(fn: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except CharterError as exc:
+                return charter_error_page(request, exc)
+            except Exception:  # never a traceback on a page: it goes to the service's log
+                _LOG.exception("%s %s failed", request.method, request.url.path)
+                return charter_error_page(request, internal())
+
+        run.__name__ = fn.__name__
+        return run
+
+    @html
+    async def home(request: Request) -> Response:
+        return page(request, "overview.html", await run_in_threadpool(overview.overview, service))
+
+    @html
+    async def policy(request: Request) -> Response:
+        domain = request.path_params["domain"]
+        return page(request, "policy.html", await run_in_threadpool(policies.policy_page, service, domain))
+
+    @html
+    async def tests(request: Request) -> Response:
+        q = request.query_params
+        data = await run_in_threadpool(policytests.tests_page, service, q.get("status"), q.get("domain"))
+        return page(request, "tests.html", data)
+
+    @html
+    async def log_search(request: Request) -> Response:
+        require_log_reader(request)
+        return page(request, "log.html", await run_in_threadpool(log.search, service, dict(request.query_params)))
+
+    @html
+    async def log_record(request: Request) -> Response:
+        require_log_reader(request)
+        record_id = request.path_params["id"]
+        data = await run_in_threadpool(log.record, service, record_id, may_unseal=may_unseal(request))
+        return page(request, "record.html", data)
+
+    @html
+    async def log_verify(request: Request) -> Response:
+        require_log_reader(request)
+        data = await run_in_threadpool(log.verify_page, service, checkpoints_file, keys)
+        return page(request, "verify.html", data)
+
+    @html
+    async def impact_form(request: Request) -> Response:
+        data = await run_in_threadpool(impact.impact_page, service, dict(request.query_params))
+        return page(request, "impact.html", data)
+
+    @html
+    async def dashboard_view(request: Request) -> Response:
+        require_log_reader(request)
+        data = await run_in_threadpool(dashboard.dashboard_page, service, dict(request.query_params))
+        return page(request, "dashboard.html", data)
+
+    @html
+    async def not_found(request: Request) -> Response:
+        return error_page(request, 404, "Not found", f"no page `{request.url.path}`", "the overview links every page")
+
+    pages: list[BaseRoute] = [
+        Route("/", home, methods=["GET"]),
+        Route("/policies/{domain}", policy, methods=["GET"]),
+        Route("/tests", tests, methods=["GET"]),
+        Route("/log", log_search, methods=["GET"]),
+        Route("/log/verify", log_verify, methods=["GET"]),
+        Route("/log/{id}", log_record, methods=["GET"]),
+        Route("/impact", impact_form, methods=["GET"]),
+        Route("/dashboard", dashboard_view, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Route("/{rest:path}", not_found),
+    ]
+    return [Mount("/ui", routes=pages)]
