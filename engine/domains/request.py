@@ -11,6 +11,7 @@ Supported rules: ``type`` (string, integer, number, boolean, list, dict), ``requ
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -188,7 +189,9 @@ class RequestShape:
         self.schema = dict(schema)
         self.what = what
         self.fast = compile_shape(self.schema)
-        self._validator = FactValidator(self.schema, allow_unknown=True)
+        # cerberus names every broken field; it keeps them on the validator, so one per thread,
+        # built on the first rejection (cerberus stays off the start-up path)
+        self._validators = threading.local()
 
     def check(self, doc: Any) -> None:
         if not self.fast(doc):
@@ -199,7 +202,9 @@ class RequestShape:
             return FactErrors(
                 [FactError(f"the {self.what} must be a JSON object", field="", value=doc, rule="type", code="F001")]
             )
-        v = self._validator
+        v = getattr(self._validators, "validator", None)
+        if v is None:
+            v = self._validators.validator = FactValidator(self.schema, allow_unknown=True)
         v.validate(dict(doc))
         errors = [_error(e) for e in _leaves(v._errors)]
         if not errors:  # the two checkers disagree: never hide a rejection
