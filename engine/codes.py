@@ -37,6 +37,9 @@ CODES: dict[str, str] = {
     "C004": "an input file cannot be read: it does not exist, is a directory, or reading it failed",
     "C005": "an input file is not UTF-8 text",
     "C006": "an input file is not readable as CSV",
+    "C007": "an input record holds a lone surrogate escape (half of a `\\uD83D\\uDE00` pair), which UTF-8 cannot hold",
+    "C008": "a CSV row has more or fewer cells than the header names, or a quote left open joins rows",
+    "C009": "an input record holds a number JSON cannot hold exactly: `NaN`, `Infinity`, past 1e308 or over 40 digits",
     "C010": "give at least 8 characters of the record id, or its number as `#N`",
     "C011": "`log show`: no record, or several records, match the id given",
     "C012": "erasing needs the log key",
@@ -77,6 +80,8 @@ CODES: dict[str, str] = {
     " duplicate), or `token new` was given an unknown scope",
     "C087": "`charter serve` refuses to start: another address than loopback without `--tokens` (or"
     " `--insecure-no-auth`), or TLS options that do not go together",
+    "C088": "`engine.client`: no answer from `charter serve` (it cannot be reached, the connection was lost, or it"
+    " answered without its error shape); `status` 0 when nothing was answered",
     "C079": "`charter serve`: the decision could not be recorded durably (its store failed), so not acknowledged (503)",
     "C090": "the workbench's change impact (`/ui/impact`): a path outside the project, the parent of the served"
     " policy directory (HTTP 403)",
@@ -125,6 +130,8 @@ CODES: dict[str, str] = {
     ),
     "E129": "`…` works on lists, not on a …",
     "E150": "this condition gives a …, not a …",
+    "E160": "an expression may take more steps for one decision than the budget allows (nested comprehensions"
+    " over long lists): declare `max_length` on the list fact",
     "F000": "a fact or request field is wrong (the base of every fact error)",
     "F001": "the facts, the request, or the part another domain decides on, is not a JSON object",
     "F099": "the facts or the request were rejected without a named field",
@@ -148,6 +155,7 @@ CODES: dict[str, str] = {
     "F301": "the facts or the request hold a key the decision log reserves (`$sealed`, `$withheld`), at any depth",
     "F302": "the decision's subject (the customer id) is longer than 200 characters",
     "F303": "the decision's subject (the customer id) holds a control character or a lone surrogate",
+    "F304": "a list in the facts or the request has more than 10,000 items (the bound of every expression's cost)",
     "H001": "the decision log's hash chain breaks: a record was edited, removed, reordered or inserted",
     "H002": "a checkpoint signing key, public key or checkpoints file cannot be used (the base of checkpoint errors)",
     "H003": "no checkpoint signing key or public key at the path given, or it cannot be read",

@@ -168,16 +168,33 @@ class FactError(CharterError):
         rule: str = "",
         hint: str | None = None,
         code: str | None = None,
+        source: str = "",
+        line: int = 0,
+        column: int = 0,
     ) -> None:
         super().__init__(message, hint=hint, code=code)
         self.field = field
         self.value = value
         self.rule = rule
+        self.source = source  # the input file and line, for a record that could not be read
+        self.line = line
+        self.column = column
 
     def to_dict(self) -> dict[str, object]:
         out = super().to_dict()
-        out.update(field=self.field, value=repr(self.value), rule=self.rule)
+        out.update(field=self.field, value=shown_value(self.value), rule=self.rule)
+        if self.line:
+            out.update(file=self.source, line=self.line, column=self.column)
         return out
+
+
+SHOWN_VALUE = 200  # characters of a value an error shows, at most (a 1 MB value is not echoed whole)
+
+
+def shown_value(value: object) -> str:
+    """``repr(value)`` cut to ``SHOWN_VALUE`` characters, saying how long it was."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_VALUE else f"{text[:SHOWN_VALUE]}… ({len(text):,} characters)"
 
 
 class FactErrors(FactError):
@@ -192,6 +209,9 @@ class FactErrors(FactError):
             rule=first.rule,
             hint=first.hint,
             code=first.code,
+            source=first.source,
+            line=first.line,
+            column=first.column,
         )
         self.errors = list(errors)
         self.subject = subject

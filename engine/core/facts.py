@@ -111,9 +111,10 @@ def _timestamp(decl: FactDecl) -> Converter:
 
 def _list(decl: FactDecl) -> Converter:
     item = _CONVERTERS[decl.items](FactDecl(decl.name, decl.items, decl.location)) if decl.items else None
+    limit = decl.max_length  # the most items (the expression cost bound counts on it)
 
     def conv(v: Any) -> Any:
-        if type(v) is not list:
+        if type(v) is not list or (limit is not None and len(v) > limit):
             raise Reject
         return [item(x) for x in v] if item is not None else list(v)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision
 from engine.core.evaluate import Program
+from engine.core.expr import cost
 from engine.errors import EvaluationError, FactError, FactErrors, did_you_mean
 
 if TYPE_CHECKING:
@@ -155,14 +156,27 @@ def decide(
 _SEALED, _WITHHELD = "$sealed", "$withheld"
 RESERVED_KEYS = frozenset({_SEALED, _WITHHELD})
 MAX_SUBJECT = 200  # characters of a decision's subject (a customer id)
+MAX_ITEMS = cost.MAX_ITEMS  # items of any list in a decision's facts
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+class _TooLong(Exception):
+    """A list in the facts has more than ``MAX_ITEMS`` items (``_admit`` names it)."""
+
+
 def _admit(facts: Any) -> None:
-    """Raise ``FactErrors`` (F301) when ``facts`` hold a reserved key at any depth."""
+    """Raise ``FactErrors`` when ``facts`` hold a reserved key at any depth (F301) or a list
+    of more than ``MAX_ITEMS`` items (F304: the bound the expression cost model counts on)."""
     if not isinstance(facts, Mapping):
         return  # the policy's own check says it is not an object
+    try:
+        _walk(facts)
+    except _TooLong:
+        raise _too_long(facts) from None
+
+
+def _walk(facts: Mapping[str, Any]) -> None:
     stack: list[Any] = [facts]  # the objects still to read (no recursion: any depth is safe)
     push, pop, scalars = stack.append, stack.pop, _SCALARS
     while stack:
@@ -186,7 +200,10 @@ def _admit_list(items: list[Any] | tuple[Any, ...], push: Any) -> None:
     lists: list[Any] = [items]
     scalars = _SCALARS
     while lists:
-        for item in lists.pop():
+        items = lists.pop()
+        if len(items) > MAX_ITEMS:
+            raise _TooLong
+        for item in items:
             kind = type(item)
             if kind in scalars:
                 continue
@@ -225,6 +242,28 @@ def _reserved(facts: Mapping[str, Any]) -> FactErrors:
     return FactErrors(
         found or [FactError("the facts hold a reserved key", field="", code="F301")], subject=_shown(facts.get("id"))
     )
+
+
+def _too_long(facts: Mapping[str, Any]) -> FactErrors:
+    """The error naming the first list found with more than ``MAX_ITEMS`` items."""
+    stack: list[tuple[Any, str]] = [(facts, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, Mapping):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            if len(value) > MAX_ITEMS:
+                error = FactError(
+                    f"`{path}` has {len(value)} items, more than the {MAX_ITEMS} a list may have",
+                    field=path,
+                    value=f"a list of {len(value)} items",
+                    rule=f"maxitems: {MAX_ITEMS}",
+                    code="F304",
+                    hint=f"send at most {MAX_ITEMS} items; split the customer's history if it is longer",
+                )
+                return FactErrors([error], subject=_shown(facts.get("id")))
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+    return FactErrors([FactError("a list is too long", field="", code="F304")], subject=_shown(facts.get("id")))
 
 
 def _plain(text: str) -> bool:

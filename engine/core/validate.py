@@ -35,7 +35,9 @@ from engine.core.expr import (
     parse,
     references,
 )
+from engine.core.expr.cost import BUDGET, MAX_ITEMS, Cost, estimate
 from engine.core.expr.functions import Signature
+from engine.core.expr.types import MapType
 from engine.core.load import DocPath, Document
 from engine.core.model import (
     BandDecl,
@@ -443,6 +445,10 @@ class Semantics:
                 "compare with `==`, `<`, `>=` ... to get true or false" if want == BOOL else None,
             )
             return None
+        bound = estimate(node, lambda name: _length(env, getattr(self, "facts", {}), name))
+        if bound.steps > BUDGET:
+            self.errors.append(_too_costly(bound, str(text), self.doc.text_location(path, _offset(bound))))
+            return None
         return node
 
     # -- steps -------------------------------------------------------------------------------
@@ -834,3 +840,45 @@ _PY_TYPES: dict[str, Callable[[Any], bool]] = {
 
 def _fits(kind: str, value: Any) -> bool:
     return _PY_TYPES[kind](value)
+
+
+def _length(env: Mapping[str, Type], facts: Mapping[str, FactDecl], name: str) -> int | None:
+    """What the cost model knows of the value at ``name`` (``cost.Lengths``): a declared list's
+    most items, 1 for a declared value that is not a list, None when it is not known."""
+    root, *rest = name.split(".")
+    t: Type | None = env.get(root)
+    for part in rest:
+        t = t.fields.get(part) if isinstance(t, ObjectType) else None
+    if t is None or t == DYN:
+        return None
+    if isinstance(t, ListType):
+        decl = facts.get(rest[0]) if root == "customer" and len(rest) == 1 else None
+        return decl.max_length if decl is not None and decl.max_length is not None else MAX_ITEMS
+    return None if isinstance(t, MapType | ObjectType) else 1
+
+
+def _offset(bound: Cost) -> int:
+    return bound.costliest.start if bound.costliest is not None else 0
+
+
+def _too_costly(bound: Cost, text: str, where: Location) -> PolicyError:
+    """E160: the expression's bound of work is over the budget, at the comprehension costing most."""
+    macro = bound.costliest
+    if macro is None:
+        return PolicyError(
+            f"this expression may take up to {bound.steps:,} steps for one decision, more than the {BUDGET:,} allowed",
+            where,
+            code="E160",
+            hint="split it into smaller conditions",
+        )
+    term = text[macro.start : macro.end]
+    assert macro.target is not None
+    walked = text[macro.target.start : macro.target.end]
+    return PolicyError(
+        f"`{term}` may take up to {bound.steps:,} steps for one decision, more than the {BUDGET:,} allowed:"
+        f" it walks up to {bound.length:,} items of `{walked}`, each with all the work inside it",
+        where,
+        code="E160",
+        hint="declare a smaller `max_length` on the list fact it walks (a list may have up to "
+        f"{MAX_ITEMS:,} items), or do not nest `{macro.name}` in another comprehension",
+    )

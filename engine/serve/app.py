@@ -37,6 +37,7 @@ from engine.errors import CharterError
 from engine.serve import auditlog
 from engine.serve.auth import ADMIN, ANY, ENDPOINTS, OPEN, AuthConfig, AuthMiddleware, has_scope, require_scope
 from engine.serve.errors import ServeError, bad_param, error_body, internal, status_of
+from engine.serve.logs import DECISION_ID, RequestLog
 from engine.serve.metrics import CONTENT_TYPE
 from engine.serve.openapi import openapi
 from engine.serve.service import Service
@@ -56,10 +57,12 @@ def create_app(
     max_batch: int = MAX_BATCH,
     request_timeout: float | None = None,
     auth: AuthConfig | None = None,
+    request_log: bool = False,
 ) -> Starlette:
     """The application. ``inline``: run single decisions on the event loop (default: when the
     service does not log decisions; batches always run in a worker thread). ``auth``: the
-    tokens (default: none, every request anonymous). ``request_timeout``: seconds (None: no limit)."""
+    tokens (default: none, every request anonymous). ``request_timeout``: seconds (None: no limit).
+    ``request_log``: log each request answered (``engine.serve.logs.RequestLog``)."""
     run_inline = service.engine.log is None if inline is None else inline
 
     async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -137,6 +140,7 @@ def create_app(
         domain = request.path_params["domain"]
         service.check_domain(domain)
         out = await call(service.decide, domain, await body_of(request), explain=explain(request))
+        request.scope[DECISION_ID] = out["decision_id"]  # for the request's log line
         return respond(out, bundle=out["bundle_version"])
 
     async def decide_batch(request: Request) -> Response:
@@ -252,6 +256,8 @@ def create_app(
         Middleware(AuthMiddleware, config=auth or AuthConfig(), reject=failed),
         Middleware(BodyLimit, limit=max_body, reject=failed),
     ]
+    if request_log:  # outermost: refused requests are logged too
+        middleware.insert(0, Middleware(RequestLog))
     return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware, lifespan=lifespan)
 
 

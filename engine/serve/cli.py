@@ -70,6 +70,12 @@ def add_serve_command(sub: Any, default_policies: str, default_key: str) -> None
     a.add_argument(
         "--max-batch", type=int, default=10_000, metavar="N", help="the most items of one batch (default 10,000)"
     )
+    s.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="the service's own log on stderr; json: one object per line, and one per request answered",
+    )
     s.set_defaults(run=cmd_serve)
     tok = (
         s.add_subparsers(dest="serve_command", metavar="token")
@@ -205,8 +211,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from engine.serve.app import create_app
+    from engine.serve.logs import configure
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(args.log_format)
+    json_logs = args.log_format == "json"
     auth, auth_line = auth_of(args)
     tls = tls_of(args)
     service = build_service(args)
@@ -217,20 +225,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sock.listen(2048)  # connections queue from here on, until uvicorn accepts them
     host, port = sock.getsockname()[:2]
     engine = service.engine
-    print(
-        f"charter serve: listening on {'https' if tls else 'http'}://{host}:{port} — bundle {engine.bundle_version}, "
+    started = (
+        f"listening on {'https' if tls else 'http'}://{host}:{port} — bundle {engine.bundle_version}, "
         f"{len(engine.domains)} domain(s), snapshot {service.snapshot_id or 'none'}, "
-        f"log {'on' if engine.log is not None else 'off'}",
-        file=sys.stderr,
-        flush=True,
+        f"log {'on' if engine.log is not None else 'off'}"
     )
-    print(f"charter serve: {auth_line}", file=sys.stderr, flush=True)
+    for line in (started, auth_line):
+        if json_logs:  # every line on stderr one JSON object
+            _LOG.info(line)
+        else:
+            print(f"charter serve: {line}", file=sys.stderr, flush=True)
     app = create_app(
         service,
         auth=auth,
         max_body=args.max_body,
         max_batch=args.max_batch,
         request_timeout=args.request_timeout or None,
+        request_log=json_logs,
     )
     config = uvicorn.Config(
         app,
@@ -238,6 +249,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="httptools",
         log_level="warning",
         access_log=False,
+        log_config=None,  # uvicorn's loggers go through the handler configure() set
         lifespan="on",
         ssl_context_factory=None if tls is None else (lambda config, default: tls),
     )
