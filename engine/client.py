@@ -456,17 +456,15 @@ class Client:
         customer: Mapping[str, Any],
         now: Now,
         *,
-        tickets: Sequence[Mapping[str, Any]] | None = None,
-        events: Sequence[Mapping[str, Any]] | None = None,
-        retention: Mapping[str, Any] | None = None,
-        access: Mapping[str, Any] | None = None,
         explain: bool = False,
+        **parts: Any,
     ) -> CustomerDecisions:
-        """``POST /v1/customer``: every decision about one customer (tiering, classification,
-        retention, one escalation per ticket, access when ``access`` is given)."""
+        """``POST /v1/customer``: every decision about one customer. ``parts`` are the body's
+        other members by name, as docs/serve.md lists them (``tickets=[...]``, ``events=[...]``,
+        and the request of a domain that asks for one, e.g. the access request); each domain
+        the service has decides from them (the client names none)."""
         body: Json = {"customer": dict(customer), "now": _stamp(now)}
-        extra = {"tickets": tickets, "events": events, "retention": retention, "access": access}
-        body.update({k: v for k, v in extra.items() if v is not None})
+        body.update({k: v for k, v in parts.items() if v is not None})
         d = self._request("POST", "/v1/customer", body, {"explain": "true"} if explain else None)
         decisions: dict[str, Decision | Failure | list[Decision | Failure]] = {}
         for domain, made in d["decisions"].items():

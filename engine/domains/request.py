@@ -197,14 +197,19 @@ class RequestShape:
         if not self.fast(doc):
             raise self.explain(doc)
 
+    def validator(self) -> Any:
+        """This thread's cerberus validator of the shape (the reference checker), built once."""
+        v = getattr(self._validators, "validator", None)
+        if v is None:
+            v = self._validators.validator = FactValidator(self.schema, allow_unknown=True)
+        return v
+
     def explain(self, doc: Any) -> FactErrors:
         if not isinstance(doc, Mapping):
             return FactErrors(
                 [FactError(f"the {self.what} must be a JSON object", field="", value=doc, rule="type", code="F001")]
             )
-        v = getattr(self._validators, "validator", None)
-        if v is None:
-            v = self._validators.validator = FactValidator(self.schema, allow_unknown=True)
+        v = self.validator()
         v.validate(dict(doc))
         errors = [_error(e) for e in _leaves(v._errors)]
         if not errors:  # the two checkers disagree: never hide a rejection
