@@ -14,6 +14,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,12 +58,20 @@ def main() -> int:
                 evaluate(domain, r, now=NOW)
             runs.append((time.perf_counter() - t) / len(requests) * 1e6)
         out[domain] = {"median_us": statistics.median(runs), "min_us": min(runs), "max_us": max(runs)}
-        print(f"{domain:15} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
+        print(f"{domain:19} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
     # a plain allow/deny access policy (bench/fixtures/plain_access: names only, no condition, no
     # waiver, no content detector), and evaluate_batch per decision beside the single calls above
     plain = Engine(ROOT / "bench" / "fixtures" / "plain_access")
+    # escalation with the in-process matcher: the shipped policies with `event_backend: python`
+    inproc_dir = Path(tempfile.mkdtemp(prefix="charter-bench-"))
+    for f in (ROOT / "policies").glob("*.yaml"):
+        text = f.read_text(encoding="utf-8")
+        (inproc_dir / f.name).write_text(text.replace("event_backend: durable_rules", "event_backend: python"))
+    inproc = Engine(inproc_dir)
+    inproc.use_snapshot(inproc.build_snapshot(read("customers.jsonl"), now=NOW))
     for row, eng, domain, batch in (
         ("access (plain)", plain, "access", False),
+        ("escalation (python)", inproc, "escalation", False),
         ("access batch", engine, "access", True),
         ("retention batch", engine, "retention", True),
     ):
@@ -78,7 +87,7 @@ def main() -> int:
                     eng.evaluate(domain, r, now=NOW)
             runs.append((time.perf_counter() - t) / len(requests) * 1e6)
         out[row] = {"median_us": statistics.median(runs), "min_us": min(runs), "max_us": max(runs)}
-        print(f"{row:15} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
+        print(f"{row:19} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,3 +86,38 @@ def postgres_url() -> Iterator[str]:
         pytest.skip("PostgreSQL 15 is not installed")
     with throwaway_postgres() as url:
         yield url
+
+
+@contextlib.contextmanager
+def serving_with_tokens(
+    tmp: Path, scopes: dict[str, list[str]]
+) -> Iterator[tuple[str, dict[str, str], subprocess.Popen[str]]]:
+    """A real `charter serve` on a loopback port (the shipped policies, a SQLite log, the
+    example population) with a token of each of ``scopes``: (its URL, token by name, process).
+    Its stderr is drained so the pipe never fills; it is stopped on the way out."""
+    from engine.serve.auth import digest, new_token
+
+    secrets = {name: new_token() for name in scopes}
+    entries = [{"name": n, "scopes": s, "sha256": digest(secrets[n])} for n, s in scopes.items()]
+    (tmp / "tokens.json").write_text(json.dumps({"tokens": entries}), encoding="utf-8")
+    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--policies", str(POLICIES)]
+    cmd += ["--store", f"sqlite:///{tmp / 'log.db'}", "--key-file", str(tmp / "k"), "--watch-interval", "0"]
+    cmd += ["--population", str(EXAMPLES), "--tokens", str(tmp / "tokens.json")]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp, env=env)
+    drain: threading.Thread | None = None
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        assert m, line + proc.stderr.read()
+        drain = threading.Thread(target=proc.stderr.read, daemon=True)  # keep the pipe from filling
+        drain.start()
+        yield m.group(1), secrets, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        if drain is not None:
+            drain.join(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()

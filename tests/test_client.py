@@ -9,12 +9,9 @@ come back as the client's one error class with the service's code, message and h
 from __future__ import annotations
 
 import json
-import os
-import re
 import select
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, POLICIES, ROOT
+from conftest import EXAMPLES, ROOT, serving_with_tokens
 
 from engine.client import Client, Decision, Failure, ServiceError
-from engine.serve.auth import digest, new_token
+from engine.serve.auth import new_token
 
 STAMP = "2025-06-30T00:00:00Z"
 
@@ -53,32 +50,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("served")
     scopes = {"crm": ["decide"], "auditor": ["log:read", "replay"], "ops": ["admin"]}
-    secrets = {name: new_token() for name in scopes}
-    entries = [{"name": n, "scopes": s, "sha256": digest(secrets[n])} for n, s in scopes.items()]
-    (tmp / "tokens.json").write_text(json.dumps({"tokens": entries}), encoding="utf-8")
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--policies", str(POLICIES)]
-    cmd += ["--store", f"sqlite:///{tmp / 'log.db'}", "--key-file", str(tmp / "k"), "--watch-interval", "0"]
-    cmd += ["--population", str(EXAMPLES), "--tokens", str(tmp / "tokens.json")]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp, env=env)
-    drain: threading.Thread | None = None
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        assert m, line + proc.stderr.read()
-        drain = threading.Thread(target=proc.stderr.read, daemon=True)  # keep the pipe from filling
-        drain.start()
-        yield Server(m.group(1), secrets, proc)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        if drain is not None:
-            drain.join(timeout=10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+    with serving_with_tokens(tmp_path_factory.mktemp("served"), scopes) as (url, secrets, proc):
+        yield Server(url, secrets, proc)
 
 
 def test_decide_names_the_logged_record_and_the_bundle(server: Server) -> None:

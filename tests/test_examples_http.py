@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, POLICIES, ROOT
+from conftest import ROOT, serving_with_tokens
 
 from engine.client import Client
-from engine.serve.auth import digest, new_token
 
 HTTP = ROOT / "examples" / "http"
 
@@ -28,32 +24,9 @@ HTTP = ROOT / "examples" / "http"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     """(url, token by name): a server with a log, a population and tokens for deciding and reading the log."""
-    tmp = tmp_path_factory.mktemp("served")
     scopes = {"crm": ["decide"], "auditor": ["log:read"]}
-    secrets = {name: new_token() for name in scopes}
-    entries = [{"name": n, "scopes": s, "sha256": digest(secrets[n])} for n, s in scopes.items()]
-    (tmp / "tokens.json").write_text(json.dumps({"tokens": entries}), encoding="utf-8")
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--policies", str(POLICIES)]
-    cmd += ["--store", f"sqlite:///{tmp / 'log.db'}", "--key-file", str(tmp / "k"), "--watch-interval", "0"]
-    cmd += ["--population", str(EXAMPLES), "--tokens", str(tmp / "tokens.json")]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp, env=env)
-    drain: threading.Thread | None = None
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        assert m, line + proc.stderr.read()
-        drain = threading.Thread(target=proc.stderr.read, daemon=True)
-        drain.start()
-        yield m.group(1), secrets
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        if drain is not None:
-            drain.join(timeout=10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+    with serving_with_tokens(tmp_path_factory.mktemp("served"), scopes) as (url, secrets, _):
+        yield url, secrets
 
 
 def run(cmd: list[str], url: str, token: str, log_token: str | None) -> list[dict[str, Any]]:

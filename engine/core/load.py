@@ -23,7 +23,6 @@ from typing import Any
 import yaml
 
 from engine.core import yamltext
-from engine.core.yamlerrors import explain, tag_error, unreadable
 from engine.errors import Location, PolicyError, PolicyErrors
 
 
@@ -161,7 +160,7 @@ class _Converter:
             )
         self.doc.spans[path] = _span(node)
         if not isinstance(node, yaml.ScalarNode) and not str(node.tag).startswith("tag:yaml.org,2002:"):
-            self.errors.append(tag_error(self.doc.path, node.start_mark, str(node.tag)))
+            self.errors.append(_yamlerrors().tag_error(self.doc.path, node.start_mark, str(node.tag)))
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -177,7 +176,7 @@ class _Converter:
         try:
             value = self.loader.construct_object(node)
         except yaml.constructor.ConstructorError:
-            self.errors.append(tag_error(self.doc.path, node.start_mark, str(node.tag)))
+            self.errors.append(_yamlerrors().tag_error(self.doc.path, node.start_mark, str(node.tag)))
             return str(node.value)
         except (ValueError, OverflowError):
             self.errors.append(
@@ -325,9 +324,9 @@ def load_text(raw: bytes, path: str, *, fast: bool = True) -> Document:
         converter = _Converter(loader, doc)
         doc.data = converter.convert(node, (), 0)
     except yaml.MarkedYAMLError as exc:
-        raise PolicyErrors([explain(exc, text, path)]) from None
+        raise PolicyErrors([_yamlerrors().explain(exc, text, path)]) from None
     except yaml.YAMLError:
-        raise PolicyErrors([unreadable(path, None)]) from None
+        raise PolicyErrors([_yamlerrors().unreadable(path, None)]) from None
     except _Abort as exc:
         raise PolicyErrors([exc.error]) from None
     except RecursionError:
@@ -376,6 +375,13 @@ def _fast(text: str, raw: bytes, path: str) -> Document | None:
     finally:
         loader.dispose()
     return None if converter.errors else doc
+
+
+def _yamlerrors() -> Any:
+    """engine.core.yamlerrors, imported on the first YAML mistake (off the start-up path)."""
+    import engine.core.yamlerrors as module
+
+    return module
 
 
 def load_file(path: str | Path, *, display: str | None = None) -> Document:

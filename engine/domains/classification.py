@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule, TraceStep
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
-from engine.domains.classification_fast import MAX_SHAPES, Shape, joined_screen, make_shape
+from engine.domains.classification_fast import MAX_SHAPES, Shape, first_hit, joined_screen, make_shape
 from engine.domains.classification_fast import texts_of as _texts
 from engine.errors import FactError, FactErrors, Location, did_you_mean
 
@@ -396,23 +396,9 @@ class _Compiled:
                     if texts or trace is not None:
                         found = self._played(playback, path, texts, candidates, found, trace, notes)
                 elif texts or trace is not None:
-                    for key, rule, detect, screen in candidates:  # most restrictive first: the first hit wins
-                        hit = False
-                        for text in texts:
-                            if screen is not None and trace is None and screen(text) is None:
-                                continue  # a text the detector's screen does not find, it does not accept
-                            try:
-                                hit = bool(detect(text))
-                            except Exception as exc:  # a detector plugin's bug: reported, not fatal
-                                notes.append(f"detector `{rule.detector}` failed on `{path}`: {type(exc).__name__}")
-                                break
-                            if hit:
-                                break
-                        if trace is not None:
-                            trace.append(TraceStep(path, rule.id, hit, ((f"detector `{rule.detector}`", (), hit),)))
-                        if hit:
-                            found = key
-                            break
+                    hit = first_hit(path, texts, candidates, notes, trace=trace)
+                    if hit is not None:
+                        found = hit
             chosen.append((path, found))
             i = j
         return self._result(self._decided(chosen), notes, trace)

@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from engine.core.decision import TraceStep
+
 if TYPE_CHECKING:
     from engine.domains.classification import ClassRule, _Outcome, _Plan
 
@@ -178,25 +180,47 @@ class Shape:
                 value = values[i]
                 texts = [value] if kind == _TEXT else [str(value)] if kind == _NUMBER else texts_of(value)
                 if texts:
-                    for key, rule, detect, screen in candidates:
-                        if rule.detector not in live:
-                            continue
-                        hit = False
-                        for text in texts:
-                            if screen is not None and screen(text) is None:
-                                continue
-                            try:
-                                hit = bool(detect(text))
-                            except Exception as exc:  # a detector plugin's bug: reported, not fatal
-                                notes.append(f"detector `{rule.detector}` failed on `{path}`: {type(exc).__name__}")
-                                break
-                            if hit:
-                                break
-                        if hit:
-                            found = key
-                            break
+                    hit = first_hit(path, texts, candidates, notes, live=live)
+                    if hit is not None:
+                        found = hit
             chosen.append((path, found))
         return self.outcome(chosen), notes
+
+
+def first_hit(
+    path: str,
+    texts: Sequence[str],
+    candidates: _Candidates,
+    notes: list[str],
+    *,
+    live: frozenset[str] | None = None,
+    trace: list[TraceStep] | None = None,
+) -> tuple[int, int] | None:
+    """The key of the first detector rule (most restrictive first) accepting one of ``texts``
+    of the field at ``path``, or None: the one definition both paths decide by. A detector's
+    screen skips the texts it does not find, except when tracing (each detector is asked
+    and its answer recorded); ``live``: only these detectors are asked (the fast path, where
+    the others were shown to accept nothing). A detector that raises is noted, and its rule
+    does not classify the field."""
+    for key, rule, detect, screen in candidates:
+        if live is not None and rule.detector not in live:
+            continue
+        hit = False
+        for text in texts:
+            if screen is not None and trace is None and screen(text) is None:
+                continue  # a text the detector's screen does not find, it does not accept
+            try:
+                hit = bool(detect(text))
+            except Exception as exc:  # a detector plugin's bug: reported, not fatal
+                notes.append(f"detector `{rule.detector}` failed on `{path}`: {type(exc).__name__}")
+                break
+            if hit:
+                break
+        if trace is not None:
+            trace.append(TraceStep(path, rule.id, hit, ((f"detector `{rule.detector}`", (), hit),)))
+        if hit:
+            return key
+    return None
 
 
 def make_shape(
