@@ -247,6 +247,12 @@ def build_bundle(paths: Sequence[str | Path], registry: Registry) -> Bundle:
     return _build(load_documents(paths), paths, registry)
 
 
+def build_bundle_from_documents(docs: list[Document], paths: Sequence[str | Path], registry: Registry) -> Bundle:
+    """``build_bundle`` over documents already loaded (``load_documents``), so that a caller
+    which needs them too (``charter validate`` lints them) reads and parses each file once."""
+    return _build(docs, paths, registry)
+
+
 def build_bundle_from_sources(sources: Sequence[tuple[str, bytes]], registry: Registry) -> Bundle:
     """``build_bundle`` over policy files given as (name, bytes), as a decision log stores
     them: nothing is read from or written to disk."""

@@ -370,7 +370,9 @@ def _fast(text: str, raw: bytes, path: str) -> Document | None:
             return None
         converter = _Converter(loader, doc)
         doc.data = converter.convert(node, (), 0)
-    except (yaml.YAMLError, _Abort, RecursionError, ValueError):
+    except _Abort as exc:  # too many values (or the like): the Python reader would say the same, slowly
+        raise PolicyErrors([exc.error]) from None
+    except (yaml.YAMLError, RecursionError, ValueError):
         return None
     finally:
         loader.dispose()

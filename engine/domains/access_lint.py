@@ -40,6 +40,7 @@ def _access_space(ctx: Context, policy: Policy, grant: Any) -> Space:
 
 def check_access(ctx: Context, policy: Policy) -> None:
     model = policy.extra
+    unconditional = [d for d in model.rules if d.effect == "deny" and d.when is None]  # once: O(rules)
     for grant in (*model.rules, *model.exceptions):
         if grant.when is not None:
             space = _access_space(ctx, policy, grant)
@@ -48,7 +49,7 @@ def check_access(ctx: Context, policy: Policy) -> None:
             rule = RuleDecl(grant.id, grant.location, {}, grant.when, grant.when_text)
             row = Row(rule, cases, atoms, {})
             check_row(ctx, space, row, {}, "apply")
-        _overridden(ctx, policy, grant)
+        _overridden(ctx, policy, grant, unconditional)
     _ungranted_roles(ctx, policy)
     if ctx.now is not None:
         for i, waiver in enumerate(model.exceptions):
@@ -71,12 +72,13 @@ def _covers(deny: Any, roles: Mapping[str, tuple[str, ...]], role: str, cls: str
     )
 
 
-def _overridden(ctx: Context, policy: Policy, grant: Any) -> None:
-    """L020: an allow rule or waiver every case of which an unconditional deny rule covers."""
+def _overridden(ctx: Context, policy: Policy, grant: Any, unconditional: list[Any]) -> None:
+    """L020: an allow rule or waiver every case of which one of the ``unconditional`` deny
+    rules (the policy's, found once) covers."""
     model = policy.extra
-    if grant.effect != "allow":
+    if grant.effect != "allow" or not unconditional:
         return
-    denies = [d for d in model.rules if d.effect == "deny" and d.when is None and d.id not in grant.waives]
+    denies = [d for d in unconditional if d.id not in grant.waives]
     if not denies:
         return
     all_classes = ctx.data_classes(policy) or ("*",)

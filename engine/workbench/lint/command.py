@@ -69,15 +69,23 @@ def lint_paths(paths: Sequence[str | Path], registry: Registry, *, now: datetime
     return lint_bundle(bundle, registry, now=now)
 
 
-def lint_bundle(bundle: Bundle, registry: Registry | None = None, *, now: datetime | None = None) -> list[Finding]:
+def lint_bundle(
+    bundle: Bundle,
+    registry: Registry | None = None,
+    *,
+    now: datetime | None = None,
+    documents: Iterable[Document] | None = None,
+) -> list[Finding]:
     """Lint a loaded bundle (``charter validate`` prints these after a successful load).
+    ``documents``: its files as loaded already (by default they are loaded again).
 
     A bundle whose rules carry effective dates or audit mode holds several policy sets: each
     is linted, and the findings combined. Their documents are the files as they stand in each
     period (list positions differ from the files'), so locations come from the policies."""
     sets = [s for p in bundle.periods for s in (p.policies, p.audit) if s is not None]
     if len(sets) <= 1:
-        return lint_policies(bundle.policies, _documents(bundle.files).values(), registry=registry, now=now)
+        docs = _documents(bundle.files).values() if documents is None else documents
+        return lint_policies(bundle.policies, docs, registry=registry, now=now)
     return dedupe(f for policies in sets for f in lint_policies(policies, None, registry=registry, now=now))
 
 
