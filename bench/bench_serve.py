@@ -5,7 +5,8 @@
 Starts the server (uvicorn, uvloop, httptools) in a process of its own on a free loopback port
 for each mode — ``inline``: unlogged, engine calls on the event loop (the default unlogged);
 ``threadpool``: unlogged, engine calls in Starlette's threadpool; ``logged``: every decision
-durably logged to a fresh SQLite store (threadpool, the default when logged) — then runs
+durably logged to a fresh SQLite store (threadpool, the default when logged); ``unlogged-2w``
+and ``logged-2w``: `charter serve --workers 2` as shipped, without and with a SQLite log — then runs
 ``--clients`` client processes, each one keep-alive connection (``http.client``) sending the 500
 example access requests in turn. Reports requests/s (all clients together) and the median
 and p99 latency one client saw, and the in-process ``Engine.evaluate`` figure of the same
@@ -103,17 +104,32 @@ def client(port: int, n: int, start: Any, out: Any) -> None:
     conn.close()
 
 
-def run_mode(mode: str, clients: int, n: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as directory:
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+def start_server(mode: str, directory: str) -> tuple[subprocess.Popen[str], int]:
+    """The server for ``mode`` and its port. ``unlogged-2w`` and ``logged-2w`` are `charter serve
+    --workers 2` itself (the second with a SQLite log): two processes on one port and one store."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    if mode.endswith("-2w"):
+        cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--workers", "2"]
+        cmd += ["--policies", str(ROOT / "policies"), "--key-file", f"{directory}/bench.key"]
+        if mode.startswith("logged"):
+            cmd += ["--store", f"sqlite:///{directory}/bench.db"]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=directory)
+        assert proc.stderr is not None
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", proc.stderr.readline())
+    else:
         proc = subprocess.Popen(
             [sys.executable, __file__, "--server", mode, "--dir", directory], stdout=subprocess.PIPE, text=True, env=env
         )
+        assert proc.stdout is not None
+        m = re.match(r"port (\d+)", proc.stdout.readline())
+    assert m, "the server did not start"
+    return proc, int(m.group(1))
+
+
+def run_mode(mode: str, clients: int, n: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as directory:
+        proc, port = start_server(mode, directory)
         try:
-            assert proc.stdout is not None
-            m = re.match(r"port (\d+)", proc.stdout.readline())
-            assert m, "the server did not start"
-            port = int(m.group(1))
             ctx = multiprocessing.get_context("spawn")
             start, out = ctx.Event(), ctx.Queue()
             procs = [ctx.Process(target=client, args=(port, n, start, out)) for _ in range(clients)]
@@ -174,7 +190,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=5000, help="per client")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 2, 8])
-    p.add_argument("--modes", nargs="+", default=["inline", "threadpool", "logged"])
+    p.add_argument("--modes", nargs="+", default=["inline", "threadpool", "logged", "unlogged-2w", "logged-2w"])
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--server", help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)

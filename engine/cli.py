@@ -14,13 +14,13 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from engine import population
 from engine.api import Engine
-from engine.core.bundle import build_bundle
+from engine.core.bundle import build_bundle_from_documents, load_documents
 from engine.core.decision import Decision, jsonable
 from engine.errors import CharterError, FactErrors, PolicyErrors
 from engine.inputs import parse_now, read_facts
@@ -45,7 +45,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or [DEFAULT_POLICIES]
     registry = build_registry()
     try:
-        bundle = build_bundle(paths, registry)
+        docs = load_documents(paths)
+        bundle = build_bundle_from_documents(docs, paths, registry)
     except PolicyErrors as exc:
         if args.format == "json":
             print(json.dumps([e.to_dict() for e in exc.errors], ensure_ascii=False, indent=2))
@@ -54,7 +55,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(err.describe())
             print(f"{len(exc.errors)} error(s)", file=sys.stderr)
         return 1
-    findings = lint_bundle(bundle, registry)
+    findings = lint_bundle(bundle, registry, documents=docs)
     if args.format == "json":
         print(
             json.dumps(
@@ -186,8 +187,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     engine = _engine(args)
     _snapshot_for(engine, args, now)
     shown = 0
-    for facts in _customers(engine, args):
-        if args.customer and str(facts.get("id")) != args.customer:
+    domain = engine.registry.domains.get(args.domain)
+    for facts in _customers(engine, args):  # every request about --customer, or the first --limit
+        if args.customer and (domain.customer_id(facts) if domain else str(facts.get("id"))) != args.customer:
             continue
         try:
             decision = engine.evaluate(args.domain, facts, now=now, explain=True)
@@ -196,9 +198,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
             for e in exc.errors:
                 print(f"  {e.describe()}")
             return 1
-        print(render(decision))
+        print(("\n" if shown else "") + render(decision))
         shown += 1
-        if args.customer or shown >= args.limit:
+        if not args.customer and shown >= args.limit:
             break
     if not shown:
         print(f"no customer `{args.customer}` in {args.facts}", file=sys.stderr)
@@ -228,17 +230,10 @@ def render(d: Decision) -> str:
         for r in d.audit.fired:
             lines.append(f"  - [{r.id}] {r.message or '(no message)'}  ({r.file}:{r.line})")
     if d.trace:
-        fired = set(d.fired_ids)
+        from engine.audit.present import trace_lines  # as `charter log show` prints a logged one
+
         lines.append("trace (* fired; yes/no: whether the rule's condition held; n/a: undefined):")
-        for t in d.trace:
-            mark = ("*" if t.rule in fired else " ") + {True: "yes", False: "no ", None: "n/a"}[t.matched]
-            tests = (
-                "; ".join(
-                    f"{text} [{', '.join(_show(v) for v in vals)}] -> {_show(res)}" for text, vals, res in t.tests
-                )
-                or "always"
-            )
-            lines.append(f"  {mark} {t.step}/{t.rule}: {tests}{'  (' + t.error + ')' if t.error else ''}")
+        lines.extend(f"  {line}" for line in trace_lines(d))
     lines.append(
         f"bundle {d.bundle_version}, snapshot {d.snapshot_id}, engine {d.engine_version}, "
         f"semantics {d.semantics_version}"
@@ -249,18 +244,6 @@ def render(d: Decision) -> str:
 def _text(value: Any) -> str:
     """An output value as JSON text (times in ISO form)."""
     return json.dumps(jsonable(value), ensure_ascii=False)
-
-
-def _show(value: Any) -> str:
-    """A value as an officer would write it: durations in days and hours, times in ISO form."""
-    if isinstance(value, timedelta):
-        days, rest = divmod(int(value.total_seconds()), 86400)
-        return f"{days}d{rest // 3600}h" if days else f"{rest // 3600}h{rest % 3600 // 60}m"
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, BaseException):
-        return f"undefined: {value}"
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, (str, bool)) or value is None else str(value)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -362,7 +345,10 @@ def _parser() -> argparse.ArgumentParser:
     e.set_defaults(run=cmd_evaluate)
     x = sub.add_parser("explain", help="one customer's decision as readable text")
     facts_args(x)
-    x.add_argument("--customer", help="customer id (default: the first customer)")
+    x.add_argument(
+        "--customer",
+        help="customer id: every request about this customer, in any domain (default: the first --limit requests)",
+    )
     x.add_argument("--limit", type=int, default=1, help="how many customers to show without --customer")
     x.set_defaults(run=cmd_explain)
     s = sub.add_parser("snapshot", help="compute and store a population snapshot")

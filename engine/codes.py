@@ -44,6 +44,7 @@ CODES: dict[str, str] = {
     "C011": "`log show`: no record, or several records, match the id given",
     "C012": "erasing needs the log key",
     "C013": "the log's hash chain breaks at record …: …",
+    "C014": "`log show --unseal`: opening the sealed values needs the log key",
     "C020": "`…` is not a file or directory",
     "C021": "no policy files in `…`",
     "C030": "`charter bundle keygen`: the approver's key file exists already",
@@ -305,6 +306,7 @@ CODES: dict[str, str] = {
         " (classification for access and retention, tiering for escalation's priority)"
     ),
     "P191": "unknown record type `…`",
+    "P192": "two ladder steps have level …",
     "P193": "escalation: an unknown category or severity",
     "P194": "unknown calendar `…`",
     "P195": (
@@ -314,6 +316,7 @@ CODES: dict[str, str] = {
     "P196": "no plugin provides the event backend `…`",
     "P197": "escalation: a calendar with a date that is not a date, or a working day that ends before it starts",
     "P198": "unknown tier `…`",
+    "P199": "`…` is past the largest whole number a decision holds (64 bits)",
     "P901": "`charter fmt` cannot format this file",
     "P902": "`charter fmt` would lose or repeat a comment, so it leaves the file as it is",
     "P903": "formatting would break the file: …",

@@ -272,3 +272,39 @@ def test_explain_every_domain(domain: str, facts: str, shown: str, tmp_path: Pat
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"customer C000001 — {domain} at ") and shown in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("domain", "about"),
+    [
+        ("access", lambda r: r["resource"]["customer"]),  # the request's own id is another
+        ("retention", lambda r: r["customer"]),
+        ("escalation", lambda r: r["customer"]["id"]),  # no top-level id at all
+    ],
+)
+def test_explain_selects_a_customers_requests_in_any_domain(
+    domain: str, about: Callable[[dict[str, object]], str], tmp_path: Path
+) -> None:
+    """`--customer` asks the domain which customer a request is about; every request about
+    them is shown, and only those."""
+    rows = [json.loads(line) for line in (EXAMPLES.parent / "requests" / f"{domain}.jsonl").read_text().splitlines()]
+    wanted = about(rows[6])
+    twice = [rows[5], rows[6], rows[7], rows[6]]  # the customer's request twice, among others
+    facts = tmp_path / "requests.jsonl"
+    facts.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in twice), encoding="utf-8")
+    r = charter(
+        "explain",
+        *("--domain", domain, "--facts", str(facts), "--now", "2025-06-30T00:00:00Z", "--customer", wanted),
+        *("--population", str(EXAMPLES), "--store", f"sqlite:///{tmp_path / 'c.db'}", "--policies", str(POLICIES)),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    heads = [line for line in r.stdout.splitlines() if line.startswith("customer ")]
+    assert heads == [f"customer {wanted} — {domain} at 2025-06-30T00:00:00+00:00"] * 2
+    missing = charter(
+        "explain",
+        *("--domain", domain, "--facts", str(facts), "--now", "2025-06-30T00:00:00Z", "--customer", "C999999"),
+        *("--population", str(EXAMPLES), "--store", f"sqlite:///{tmp_path / 'c.db'}", "--policies", str(POLICIES)),
+        cwd=tmp_path,
+    )
+    assert missing.returncode == 1 and f"no customer `C999999` in {facts}" in missing.stderr

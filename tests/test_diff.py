@@ -430,6 +430,76 @@ def test_bad_facts_are_counted_apart(tmp_path: Path, customers: list[dict[str, A
     assert impact["bad_facts"] == {"both": 1, "old_only": 0, "new_only": 8}
 
 
+def test_customers_are_decided_in_every_domain_without_domain(
+    tmp_path: Path, customers: list[dict[str, Any]], charter: Run
+) -> None:
+    """Without `--domain` the facts are customers: each domain decides what it decides about
+    them (as `POST /v1/customer` does), and the changes are counted per domain."""
+    old, new = copy_policies(tmp_path)
+    edit(new / "tiering.yaml", "value: high, from: 80,", "value: high, from: 75,")
+    edit(new / "tiering.yaml", "value: medium, from: 50, to: 80,", "value: medium, from: 50, to: 75,")
+    edit(
+        new / "retention.yaml",
+        "    period: 1y\n    starts: relationship_ended\n    action: delete",
+        "    period: 1y\n    starts: relationship_ended\n    action: anonymise",
+    )
+    code, out, _ = charter("diff", old, new, "--facts", EXAMPLES, "--now", "2025-06-30", "--format", "json")
+    assert code == 0
+    report = json.loads(out)
+    impacts = {i["domain"]: i for i in report["impacts"]}
+    assert list(impacts) == ["tiering", "classification", "access", "escalation", "retention"]
+    assert report["impact"] == report["impacts"][0]  # the one domain's report, as with --domain
+    before, after = both_engines(old, new, customers)
+    for domain, request in (("tiering", dict), ("classification", dict), ("retention", _retention_request)):
+        changed, moved = 0, Counter[str]()
+        for c in customers:
+            a = before.evaluate(domain, request(c), now=NOW)
+            b = after.evaluate(domain, request(c), now=NOW)
+            changed += a.outputs != b.outputs
+            if domain == "retention" and a.outputs["action"] != b.outputs["action"]:
+                moved[f"{a.outputs['action']} -> {b.outputs['action']}"] += 1
+        assert (impacts[domain]["total"], impacts[domain]["changed"]) == (len(customers), changed), domain
+        if domain == "retention":
+            assert changed > 1000 and impacts[domain]["by_output"]["action"] == dict(moved)
+    assert impacts["classification"]["changed"] == 0
+    for domain in ("access", "escalation"):  # they decide requests and tickets, not customers
+        assert impacts[domain]["total"] == 0 and "nothing to decide" in impacts[domain]["notes"][0]
+    code, text, _ = charter("diff", old, new, "--facts", EXAMPLES, "--now", "2025-06-30")
+    assert text.splitlines()[-2:] == [
+        f"decisions changed, by domain: tiering {impacts['tiering']['changed']:,} of 2,000; classification 0 of 2,000;"
+        f" retention {impacts['retention']['changed']:,} of 2,000",
+        "  not decided: `access`, `escalation`: nothing to decide from a customer's facts alone:"
+        " pass `--domain` and a file of its requests",
+    ]
+    assert "decisions: `retention` for 2,000 record(s)" in text and "decisions: `access`" not in text
+    code, out, _ = charter("diff", old, new, "--facts", EXAMPLES, "--now", "2025-06-30", "--domain", "retention")
+    assert code == 0 and "decisions: `tiering`" not in out and "decisions changed, by domain" not in out
+
+
+def _retention_request(customer: dict[str, Any]) -> dict[str, Any]:
+    """A customer's record as retention decides it for `POST /v1/customer` (docs/serve.md)."""
+    return {
+        "customer": customer["id"],
+        "record_type": "customer_profile",
+        "record": dict(customer),
+        "created_at": customer.get("first_purchase_at"),
+        "last_activity_at": customer.get("last_purchase_at"),
+    }
+
+
+def test_without_facts_every_domains_changes_are_listed(tmp_path: Path, charter: Run) -> None:
+    old, new = copy_policies(tmp_path)
+    edit(new / "tiering.yaml", 'message: "top 20% of customers', 'message: "the top fifth of customers')
+    edit(
+        new / "access.yaml", 'actions: [export]\n    purposes: ["*"]', 'actions: [export, delete]\n    purposes: ["*"]'
+    )
+    code, out, _ = charter("diff", old, new, "--format", "json")
+    assert code == 0
+    files = {f["domain"]: f["status"] for f in json.loads(out)["files"]}
+    assert files == {"access": "changed", "classification": "unchanged", "escalation": "unchanged",
+                     "retention": "unchanged", "tiering": "changed"}  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # the documentation's example is real output
 # --------------------------------------------------------------------------------------------

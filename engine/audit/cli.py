@@ -25,12 +25,17 @@ from engine.audit.checkpoint import (
     verify_checkpoints,
 )
 from engine.audit.depends import Dependencies, mark_erased
+from engine.audit.present import request_lines, trace_lines
 from engine.audit.protect import Protector, SealError, load_key
+from engine.audit.query import find
 from engine.audit.replay import Filters, Replayer, records
+from engine.core.decision import Decision
 from engine.errors import CharterError
 from engine.inputs import parse_now
 from engine.plugins import open_store
 from engine.storage import Store
+
+FIND_LIMIT = 50  # `charter log find` shows at most this many records unless told
 
 
 def add_commands(
@@ -80,7 +85,25 @@ def add_commands(
     s = lsub.add_parser("show", help="one decision with its trace and the rule text as it was")
     store_args(s)
     s.add_argument("id", help="record id (its hash, or the first 8 or more characters of it), or its number as #N")
+    s.add_argument(
+        "--unseal",
+        action="store_true",
+        help="open the request's sealed values and show the values each test compared (needs the log key)",
+    )
     s.set_defaults(run=cmd_show)
+    f = lsub.add_parser("find", help="the decisions that match: a customer's, a rule's, an outcome's; newest first")
+    store_args(f, key=False)
+    f.add_argument("--customer", help="only decisions about this customer (the record's subject)")
+    f.add_argument("--rule", help="only decisions where this rule fired")
+    f.add_argument(
+        "--outcome", help="only this outcome (`deny`, `high`, ...), or one output's value (`risk_level=high`)"
+    )
+    f.add_argument("--domain")
+    f.add_argument("--since", help="only decisions at or after this time")
+    f.add_argument("--until", help="only decisions before this time")
+    f.add_argument("--limit", type=_positive, default=FIND_LIMIT, help=f"at most this many (default {FIND_LIMIT})")
+    f.add_argument("--format", choices=["text", "json"], default="text")
+    f.set_defaults(run=cmd_find)
     e = lsub.add_parser("erase", help="delete a customer's key: their logged values become unreadable")
     store_args(e)
     e.add_argument("customer")
@@ -99,6 +122,12 @@ def add_commands(
     r.add_argument("--since", help="only decisions at or after this time")
     r.add_argument("--until", help="only decisions before this time")
     r.set_defaults(run=cmd_replay)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number of 1 or more")
+    return int(text)
 
 
 def add_bundle_commands(sub: Any) -> None:
@@ -258,8 +287,47 @@ def cmd_public_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_find(args: argparse.Namespace) -> int:
+    """The matching records, newest first: number, id, time, domain, customer, outcome, rules.
+    Exit 1 when the hash chain breaks (the records before the break are listed)."""
+    store = open_store(args.store)
+    filters = Filters(args.domain, args.customer, args.rule, _time(args.since, "--since"), _time(args.until, "--until"))
+    try:
+        found = find(store, filters, outcome=args.outcome, limit=args.limit, newest_first=True)
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps({**found.to_dict(), "order": "newest first"}, ensure_ascii=False, indent=2))
+    else:
+        rows = [
+            (f"#{r['seq']}", r["decision_id"][:12], r["now"], r["domain"], str(r["subject"]), r["outcome"], rules)
+            for r in found.records
+            for rules in [", ".join(r["fired"]) or "-"]
+        ]
+        if rows:
+            rows.insert(0, ("#", "record", "time", "domain", "customer", "outcome", "rules"))
+        widths = [max(len(row[i]) for row in rows) for i in range(6)] if rows else []
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[6])
+        more = f"; more match: pass --limit over {args.limit}" if found.truncated else ""
+        print(f"{len(found.records)} record(s), newest first{more}", file=sys.stderr)
+    if found.chain_broken is not None:
+        broken = found.chain_broken
+        problem = CharterError(
+            f"the log's hash chain breaks at record {broken['seq']}: {broken['reason']}; only the records before it "
+            "were searched",
+            code="C013",
+            hint="run `charter log verify`",
+        )
+        print(f"error: {problem.describe()}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     store, protector = _open(args)
+    if args.unseal and protector is None:
+        raise CharterError("unsealing needs the log key", code="C014", hint="pass --key-file, or set CHARTER_LOG_KEY")
     by_number = args.id.lstrip("#").isdigit() and (args.id.startswith("#") or len(args.id) < 8)
     if len(args.id) < 8 and not by_number:
         raise CharterError("give at least 8 characters of the record id, or its number as `#N`", code="C010")
@@ -293,6 +361,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     )
     for name, value in body["outputs"].items():
         print(f"  {name}: {json.dumps(value, ensure_ascii=False)}")
+    print("request (the facts the policy read" + ("" if args.unseal else "; --unseal opens the sealed ones") + "):")
+    for line in request_lines(body.get("facts", {}), body["subject"] or "", protector if args.unseal else None):
+        print(f"    {line}")
     stored = json.loads(store.get_blob("bundle", body["bundle_blob"]) or b'{"files": {}}')
     files = stored["files"]
     if stored.get("approvals"):
@@ -317,11 +388,21 @@ def cmd_show(args: argparse.Namespace) -> int:
         if place:
             print(_rule_text(files[place[0]], place[1], rule_id))
     if decision is not None and decision.trace:
-        print("trace:")
-        for t in decision.trace:
-            mark = {True: "yes", False: "no", None: "n/a"}[t.matched]
-            print(f"  {mark:3} {t.step}/{t.rule}")
+        _show_trace(decision, [rule_id for rule_id, _ in body["fired"]], args.unseal)
     return 0
+
+
+def _show_trace(decision: Decision, fired: list[str], unseal: bool) -> None:
+    """The replayed trace: each test with the values it compared (the scores and cut points of
+    a band, the request's values against a rule's), those only with ``--unseal``: they are
+    read from the sealed facts."""
+    if unseal and decision.scores:
+        print("scores: " + ", ".join(f"{k} = {v:,.2f}" for k, v in decision.scores.items()))
+    print("trace, replayed from the record (* fired; yes/no: whether the rule's condition held; n/a: undefined):")
+    for line in trace_lines(decision, values=unseal, fired=fired):
+        print(f"  {line}")
+    if not unseal:
+        print("  (… stands for the values each test compared: pass --unseal to show them)")
 
 
 def _find_rule(files: dict[str, str], rule_id: str) -> tuple[str, int] | None:

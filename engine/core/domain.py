@@ -12,7 +12,9 @@ part of Charter that needs to know something about a kind of policy asks its ``D
   the canonical key order (``sections``, ``key_order``: ``charter fmt``), the lists whose
   order decides (``ordered``: ``charter diff``), its own lint checks (``lint``);
 * the decision log: which fields of a record are sensitive (``field_classifier``, for the
-  domain that classifies data) and what the facts it reads are (``Runner.shape``).
+  domain that classifies data) and what the facts it reads are (``Runner.shape``);
+* the command line and the service: which customer a request is about (``customer_id``) and
+  what to decide about one customer (``customer_requests``).
 
 A ``Runner`` decides one request: ``run(facts, now, upstream, explain)`` with the decisions
 of the domains it ``uses:`` already made, returning a ``DomainResult``. It raises
@@ -21,7 +23,7 @@ of the domains it ``uses:`` already made, returning a ``DomainResult``. It raise
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -130,11 +132,21 @@ class Domain:
     # order): None (nothing), one request, or a list of requests (one decision each)
     customer_requests: CustomerRequests | None = None
     customer_reads: tuple[str, ...] = ()  # outputs of other domains it reads there: asked after the others
+    # the customer a request is about (``charter explain --customer``), when not the request's ``id``
+    customer_of: Callable[[Mapping[str, Any]], Any] | None = None
+    # the output that says the decision's outcome in one word (log searches, /metrics, dashboards)
+    outcome: str = ""
     plugin: str = ""  # set by the plugin manager
 
     @property
     def name(self) -> str:
         return self.kind
+
+    def customer_id(self, request: Mapping[str, Any]) -> str | None:
+        """The id of the customer ``request`` is about, as text: ``customer_of``'s answer, or the
+        request's own ``id``; None when it names none."""
+        found = self.customer_of(request) if self.customer_of is not None else request.get("id")
+        return None if found is None else str(found)
 
 
 def providing(domains: Mapping[str, Domain], policies: Mapping[str, Any], capability: str) -> str | None:
@@ -146,3 +158,24 @@ def providing(domains: Mapping[str, Domain], policies: Mapping[str, Any], capabi
         if domain is not None and getattr(domain, capability) is not None:
             return kind
     return None
+
+
+def requests_about(
+    customer: Mapping[str, Any], body: Mapping[str, Any], domains: Mapping[str, Domain], earlier: Mapping[str, Any]
+) -> Iterator[tuple[str, Any, bool]]:
+    """Everything to decide about one customer: (kind, request, one of many) for each of
+    ``domains`` (in dependency order) that builds requests from a customer's facts
+    (``Domain.customer_requests``), those that read other domains' outputs last. ``earlier``
+    holds the outputs decided so far: the caller adds each decision's outputs before asking
+    for the next. A domain's ``ValueError`` (a wrong ``body``) is raised as it is.
+    ``POST /v1/customer`` decides these, and so does ``charter diff --facts`` over customers."""
+    ordered = sorted(domains.items(), key=lambda item: bool(item[1].customer_reads))  # readers last, stable
+    for kind, domain in ordered:
+        if domain.customer_requests is None:
+            continue
+        made = domain.customer_requests(customer, body, earlier)
+        if isinstance(made, list):
+            for request in made:
+                yield kind, request, True
+        elif made is not None:
+            yield kind, made, False

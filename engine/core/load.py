@@ -191,6 +191,16 @@ class _Converter:
             return str(node.value)
         if isinstance(value, (bytes, set)) or type(value).__name__ in ("date", "datetime"):
             return str(node.value)
+        if type(value) is int and not -(2**63) <= value < 2**63:  # what JSON consumers and SQL stores hold
+            self.errors.append(
+                self._error(
+                    node,
+                    path,
+                    "P199",
+                    f"`{str(node.value)[:40]}` is past the largest whole number a decision holds (64 bits)",
+                    f"write a number between {-(2**63):,} and {2**63 - 1:,} (without the commas)",
+                )
+            )
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: DocPath, depth: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ Two passes, each collecting all errors sorted by location:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -155,48 +156,102 @@ def _translate(doc: Document, err: jsonschema.ValidationError) -> list[PolicyErr
         missing = str(err.message).split("'")[1] if "'" in err.message else "?"
         return [PolicyError(f"missing key `{missing}`", where, code="P021", hint=f"add `{missing}:` here")]
     if err.validator in ("enum", "const"):
-        choices = expected if err.validator == "enum" else [expected]
-        words = [str(c) for c in choices]
-        return [
-            PolicyError(
-                f"`{value}` is not allowed here",
-                where,
-                code="P022",
-                hint=did_you_mean(str(value), words) or "write one of " + ", ".join(f"`{w}`" for w in words),
-            )
-        ]
+        return [_not_a_choice(expected if err.validator == "enum" else [expected], value, where)]
     if err.validator == "type":
         wanted: list[str] = expected if isinstance(expected, list) else [expected]
+        hint = _type_hint(wanted, value, schema)
+        if "string" in wanted and isinstance(value, int | float) and "description" in schema:
+            hint = f"write it with its unit, {schema['description']}"  # `period: 5` for `5y`
         return [
             PolicyError(
                 f"expected {' or '.join(_TYPE_WORDS.get(w, w) for w in wanted)}, found {_describe(value)}",
                 where,
                 code="P023",
-                hint=_type_hint(wanted),
+                hint=hint,
             )
         ]
-    if err.validator == "pattern" and "description" in schema:
-        return [PolicyError(f"`{value}` is not written as expected", where, code="P024", hint=schema["description"])]
     if err.validator == "pattern":
+        meant = did_you_mean(str(value), [str(e) for e in schema.get("examples", ())])
+        if "description" in schema:
+            return [
+                PolicyError(
+                    f"`{value}` is not written as expected", where, code="P024", hint=meant or schema["description"]
+                )
+            ]
+        dash = re.fullmatch(str(expected), "a-b") is not None
+        letters = "lowercase letters, digits, `-` and `_`" if dash else "lowercase letters, digits and `_`"
+        if (
+            meant is None
+            and not dash
+            and "-" in str(value)
+            and re.fullmatch(str(expected), str(value).replace("-", "_"))
+        ):
+            meant = f"did you mean `{str(value).replace('-', '_')}`?"
         return [
             PolicyError(
                 f"`{value}` is not a valid name",
                 where,
                 code="P024",
-                hint="use lowercase letters, digits, `-` and `_`, starting with a letter",
+                hint=meant or f"use {letters}, starting with a letter",
             )
         ]
     if err.validator in ("oneOf", "anyOf") and isinstance(value, dict):
-        return [_one_of(err, where, value)]
-    if err.validator in ("minimum", "maximum"):
+        return [_one_of(err, where, value, doc, path)]
+    if err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return [
-            PolicyError(f"`{value}` is out of range", where, code="P025", hint=f"the {err.validator} is {expected}")
+            PolicyError(
+                f"`{value}` is out of range", where, code="P025", hint=_range_hint(err.validator, expected, value)
+            )
         ]
     if err.validator in ("minItems", "minProperties"):
         return [PolicyError("this must not be empty", where, code="P026", hint="add at least one entry")]
     if err.validator == "uniqueItems":
-        return [PolicyError("a value is listed twice", where, code="P027", hint="list each value once")]
+        items = value if isinstance(value, list) else []
+        twice = next((v for i, v in enumerate(items) if v in items[:i]), None)
+        what = f"`{twice}` is listed twice" if twice is not None else "a value is listed twice"
+        return [PolicyError(what, where, code="P027", hint="list each value once")]
     return [PolicyError(str(err.message), where, code="P029")]
+
+
+def _not_a_choice(choices: Sequence[Any], value: Any, where: Location) -> PolicyError:
+    """P022: ``value`` is none of ``choices``; the text of a number or boolean in quotes, or
+    YAML's `null` (nothing) for the word, is told as such."""
+    words = [str(c) for c in choices]
+    same = next((c for c in choices if str(c) == str(value) and type(c) is not type(value)), None)
+    if same is not None and isinstance(value, str):
+        return PolicyError(
+            f'found the text `"{value}"` (in quotes)', where, code="P022", hint=f"write `{same}` without quotes"
+        )
+    if value is None:
+        hint = (
+            'write `"null"` in double quotes: without them YAML reads `null` as nothing'
+            if "null" in words
+            else "write one of " + ", ".join(f"`{w}`" for w in words)
+        )
+        return PolicyError(
+            "nothing is written here (YAML reads `null` or `~` as nothing)", where, code="P022", hint=hint
+        )
+    return PolicyError(
+        f"`{value}` is not allowed here",
+        where,
+        code="P022",
+        hint=did_you_mean(str(value), words) or "write one of " + ", ".join(f"`{w}`" for w in words),
+    )
+
+
+def _range_hint(bound: str, limit: Any, value: Any) -> str:
+    """What the range allows; a fraction (at most 1) written as a percentage is shown as one."""
+    said = {
+        "minimum": f"the minimum is {limit}",
+        "maximum": f"the maximum is {limit}",
+        "exclusiveMinimum": f"it must be more than {limit}",
+        "exclusiveMaximum": f"it must be less than {limit}",
+    }[bound]
+    if bound.endswith("aximum") and isinstance(limit, int | float) and limit <= 1 and isinstance(value, int | float):
+        if value >= 2 and value <= 100:
+            return f"{said}: a fraction, so write `{value / 100:g}` for {value:g}%"
+        return f"{said}: a fraction, like `0.75` for 75%"
+    return said
 
 
 _TYPE_WORDS = {
@@ -218,24 +273,73 @@ def _describe(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
+    if isinstance(value, str) and (value.strip().lower() in _TRUTHS or _PLAIN_NUMBER.fullmatch(value)):
+        return f'the text `"{value}"` (in quotes)'  # it would be a boolean or a number without them
     return f"`{value}`"
 
 
-def _type_hint(wanted: Sequence[str]) -> str:
+def _type_hint(wanted: Sequence[str], value: Any = None, schema: Mapping[str, Any] | None = None) -> str:
     if "array" in wanted:
         return "write a list, one `- item` per line or `[a, b]`"
     if "object" in wanted:
         return "write `key: value` lines indented under this key"
     if "string" in wanted:
         return 'put the text in double quotes, like `"high"`'
-    return "write a number without quotes, like `80`"
+    kind = "boolean" if "boolean" in wanted else "integer" if wanted == ["integer"] else "number"
+    return value_hint(kind, value, (schema or {}).get("maximum"))
 
 
-def _one_of(err: jsonschema.ValidationError, where: Location, value: dict[str, Any]) -> PolicyError:
+_LEADING_NUMBER = re.compile(r"\s*([-+]?\d+(?:\.\d+)?)\s*(%|[^\d\s].*)?$")
+_PLAIN_NUMBER = re.compile(r"\s*[-+]?\d+(?:\.\d+)?\s*")
+_TRUTHS = {"true": "true", "false": "false", "yes": "true", "no": "false", "on": "true", "off": "false"}
+_KIND_WORDS = {"integer": "a whole number", "number": "a number", "boolean": "true or false", "string": "text"}
+
+
+def value_hint(kind: str, value: Any, maximum: Any = None) -> str:
+    """What to write for a value of ``kind`` (a declared type: boolean, integer, number, ...)
+    in place of ``value``, from what was written: the number without its unit or `%`, the
+    fraction a percentage means where the value is at most 1, the boolean without quotes."""
+    if kind == "boolean":
+        meant = _TRUTHS.get(value.strip().lower()) if isinstance(value, str) else None
+        if meant is not None:
+            return f"write `{meant}` without quotes"
+        return "write `true` or `false`, without quotes"
+    if kind in ("integer", "number"):
+        m = _LEADING_NUMBER.match(str(value).translate(_FULL_WIDTH)) if isinstance(value, str) else None
+        if m is not None:
+            number, rest = m.group(1), (m.group(2) or "").strip()
+            if rest == "%" and isinstance(maximum, int | float) and maximum <= 1:
+                fraction = float(number) / 100
+                return f"write `{fraction:g}`: a fraction from 0 to {maximum:g} ({value} is {fraction:g})"
+            if rest == "%":
+                return f"write `{number}` without `%`"
+            if rest:
+                return f"write `{number}` without `{rest}`: only the number"
+            return f"write `{number}` without quotes"
+        if isinstance(maximum, int | float) and maximum <= 1:
+            return f"write a number from 0 to {maximum:g} without quotes, like `0.75`"
+        if kind == "integer":
+            return "write a whole number without quotes, like `7`"
+        return "write a number without quotes, like `80`"
+    return f"write {_KIND_WORDS.get(kind, f'a {kind}')}"
+
+
+# full-width digits, full stop and percent sign, as an input method types them
+_FULL_WIDTH = str.maketrans({0xFF10 + d: str(d) for d in range(10)} | {0xFF0E: ".", 0xFF05: "%"})
+
+
+def _one_of(
+    err: jsonschema.ValidationError, where: Location, value: dict[str, Any], doc: Document, path: DocPath
+) -> PolicyError:
     expected: Any = err.validator_value
     options = [s.get("required", []) for s in expected]
     keys = [k[0] for k in options if k]
     present = [k for k in keys if k in value]
+    if not present:  # `detecter:` for `detector:` is the mistake, not a missing key
+        for k in value:
+            meant = did_you_mean(str(k), keys) if k not in keys else None
+            if meant is not None:
+                return PolicyError(f"unknown key `{k}`", doc.location((*path, k), key=True), code="P020", hint=meant)
     if len(present) > 1:
         return PolicyError(
             f"write only one of {' and '.join(f'`{k}`' for k in present)}",
@@ -349,7 +453,12 @@ class Semantics:
             description=str(spec.get("description", "")),
         )
         if decl.has_default and not _fits(kind, decl.default):
-            self.error(f"default `{decl.default}` is not a {kind}", (*path, "default"), "P103", f"write a {kind} value")
+            self.error(
+                f"default `{decl.default}` is not {_KIND_WORDS.get(kind, f'a {kind}')}",
+                (*path, "default"),
+                "P103",
+                value_hint(kind, decl.default, decl.max),
+            )
         return decl
 
     def output(self, name: str, spec: dict[str, Any]) -> OutputDecl:
@@ -358,7 +467,12 @@ class Semantics:
         kind = spec["type"]
         for i, v in enumerate(values or ()):
             if kind != "list" and not _fits(kind, v):
-                self.error(f"value `{v}` is not a {kind}", (*path, "values", i), "P104", f"write a {kind} value")
+                self.error(
+                    f"value `{v}` is not {_KIND_WORDS.get(kind, f'a {kind}')}",
+                    (*path, "values", i),
+                    "P104",
+                    value_hint(kind, v),
+                )
         return OutputDecl(
             name=name,
             type=kind,
@@ -481,10 +595,11 @@ class Semantics:
             values = [value]
             if not _fits(out.type, value):
                 self.error(
-                    f"`{value}` is not a {out.type}, as output `{out.name}` requires",
+                    f"{_describe(value)} is not {_KIND_WORDS.get(out.type, f'a {out.type}')},"
+                    f" as output `{out.name}` requires",
                     path,
                     "P122",
-                    f"write a {out.type} value",
+                    value_hint(out.type, value),
                 )
                 return
         for v in values:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import yaml
 
+from engine.core import yamltext
 from engine.core.yamltext import QUOTES, tab_error
 from engine.errors import Location, PolicyError
 
@@ -380,7 +381,11 @@ def _anchor_syntax(cx: _Context) -> PolicyError:
     opened = cx.opened or cx.mark
     sign = cx.line_of(opened)[opened.column : opened.column + 1] if opened else "*"
     what = "an alias (a repeat of a value marked `&name`)" if sign == "*" else "an anchor (a name for this value)"
-    value = cx.rest(opened).replace('"', '\\"')
+    value = cx.rest(opened)
+    before = cx.line_of(opened)[: opened.column] if opened else ""
+    if before.count("[") + before.count("{") > before.count("]") + before.count("}"):
+        value = yamltext.flow_part(value, ",]}")  # an item of a `[...]` list: just the item
+    value = value.replace('"', '\\"')
     return cx.at(opened, "P058", f"`{sign}` at the start of unquoted text starts {what}", f'write `"{value}"`')
 
 

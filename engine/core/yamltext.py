@@ -187,14 +187,14 @@ class _Scanner:
                         "P043",
                         f"{describe(ch)} opens this value: YAML does not read it as a quote, "
                         "so it becomes part of the text",
-                        f"write `{QUOTES[ch][1]}`: `{_ascii(s, i)}`",
+                        f"write `{QUOTES[ch][1]}`: `{_ascii(s, i, bool(self.flow))}`",
                     )
                 elif ch in _OPENERS:
                     self.error(
                         i,
                         "P042",
                         f"{describe(ch)} opens this value: YAML reads it as text, not as a list or mapping",
-                        f"write `{FULL_WIDTH[ch][1]}`: `{_ascii(s, i)}`",
+                        f"write `{FULL_WIDTH[ch][1]}`: `{_ascii(s, i, bool(self.flow))}`",
                     )
             if ch in ",]}" and self.flow:
                 if ch != ",":
@@ -294,6 +294,22 @@ class _Scanner:
 _TO_ASCII = str.maketrans({ch: ascii_ for ch, (_, ascii_) in (FULL_WIDTH | QUOTES).items()})
 
 
-def _ascii(s: str, i: int) -> str:
-    """The rest of the line from ``i`` (without a comment) with every full-width or curly mark made ASCII."""
-    return re.split(r"\s#", s[i:])[0].strip().translate(_TO_ASCII)
+def _ascii(s: str, i: int, in_flow: bool = False) -> str:
+    """The rest of the line from ``i`` (without a comment) with every full-width or curly mark
+    made ASCII; inside `[...]` or `{...}`, up to the bracket that closes it."""
+    text = re.split(r"\s#", s[i:])[0].strip().translate(_TO_ASCII)
+    return flow_part(text, "]}") if in_flow else text
+
+
+def flow_part(text: str, stops: str) -> str:
+    """``text`` up to the first of ``stops`` outside double or single quotes (a bracket that
+    closes the list the text is in, or a comma that ends its item)."""
+    quote = ""
+    for j, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in stops:
+            return text[:j].rstrip()
+    return text

@@ -27,7 +27,7 @@ Semantics (documented in docs/domains.md):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +153,7 @@ class Grant:
     expires: datetime | None = None
     subjects: tuple[str, ...] = ()
     waives: tuple[str, ...] = ()
+    class_locations: tuple[Location, ...] = field(default=(), compare=False)  # of each of ``classes``
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,14 @@ def _grant(
                     {"roles": "P183", "actions": "P184", "purposes": "P184", "obligations": "P187"}[key],
                     did_you_mean(name, known) or f"declare it under `{key}:`" + ("" if key != "roles" else " first"),
                 )
+    if waiver and "owner" in spec and spec["owner"] not in lists["roles"]:
+        ctx.error(
+            f"unknown role `{spec['owner']}` as the waiver's owner",
+            (*path, "owner"),
+            "P183",
+            did_you_mean(str(spec["owner"]), lists["roles"])
+            or "the owner is one of the roles declared: " + ", ".join(f"`{r}`" for r in lists["roles"]),
+        )
     when = spec.get("when")
     node = ctx.expression((*path, "when"), when, BOOL, env=ENV) if when is not None else None
     expires = None
@@ -282,6 +291,7 @@ def _grant(
         expires=expires,
         subjects=tuple(spec.get("subjects", ())),
         waives=tuple(spec.get("waives", ())),
+        class_locations=tuple(ctx.doc.location((*path, "classes", j)) for j in range(len(spec["classes"]))),
     )
 
 
@@ -301,12 +311,12 @@ def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyErro
     classes = {c.id: c for c in source.extra.classes}
     errors = []
     for grant in (*model.rules, *model.exceptions):
-        for name in grant.classes:
+        for j, name in enumerate(grant.classes):
             if name != ANY and name not in classes:
                 errors.append(
                     PolicyError(
                         f"unknown data class `{name}` in `{grant.id}`",
-                        grant.location,
+                        grant.class_locations[j] if j < len(grant.class_locations) else grant.location,
                         code="P185",
                         hint=did_you_mean(name, classes) or "classes: " + ", ".join(f"`{c}`" for c in classes),
                         related=source.location,
@@ -816,7 +826,14 @@ def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earl
     return {**request, "resource": resource}
 
 
+def customer_of(request: Mapping[str, Any]) -> Any:
+    """The customer whose record is asked for: the request's ``resource.customer``."""
+    resource = request.get("resource")
+    return resource.get("customer") if isinstance(resource, Mapping) else None
+
+
 ACCESS = Domain(
+    outcome="effect",
     kind="access",
     description="field by field: allow, mask or deny a request by role, data class, action and purpose",
     schema_extra=SCHEMA,
@@ -839,4 +856,5 @@ ACCESS = Domain(
     lint=lint,
     customer_requests=customer_requests,
     customer_reads=("value_tier",),
+    customer_of=customer_of,
 )

@@ -685,6 +685,7 @@ def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earl
 
 
 CLASSIFICATION = Domain(
+    outcome="highest",
     kind="classification",
     description="a data class for every field of a customer record, with its handling requirements",
     schema_extra=SCHEMA,

@@ -120,7 +120,7 @@ SCHEMA: dict[str, Any] = {
             },
         },
     },
-    "event_backend": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*$"},
+    "event_backend": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*$", "examples": ["durable_rules", "python"]},
     "churn_patterns": {
         "type": "array",
         "items": {
@@ -340,6 +340,17 @@ def check(ctx: CheckContext) -> Escalation:
         )
         for i, s in enumerate(data["ladder"])
     )
+    first_at: dict[int, int] = {}
+    for i, step in enumerate(ladder):  # two steps of one level: the ladder names each (`ladder-2`) once
+        if step.level in first_at:
+            ctx.error(
+                f"two ladder steps have level {step.level} (steps {first_at[step.level] + 1} and {i + 1})",
+                ("ladder", i, "level"),
+                "P192",
+                f"give each step its own level: this one is probably {max(first_at) + 1}",
+            )
+        else:
+            first_at[step.level] = i
     backend = data.get("event_backend", "durable_rules")
     patterns = []
     locations, meta, actions = {}, {}, {}
@@ -994,7 +1005,14 @@ def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earl
     return [{"ticket": t, "customer": dict(customer), "events": events} for t in tickets]
 
 
+def customer_of(request: Mapping[str, Any]) -> Any:
+    """The customer who raised the ticket: the request's ``customer.id``."""
+    customer = request.get("customer")
+    return customer.get("id") if isinstance(customer, Mapping) else None
+
+
 ESCALATION = Domain(
+    outcome="state",
     kind="escalation",
     description="service-level clocks, escalation ladder and churn early warning",
     schema_extra=SCHEMA,
@@ -1026,4 +1044,5 @@ ESCALATION = Domain(
     },
     period_words={"m": "minute"},
     customer_requests=customer_requests,
+    customer_of=customer_of,
 )

@@ -24,7 +24,7 @@ A record past its due date is ``overdue``; ``overdue_days`` says by how many who
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,10 @@ SCHEMA: dict[str, Any] = {
                 "starts": {
                     "type": "string",
                     "pattern": "^(created|last_activity|relationship_ended|consent_withdrawn|event:[a-z_][a-z0-9_]*)$",
+                    "description": (
+                        "`created`, `last_activity`, `relationship_ended`, `consent_withdrawn` or `event:NAME`"
+                    ),
+                    "examples": ["created", "last_activity", "relationship_ended", "consent_withdrawn"],
                 },
                 "action": {"enum": list(ACTIONS)},
                 **_meta,
@@ -85,6 +89,7 @@ class RetentionRule:
     location: Location
     message: str = ""
     clause: str = ""
+    class_locations: tuple[Location, ...] = field(default=(), compare=False)  # of each of ``classes``
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ def check(ctx: CheckContext) -> Retention:
                 ctx.doc.location(path),
                 str(spec.get("message", "")),
                 str(spec.get("clause", "")),
+                tuple(ctx.doc.location((*path, "classes", j)) for j in range(len(spec["classes"]))),
             )
         )
     return Retention(types, tuple(ctx.data.get("hold_fields", ())), tuple(rules))
@@ -143,13 +149,13 @@ def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyErro
     return [
         PolicyError(
             f"unknown data class `{name}` in `{rule.id}`",
-            rule.location,
+            rule.class_locations[j] if j < len(rule.class_locations) else rule.location,
             code="P185",
             hint=did_you_mean(name, classes) or "classes: " + ", ".join(f"`{c}`" for c in sorted(classes)),
             related=source.location,
         )
         for rule in model.rules
-        for name in rule.classes
+        for j, name in enumerate(rule.classes)
         if name != ANY and name not in classes
     ]
 
@@ -373,7 +379,13 @@ def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earl
     }
 
 
+def customer_of(request: Mapping[str, Any]) -> Any:
+    """The customer whose record it is: the request's ``customer``."""
+    return request.get("customer")
+
+
 RETENTION = Domain(
+    outcome="action",
     kind="retention",
     description="how long a record is kept, what ends it, and what happens then; legal holds",
     schema_extra=SCHEMA,
@@ -391,4 +403,5 @@ RETENTION = Domain(
     build=build,
     cross_check=cross_check,
     customer_requests=customer_requests,
+    customer_of=customer_of,
 )

@@ -20,6 +20,7 @@ def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earl
 
 
 TIERING = Domain(
+    outcome="value_tier",
     kind="tiering",
     description="customer value tier, lifecycle stage, risk level and treatment",
     schema_extra={"bands": {"type": "array", "items": {"$ref": "#/$defs/bands"}}},

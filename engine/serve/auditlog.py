@@ -1,9 +1,9 @@
 """The decision log for auditors: find records, show one with its reasons, verify the chain, replay.
 
-Finding reads the log from its first record, checking the hash chain as it goes
-(``engine.audit.replay.records``), so its cost grows with the log: it is for auditors, not
-for the decision path. A broken chain answers the records before the break and says where it
-breaks.
+Finding is ``engine.audit.query.find``, the one query ``charter log find`` and the
+workbench's log search use too: it reads the log from its first record, checking the hash
+chain as it goes, so its cost grows with the log. A broken chain answers the records before
+the break and says where it breaks.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.audit import query
 from engine.audit.chain import ChainBroken, verify
 from engine.audit.depends import Dependencies
 from engine.audit.protect import SealError
 from engine.audit.replay import Filters, Replayer, records
 from engine.errors import CharterError
 from engine.serve.errors import ServeError, bad_param
-from engine.serve.metrics import outcome_of
 from engine.serve.service import parse_time, shape_error
 
 if TYPE_CHECKING:
@@ -64,51 +64,13 @@ def filters_from(params: Mapping[str, Any]) -> Filters:
     )
 
 
-def matches_outcome(outcome: str, outputs: Mapping[str, Any]) -> bool:
-    """``outcome=deny``: the record's outcome (``engine.serve.metrics.outcome_of``) is ``deny``;
-    ``outcome=risk_level=high``: its output ``risk_level`` is ``high``."""
-    name, eq, value = outcome.partition("=")
-    if eq:
-        got = outputs.get(name)
-        return got == value or (isinstance(got, bool) and str(got).lower() == value)
-    return outcome_of(outputs) == outcome
-
-
-def summary(seq: int, rid: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "decision_id": rid,
-        "seq": seq,
-        "domain": body["domain"],
-        "subject": body["subject"],
-        "now": body["time"],
-        "outcome": outcome_of(body["outputs"]),
-        "outputs": body["outputs"],
-        "fired": [f[0] for f in body["fired"]],
-        "bundle_version": body["bundle"],
-        "snapshot_id": body.get("snapshot"),
-    }
-
-
 def find(service: Service, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``GET /v1/log/records``: the first ``limit`` records (in log order) that match."""
+    """``GET /v1/log/records``: the first ``limit`` records (in log order) that match
+    (``engine.audit.query.find``)."""
     store = store_of(service)
     limit = _limit(params.get("limit"))
     filters = filters_from(params)
-    outcome = params.get("outcome")
-    found: list[dict[str, Any]] = []
-    broken: dict[str, Any] | None = None
-    truncated = False
-    try:
-        for seq, rid, body in records(store, filters):
-            if outcome is not None and not matches_outcome(outcome, body["outputs"]):
-                continue
-            if len(found) >= limit:
-                truncated = True
-                break
-            found.append(summary(seq, rid, body))
-    except ChainBroken as exc:
-        broken = {"seq": exc.result.bad_seq, "reason": exc.result.reason}
-    return {"records": found, "count": len(found), "truncated": truncated, "chain_broken": broken}
+    return query.find(store, filters, outcome=params.get("outcome"), limit=limit).to_dict()
 
 
 def get(service: Service, record_id: str) -> dict[str, Any]:
@@ -159,7 +121,7 @@ def get(service: Service, record_id: str) -> dict[str, Any]:
         reasons = [{"rule": rule_id, "step": step} for rule_id, step in body["fired"]]
     bundle = json.loads(store.get_blob("bundle", body["bundle_blob"]) or b"{}")
     return {
-        **summary(seq, rid, body),
+        **query.summary(seq, rid, body),
         "record": body,
         "reasons": reasons,
         "approvals": bundle.get("approvals", []),

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -69,6 +71,13 @@ def add_serve_command(sub: Any, default_policies: str, default_key: str) -> None
     )
     a.add_argument(
         "--max-batch", type=int, default=10_000, metavar="N", help="the most items of one batch (default 10,000)"
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port and the store (default 1; docs/serve.md)",
     )
     s.add_argument(
         "--log-format",
@@ -208,40 +217,61 @@ def tls_of(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from engine.serve.app import create_app
     from engine.serve.logs import configure
 
+    if args.workers < 1:
+        raise CharterError("`--workers` must be 1 or more", code="C087", hint="e.g. `--workers 2`, one per core")
     configure(args.log_format)
-    json_logs = args.log_format == "json"
     auth, auth_line = auth_of(args)
     tls = tls_of(args)
-    service = build_service(args)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     sock.listen(2048)  # connections queue from here on, until uvicorn accepts them
-    host, port = sock.getsockname()[:2]
+    if args.workers > 1:
+        return _serve_workers(args, sock, auth, auth_line, tls)
+    service = build_service(args)
+    _announce(args, sock, tls, _describe(service), auth_line)
+    _run(args, sock, auth, tls, service)
+    _LOG.info("stopped")
+    return 0
+
+
+def _describe(service: Service) -> str:
     engine = service.engine
-    started = (
-        f"listening on {'https' if tls else 'http'}://{host}:{port} — bundle {engine.bundle_version}, "
-        f"{len(engine.domains)} domain(s), snapshot {service.snapshot_id or 'none'}, "
+    return (
+        f"bundle {engine.bundle_version}, {len(engine.domains)} domain(s), snapshot {service.snapshot_id or 'none'}, "
         f"log {'on' if engine.log is not None else 'off'}"
     )
-    for line in (started, auth_line):
-        if json_logs:  # every line on stderr one JSON object
+
+
+def _announce(args: argparse.Namespace, sock: socket.socket, tls: ssl.SSLContext | None, *lines: str) -> None:
+    """The start-up lines on stderr: where it listens and what it serves, then who it lets in."""
+    host, port = sock.getsockname()[:2]
+    started = f"listening on {'https' if tls else 'http'}://{host}:{port} — {lines[0]}"
+    for line in (started, *lines[1:]):
+        if args.log_format == "json":  # every line on stderr one JSON object
             _LOG.info(line)
         else:
             print(f"charter serve: {line}", file=sys.stderr, flush=True)
+
+
+def _run(
+    args: argparse.Namespace, sock: socket.socket, auth: AuthConfig, tls: ssl.SSLContext | None, service: Service
+) -> None:
+    """Serve on ``sock`` until SIGTERM or SIGINT (uvicorn's graceful shutdown: the log flushed)."""
+    import uvicorn
+
+    from engine.serve.app import create_app
+
     app = create_app(
         service,
         auth=auth,
         max_body=args.max_body,
         max_batch=args.max_batch,
         request_timeout=args.request_timeout or None,
-        request_log=json_logs,
+        request_log=args.log_format == "json",
     )
     config = uvicorn.Config(
         app,
@@ -257,5 +287,170 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # with this one, `charter serve` then exits 0 (SIGINT still exits 130)
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+# -- several worker processes ------------------------------------------------------------------
+#
+# The parent binds the port, then forks each worker before anything opens the store or starts a
+# thread; every worker builds its own service (engine, log writer, reload watcher) and accepts on
+# the one listening socket, so the kernel spreads connections between them. The decision log
+# takes several writer processes on one chain (the store's write lock); /metrics sums every
+# worker's counters (prometheus_client's multiprocess mode). The parent restarts a worker that
+# dies, and on SIGTERM or SIGINT stops them all, each finishing what it acknowledged.
+
+
+def _serve_workers(
+    args: argparse.Namespace, sock: socket.socket, auth: AuthConfig, auth_line: str, tls: ssl.SSLContext | None
+) -> int:
+    import shutil
+    import tempfile
+
+    metrics_dir = tempfile.mkdtemp(prefix="charter-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if "prometheus_client" in sys.modules:  # its value class is chosen on import: choose again
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    try:
+        snapshot = _shared_snapshot(args, metrics_dir)
+        if snapshot is not None:
+            args.snapshot, args.population = snapshot, None
+        ready_r, ready_w = os.pipe()
+        children: dict[int, int] = {}  # pid -> worker number
+        for n in range(args.workers):
+            children[_fork(args, sock, auth, tls, n, ready_w)] = n
+        os.close(ready_w)
+        reports = _readiness(ready_r, args.workers)
+        os.close(ready_r)
+        failed = next((r for r in reports if "error" in r), None)
+        if failed is not None or len(reports) < args.workers:
+            _stop(children)
+            message = failed["error"] if failed is not None else "a worker exited before it was ready"
+            raise CharterError(
+                f"`charter serve --workers {args.workers}` could not start:\n{message}",
+                code=failed.get("code", "C087") if failed is not None else "C087",
+            )
+        _announce(args, sock, tls, f"{reports[0]['describe']}, {args.workers} workers", auth_line)
+        return _supervise(args, sock, auth, tls, children)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _shared_snapshot(args: argparse.Namespace, directory: str) -> str | None:
+    """With ``--population``: the snapshot built once, here, so that every worker ranks against
+    the same one (each building its own would read the clock at a different instant); kept in
+    the store as a single worker keeps it, and written to a file the workers load."""
+    if not args.population or args.snapshot:
+        return None
+    from engine import population
+    from engine.api import Engine
+    from engine.inputs import read_facts
+    from engine.plugins import open_store
+
+    engine = Engine(args.policies)
+    ranking = engine.default_ranking_domain()
+    now = datetime.now(UTC)  # loading reads the clock; deciding never does
+    snap = engine.build_snapshot(
+        read_facts(args.population, "auto", engine.program(ranking).policy.facts), now=now, domain=ranking
+    )
+    if args.store:
+        store = open_store(args.store)
+        try:
+            population.store_snapshot(snap, store)
+        finally:
+            store.close()
+    path = Path(directory) / "snapshot.json"
+    population.save_file(snap, path)
+    return str(path)
+
+
+def _fork(
+    args: argparse.Namespace,
+    sock: socket.socket,
+    auth: AuthConfig,
+    tls: ssl.SSLContext | None,
+    number: int,
+    ready: int | None,
+) -> int:
+    """Start worker ``number``; it writes one JSON line to ``ready`` once serving (or why not)."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:  # the worker: never returns into the parent's code
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            service = build_service(args)
+        except CharterError as exc:  # told to the parent, which stops the others and says why
+            if ready is None:
+                raise
+            os.write(ready, json.dumps({"error": str(exc), "code": exc.code}).encode() + b"\n")
+        else:
+            if ready is not None:
+                os.write(ready, json.dumps({"describe": _describe(service)}).encode() + b"\n")
+                os.close(ready)
+            _run(args, sock, auth, tls, service)
+            code = 0
+    except BaseException as exc:  # a worker's failure is its exit status; the parent reports it
+        _LOG.error("worker %d stopped: %s: %s", number, type(exc).__name__, exc)
+    finally:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+        os._exit(code)
+    return 0  # not reached
+
+
+def _readiness(fd: int, workers: int) -> list[dict[str, Any]]:
+    """Each worker's start-up report, until all reported or all exited (end of the pipe)."""
+    buffer = b""
+    while buffer.count(b"\n") < workers:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buffer += chunk
+    return [json.loads(line) for line in buffer.splitlines() if line.strip()]
+
+
+def _stop(children: dict[int, int]) -> None:
+    for pid in list(children):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in list(children):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        children.pop(pid, None)
+
+
+def _supervise(
+    args: argparse.Namespace,
+    sock: socket.socket,
+    auth: AuthConfig,
+    tls: ssl.SSLContext | None,
+    children: dict[int, int],
+) -> int:
+    """Wait on the workers: restart one that dies; on SIGTERM (exit 0) or SIGINT (exit 130) stop
+    them all and wait for each to finish."""
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.append(signum)
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        number = children.pop(pid, None)
+        if number is None or stopping:
+            continue
+        _LOG.warning("worker %d (pid %d) exited with status %d: starting another", number, pid, status)
+        children[_fork(args, sock, auth, tls, number, None)] = number
     _LOG.info("stopped")
-    return 0
+    return 130 if stopping and stopping[0] == signal.SIGINT else 0

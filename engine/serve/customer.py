@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from engine.core.domain import Domain
+from engine.core.domain import Domain, requests_about
 from engine.serve.service import shape_error
 
 
@@ -40,21 +40,13 @@ def customer_requests(
     body: dict[str, Any], domains: Mapping[str, Domain], earlier: Mapping[str, Any]
 ) -> Iterator[tuple[str, Any, bool]]:
     """(kind, request, one of many) for each loaded domain, in ``domains``' order (dependency
-    order), as each ``Domain.customer_requests`` builds it. ``earlier`` holds the outputs
-    decided so far (the caller adds each decision's outputs before asking for the next)."""
+    order), as each ``Domain.customer_requests`` builds it (``engine.core.domain.requests_about``).
+    ``earlier`` holds the outputs decided so far (the caller adds each decision's outputs before
+    asking for the next)."""
     customer = body.get("customer")
     if not isinstance(customer, dict):
         raise shape_error("`customer` must be a JSON object: the customer's facts")
-    ordered = sorted(domains.items(), key=lambda item: bool(item[1].customer_reads))  # readers last, stable
-    for kind, domain in ordered:
-        if domain.customer_requests is None:
-            continue
-        try:
-            made = domain.customer_requests(customer, body, earlier)
-        except ValueError as exc:
-            raise shape_error(str(exc)) from None
-        if isinstance(made, list):
-            for request in made:
-                yield kind, request, True
-        elif made is not None:
-            yield kind, made, False
+    try:
+        yield from requests_about(customer, body, domains, earlier)
+    except ValueError as exc:
+        raise shape_error(str(exc)) from None

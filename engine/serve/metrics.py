@@ -1,6 +1,6 @@
 """The service's Prometheus metrics (``GET /metrics``), in a registry of its own per service.
 
-* ``charter_decisions_total{domain, outcome}``: decisions made, by outcome (``outcome_of``);
+* ``charter_decisions_total{domain, outcome}``: decisions made, by outcome (``engine.audit.query.outcome_of``);
   requests whose facts were bad count as ``bad_facts``, decisions that could not be made as
   ``error``;
 * ``charter_decision_seconds{domain}``: the time of one decision, its log append included
@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -29,18 +30,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # from tens of microseconds (an unlogged decision) to a second (a slow durable append)
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)  # records in one commit of the log
 BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-
-
-def outcome_of(outputs: Mapping[str, Any]) -> str:
-    """A decision's outcome in one word: the value of its first output that is a string (or a
-    boolean): tiering's ``value_tier``, access's ``effect``, retention's ``action``,
-    escalation's ``state``, classification's ``highest``; ``decided`` when none is."""
-    for value in outputs.values():
-        if isinstance(value, bool):
-            return str(value).lower()
-        if isinstance(value, str):
-            return value[:40]
-    return "decided"
 
 
 class State(Collector):
@@ -66,6 +55,7 @@ class State(Collector):
 
 class Metrics:
     def __init__(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        self.read = read
         self.registry = CollectorRegistry(auto_describe=True)
         self.decisions = Counter(
             "charter_decisions", "decisions made, by domain and outcome", ["domain", "outcome"], registry=self.registry
@@ -105,4 +95,14 @@ class Metrics:
         self.log_append.observe(seconds)
 
     def render(self) -> bytes:
+        """The metrics in Prometheus' text format. Under ``charter serve --workers N`` (where
+        ``PROMETHEUS_MULTIPROC_DIR`` is set) the counters and histograms are every worker's
+        summed; what is read at the scrape (reloads, readiness, bundle) is the answering worker's."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(State(self.read))
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 from engine.api import Engine, PolicyWatcher
 from engine.audit.log import DecisionLog
 from engine.audit.protect import Protector, SealError
+from engine.audit.query import outcome_of
 from engine.core.decision import Decision
 from engine.core.model import BandsDecl, TableDecl
 from engine.errors import CharterError, EvaluationError, FactErrors, PolicyError, did_you_mean
 from engine.serve.errors import ServeError, error_body
-from engine.serve.metrics import Metrics, outcome_of
+from engine.serve.metrics import Metrics
 from engine.storage import StorageError
 
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ class Service:
         except EvaluationError:
             self.metrics.decided(domain, "error", time.perf_counter() - start)
             raise
-        self.metrics.decided(domain, outcome_of(decision.outputs), time.perf_counter() - start)
+        self.metrics.decided(domain, outcome_of(decision.outputs, domain), time.perf_counter() - start)
         return decision
 
     def decide(self, domain: str, body: Any, *, explain: bool = False) -> dict[str, Any]:
@@ -289,7 +290,7 @@ class Service:
                         bad += 1
                     else:
                         results.append({"index": done, **decision_json(result)})
-                        outcomes.append(outcome_of(result.outputs))
+                        outcomes.append(outcome_of(result.outputs, domain))
                     done += 1
             except EvaluationError as exc:
                 results.append({"index": done, "error": error_body(exc)})

@@ -1,7 +1,7 @@
 """``/ui/dashboard``: supervision figures from the decision log, as SVG bars and tables.
 
 Nothing here knows a domain: for each domain in the log it counts the outcome of each
-decision (``engine.serve.metrics.outcome_of``: the tier, the access effect, the retention
+decision (``engine.audit.query.outcome_of``: the tier, the access effect, the retention
 action, the escalation state ...), the values of each output that is a word, a yes/no or a
 list of words, and the outcome by each request field that is written in clear and takes
 few values (the role and purpose of an access request, a record type, a category ...).
@@ -20,9 +20,9 @@ from markupsafe import Markup
 
 from engine.audit.chain import ChainBroken
 from engine.audit.protect import SEALED
+from engine.audit.query import outcome_of
 from engine.audit.replay import records
 from engine.serve import auditlog
-from engine.serve.metrics import outcome_of
 from engine.serve.service import Service
 from engine.web.charts import Series, bar_chart
 
@@ -42,7 +42,7 @@ class DomainFigures:
     def add(self, body: Mapping[str, Any]) -> None:
         self.count += 1
         outputs = body.get("outputs", {})
-        outcome = outcome_of(outputs)
+        outcome = outcome_of(outputs, body.get("domain"))
         self.outcomes[outcome] += 1
         for name, values in _words(outputs):
             counter = self.outputs.setdefault(name, Counter())

@@ -1,10 +1,11 @@
-"""``/ui/log``: the decision log for auditors: search (``engine.serve.auditlog.find``), one
-decision (``auditlog.get``) with its request, outputs, reasons and the rule text as it was
-logged, its place in the hash chain; the chain's verify status and the latest signed
-checkpoint (``engine.audit.checkpoint``).
+"""``/ui/log``: the decision log for auditors: search (``engine.serve.auditlog.find``, that is
+``engine.audit.query.find``), one decision (``auditlog.get``) with its request, outputs,
+reasons and the rule text as it was logged, its place in the hash chain; the chain's verify
+status and the latest signed checkpoint (``engine.audit.checkpoint``).
 
 Sealed values (sensitive facts, encrypted in the log) show as sealed unless the request may
-unseal them (``engine.web.access.may_unseal``); opening one needs the service's log key.
+unseal them (``engine.web.access.may_unseal``); opening one needs the service's log key. The
+request's rows are ``engine.audit.present.flatten``'s, as ``charter log show`` prints them.
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ from typing import Any
 
 from engine.audit.chain import ChainBroken, checked
 from engine.audit.checkpoint import key_id, load_public_key, read_checkpoints, verify_checkpoints
-from engine.audit.protect import SEALED, SealError
-from engine.audit.replay import unseal
-from engine.errors import CharterError
+from engine.audit.present import flatten
 from engine.serve import auditlog
 from engine.serve.service import Service
 
 SEARCH_KEYS = ("customer", "domain", "rule", "outcome", "since", "until", "limit")
-WITHHELD = "$withheld"
 RULE_LINES = 40  # at most this many lines of a rule's text
 
 
@@ -68,27 +66,6 @@ def record(service: Service, record_id: str, *, may_unseal: bool) -> dict[str, A
         "engine": body.get("engine"),
         "semantics": body.get("semantics"),
     }
-
-
-def flatten(value: Any, subject: str, protector: Any, path: str = "") -> list[dict[str, Any]]:
-    """A request's values as rows (dotted path, value shown, sealed or not), nested values
-    one row each; a sealed value stays sealed without ``protector``."""
-    if isinstance(value, dict) and (SEALED in value or WITHHELD in value):
-        if WITHHELD in value:
-            return [{"path": path, "value": "", "state": "withheld"}]
-        if protector is None:
-            return [{"path": path, "value": "", "state": "sealed"}]
-        try:
-            opened = unseal(value, path, subject, protector)
-        except (SealError, CharterError) as exc:  # erased customer, or another key
-            return [{"path": path, "value": str(exc), "state": "unreadable"}]
-        return [{"path": path, "value": json.dumps(opened, ensure_ascii=False, default=str), "state": "unsealed"}]
-    if isinstance(value, dict) and value:
-        return [row for k, v in value.items() for row in flatten(v, subject, protector, f"{path}.{k}" if path else k)]
-    if isinstance(value, list) and value and any(isinstance(v, dict) for v in value):
-        return [row for i, v in enumerate(value) for row in flatten(v, subject, protector, f"{path}[{i}]")]
-    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return [{"path": path, "value": shown, "state": "clear"}]
 
 
 def _sources(service: Service, body: Mapping[str, Any]) -> dict[str, str]:

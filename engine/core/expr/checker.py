@@ -108,13 +108,18 @@ class Checker:
             customer = self.lookup("customer")
             if hint is None and isinstance(customer, ObjectType) and node.name in customer.fields:
                 hint = f"write `customer.{node.name}`"
-            raise _err(
-                node,
-                f"unknown name `{node.name}`",
-                "E110",
-                hint or "names start with `customer.`, `scores.`, `outputs.` or are `now`",
-            )
+            raise _err(node, f"unknown name `{node.name}`", "E110", hint or self._roots_hint(node.name))
         return t
+
+    def _roots_hint(self, name: str) -> str:
+        """The names this expression may start with (its domain's), and quotes for text."""
+        roots = sorted({n for scope in self.scopes for n in scope})
+        objects = [f"`{n}.`" for n in roots if isinstance(self.lookup(n), ObjectType)]
+        plain = [f"`{n}`" for n in roots if not isinstance(self.lookup(n), ObjectType)]
+        names = "names start with " + ", ".join(objects) if objects else "names are " + ", ".join(plain)
+        if objects and plain:
+            names += " or are " + ", ".join(plain)
+        return f'text goes in double quotes, like `"{name}"`; {names}'
 
     def _select(self, node: Node) -> Type:
         assert isinstance(node, Select) and node.operand is not None

@@ -26,6 +26,6 @@ from __future__ import annotations
 
 from engine.workbench.diff.changes import Change, Report, diff_directories
 from engine.workbench.diff.command import add_command
-from engine.workbench.diff.impact import Impact, measure_impact
+from engine.workbench.diff.impact import Impact, measure_impact, measure_impacts
 
-__all__ = ["Change", "Impact", "Report", "add_command", "diff_directories", "measure_impact"]
+__all__ = ["Change", "Impact", "Report", "add_command", "diff_directories", "measure_impact", "measure_impacts"]

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from engine.errors import CharterError
 from engine.workbench.diff.changes import Report, diff_directories
-from engine.workbench.diff.impact import Impact, _transition, measure_impact
+from engine.workbench.diff.impact import Impact, _transition, measure_impacts
 
 # --------------------------------------------------------------------------------------------
 # output
 # --------------------------------------------------------------------------------------------
 
 
-def render_text(report: Report, impact: Impact | None) -> str:
+def render_text(report: Report, impacts: Sequence[Impact]) -> str:
     lines = [f"policy changes from {report.old_dir} to {report.new_dir}"]
     for f in report.files:
         names = [Path(d.path).name for d in (f.old, f.new) if d is not None]
@@ -31,8 +32,17 @@ def render_text(report: Report, impact: Impact | None) -> str:
             lines.extend(f"  {c.line()}" for c in f.changes)
     n, files = report.semantic, sum(f.status in ("changed", "added", "removed") for f in report.files)
     lines.append(f"{n} semantic change(s) in {files} policy file(s)" if n else "no semantic change")
-    if impact is not None:
-        lines.extend(_impact_lines(impact))
+    many = len(impacts) > 1
+    for impact in impacts:
+        lines.extend(_impact_lines(impact) if impact.total or not many else [])
+    if many:  # every domain decided about each customer
+        decided = "; ".join(f"{i.domain} {i.changed:,} of {i.total:,}" for i in impacts if i.total)
+        why: dict[str, list[str]] = {}
+        for i in impacts:
+            if not i.total:
+                why.setdefault(i.notes[0] if i.notes else "nothing decided", []).append(f"`{i.domain}`")
+        lines += ["", f"decisions changed, by domain: {decided}"]
+        lines += [f"  not decided: {', '.join(names)}: {note}" for note, names in why.items()]
     return "\n".join(lines)
 
 
@@ -63,7 +73,7 @@ def _impact_lines(impact: Impact) -> list[str]:
     return lines
 
 
-def render_json(report: Report, impact: Impact | None) -> str:
+def render_json(report: Report, impacts: Sequence[Impact]) -> str:
     out: dict[str, Any] = {
         "old": report.old_dir,
         "new": report.new_dir,
@@ -71,8 +81,9 @@ def render_json(report: Report, impact: Impact | None) -> str:
         "files": [f.to_dict() for f in report.files],
         "changes": [c.to_dict() for c in report.changes],
     }
-    if impact is not None:
-        out["impact"] = impact.to_dict()
+    if impacts:  # `impact`: the first domain's (the only one with --domain), as before `impacts`
+        out["impacts"] = [impact.to_dict() for impact in impacts]
+        out["impact"] = out["impacts"][0]
     return json.dumps(out, ensure_ascii=False, indent=2)
 
 
@@ -85,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     if args.population and not args.facts:
         raise CharterError("`--population` is used only with `--facts`", code="C043", hint="add `--facts FILE`")
     report = diff_directories(args.old, args.new)
-    impact = measure_impact(report, args) if args.facts else None
-    print(render_json(report, impact) if args.format == "json" else render_text(report, impact))
+    impacts = measure_impacts(report, args) if args.facts else []
+    print(render_json(report, impacts) if args.format == "json" else render_text(report, impacts))
     return 1 if args.exit_code and report.semantic else 0
 
 
@@ -102,7 +113,9 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
     d.add_argument("--exit-code", action="store_true", help="exit 1 when there are semantic changes")
     d.add_argument("--facts", help="customers or requests (.json, .jsonl or .csv): decide each with both policy sets")
     d.add_argument(
-        "--domain", help="the domain to decide with --facts (default: the only one, or the one that ranks customers)"
+        "--domain",
+        help="the one domain to decide with --facts (default: the facts are customers, and every domain decides"
+        " what it decides about each of them)",
     )
     d.add_argument("--now", help="evaluation time, e.g. 2025-06-30T00:00:00Z (default: the current time)")
     d.add_argument("--population", help="customers to rank against (default: --facts, when the domain ranks)")

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from engine.api import Engine
 from engine.core.decision import Decision
+from engine.core.domain import Domain, requests_about
 from engine.errors import CharterError, FactErrors, did_you_mean
 from engine.inputs import parse_now, read_facts
 from engine.population import Snapshot
@@ -118,6 +120,61 @@ def measure_impact(report: Report, args: argparse.Namespace) -> Impact:
     for facts in read_facts(args.facts, "auto", declared):
         impact.add(facts, _decide(old, domain, facts, now), _decide(new, domain, facts, now), args.sample)
     return impact
+
+
+def measure_impacts(report: Report, args: argparse.Namespace) -> list[Impact]:
+    """``--facts``: one ``Impact`` per domain decided. With ``--domain``, or when no loaded
+    policy ranks customers, that one domain (``measure_impact``). Without it the facts are
+    customers, and every domain decides what it decides about each of them
+    (``engine.core.domain.requests_about``, as ``POST /v1/customer`` does): the one that ranks
+    them first, the others in dependency order; a domain that needs more than a customer's
+    facts (a request, a ticket) decides nothing and says so."""
+    if args.domain is not None or not report.new_engine.ranking_domains():
+        return [measure_impact(report, args)]
+    old, new = report.old_engine, report.new_engine
+    args.domain = new.default_ranking_domain()
+    now = parse_now(args.now)
+    impacts = {args.domain: Impact(args.domain, now, args.facts)}
+    _share_snapshot(impacts[args.domain], old, new, args)
+    makers = {which: _makers(engine) for which, engine in (("old", old), ("new", new))}
+    for kind in dict.fromkeys([*makers["new"], *makers["old"]]):
+        impact = impacts.setdefault(kind, Impact(kind, now, args.facts))
+        if kind not in makers["old"] or kind not in makers["new"]:
+            impact.notes.append(f"only the {'new' if kind in makers['new'] else 'old'} policies have it: not compared")
+    both = {k: d for k, d in makers["new"].items() if k in makers["old"]}
+    declared = {**new.program(args.domain).policy.facts, **old.program(args.domain).policy.facts}
+    for customer in read_facts(args.facts, "auto", declared):
+        before = _about(old, customer, {k: makers["old"][k] for k in both}, now)
+        after = _about(new, customer, both, now)
+        for (kind, request, a), (_, _, b) in zip(before, after, strict=False):
+            impacts[kind].add(request, a, b, args.sample)
+    for impact in impacts.values():
+        if not impact.total and not impact.notes:
+            impact.notes.append(
+                "nothing to decide from a customer's facts alone: pass `--domain` and a file of its requests"
+            )
+    return list(impacts.values())
+
+
+def _makers(engine: Engine) -> dict[str, Domain]:
+    """The loaded domains that decide something about a customer, by kind, in dependency order."""
+    known = engine.registry.domains
+    return {k: known[k] for k in engine.domains if k in known and known[k].customer_requests is not None}
+
+
+def _about(
+    engine: Engine, customer: Mapping[str, Any], domains: Mapping[str, Domain], now: datetime
+) -> list[tuple[str, Any, Decision | CharterError]]:
+    """Every decision about one customer: (kind, request, decision or error), in the order of
+    ``requests_about``, each domain reading the outputs decided before it."""
+    made: list[tuple[str, Any, Decision | CharterError]] = []
+    earlier: dict[str, Any] = {}
+    for kind, request, _ in requests_about(customer, {}, domains, earlier):
+        decided = _decide(engine, kind, request, now)
+        made.append((kind, request, decided))
+        for name, value in decided.outputs.items() if isinstance(decided, Decision) else ():
+            earlier.setdefault(name, value)
+    return made
 
 
 def _share_snapshot(impact: Impact, old: Engine, new: Engine, args: argparse.Namespace) -> None:
