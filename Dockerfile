@@ -7,6 +7,9 @@
 #     charter
 #
 # /data (a volume) holds the SQLite decision log and its key: keep it, and back it up.
+# It also holds the keyring (charter.key.keyring) that `charter log erase` rotates: a backup of
+# the keyring taken before an erase can open the erased customer's values again, so keep
+# keyring backups no longer than the erasure policy allows (docs/audit.md, "Erasure").
 # The tokens file (digests only: `charter serve token new NAME --scopes decide --add tokens.yaml`)
 # is mounted read-only; the service reads it again when it changes. Serving 0.0.0.0 needs
 # tokens (or TLS with client certificates): without them the service refuses to start (C087).

@@ -20,6 +20,7 @@ from typing import Any
 
 from engine import population
 from engine.api import Engine
+from engine.audit.whynot import why_not
 from engine.core.bundle import build_bundle_from_documents, load_documents
 from engine.core.decision import Decision, jsonable
 from engine.errors import CharterError, FactErrors, PolicyErrors
@@ -199,6 +200,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 print(f"  {e.describe()}")
             return 1
         print(("\n" if shown else "") + render(decision))
+        changes = why_not(engine.program(args.domain, now), decision, facts, domain)
+        if changes:
+            print("what would change it:")
+            for line in changes:
+                print(f"  - {line}")
         shown += 1
         if not args.customer and shown >= args.limit:
             break

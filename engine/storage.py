@@ -10,7 +10,12 @@ A store does two things, and every backend does them alike (one shared test suit
   ``append_linked`` builds each record from the one before it while holding the log's
   write lock, so a hash chain stays one chain with several writer processes;
 * **keys**: small named secrets that can be deleted (per-customer data keys, wrapped), so
-  erasing a customer's key makes their logged values unreadable.
+  erasing a customer's key makes their logged values unreadable; ``rewrap_keys`` deletes
+  some and replaces all the others' bytes in one go (an erase wrapping them under a fresh
+  key-encryption key, ``engine.audit.protect``).
+
+A store kept in local files also has ``keyring_path()``: where a keyring for its keys goes
+by default (beside its files, not in them).
 
 Backends are plugins (hook ``charter_storage(url)``): ``sqlite:///path.db`` (the default,
 WAL mode) and ``postgresql://...`` through SQLAlchemy, and ``jsonl:///directory`` (an
@@ -64,6 +69,15 @@ class Store(Protocol):
         ...
 
     def delete_key(self, name: str) -> bool: ...
+
+    def rewrap_keys(self, rewrap: Callable[[bytes], bytes | None], delete: Sequence[str] = ()) -> tuple[int, int]:
+        """Delete the keys named in ``delete``, and replace every other stored key's bytes with
+        ``rewrap(bytes)`` (None: left as they are): in one transaction, holding off writers of
+        keys, on a SQL store (``rewrap`` may be called again if it is retried); key by key,
+        each replaced whole, on a file store. Then make what was replaced or deleted as hard
+        to recover as the backend allows (SQLite: ``secure_delete``, the WAL checkpointed and
+        truncated). Returns (keys deleted, keys replaced)."""
+        ...
 
     def read(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, bytes]]: ...
 

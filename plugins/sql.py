@@ -13,6 +13,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -108,10 +109,11 @@ class SqlStore:
 
     def __init__(self, url: str, *, memory: bool = False) -> None:
         self.url = url
+        self._file: Path | None = None
         try:
             parsed = sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
             if parsed.get_backend_name() == "sqlite":  # before the engine: it is refused, or made 0600
-                _sqlite_file(url, parsed, memory=memory)
+                self._file = _sqlite_file(url, parsed, memory=memory)
             self.engine = sa.create_engine(parsed)
         except exc.SQLAlchemyError as err:
             raise _cannot_open(url, err.__class__.__name__) from None
@@ -230,6 +232,44 @@ class SqlStore:
         delete = _KEYS.delete().where(_KEYS.c.name == _stored_name(name))
         return self._transact("delete a key", lambda conn: bool(conn.execute(delete).rowcount))
 
+    def rewrap_keys(self, rewrap: Callable[[bytes], bytes | None], delete: Sequence[str] = ()) -> tuple[int, int]:
+        gone = sorted({_stored_name(n) for n in delete})
+        update = _KEYS.update().where(_KEYS.c.name == sa.bindparam("n")).values(data=sa.bindparam("d"))
+
+        def work(conn: sa.Connection) -> tuple[int, int]:
+            if not self.sqlite:  # writers of keys wait (SQLite: BEGIN IMMEDIATE holds them off); readers go on
+                conn.execute(sa.text("LOCK TABLE charter_keys IN EXCLUSIVE MODE"))
+            deleted = 0
+            for i in range(0, len(gone), 500):
+                deleted += conn.execute(_KEYS.delete().where(_KEYS.c.name.in_(gone[i : i + 500]))).rowcount
+            rows = conn.execute(sa.select(_KEYS.c.name, _KEYS.c.data)).all()
+            changed = [{"n": n, "d": new} for n, d in rows if (new := rewrap(_raw(d))) is not None]
+            if changed:
+                conn.execute(update, changed)
+            return deleted, len(changed)
+
+        done = self._transact("re-wrap keys", work)
+        if self.sqlite:
+            self._checkpoint()
+        return done
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (SQLite), so that the page images
+        it held of deleted or replaced rows go; a reader in a transaction holding it keeps
+        it as it is (what it holds is then wrapped under a destroyed key)."""
+        raw = self.engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            assert driver is not None
+            with contextlib.suppress(sqlite3.Error):
+                driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            raw.close()
+
+    def keyring_path(self) -> Path | None:
+        """Beside a SQLite database file (``<file>.keyring``); None for PostgreSQL."""
+        return self._file.with_name(self._file.name + ".keyring") if self._file is not None else None
+
     def read(self, after: int = 0, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
         query = sa.select(_RECORDS.c.seq, _RECORDS.c.data).where(_RECORDS.c.seq > after).order_by(_RECORDS.c.seq)
         if limit is not None:
@@ -287,10 +327,10 @@ def _postgresql_append_linked(conn: sa.Connection, bodies: Sequence[bytes], link
     return seqs
 
 
-def _sqlite_file(given: str, url: sa.engine.URL, *, memory: bool) -> None:
+def _sqlite_file(given: str, url: sa.engine.URL, *, memory: bool) -> Path | None:
     """Refuse an in-memory database (unless ``memory``); create a missing database file mode
     0600 before SQLite opens it, so that it (and its ``-wal`` and ``-shm`` files, which SQLite
-    makes with the database's mode) is its owner's only."""
+    makes with the database's mode) is its owner's only. Returns the file (None: in memory)."""
     database = url.database or ""
     uri = str(url.query.get("uri", "")).lower() in ("true", "1")
     in_memory = database in ("", ":memory:") or (
@@ -298,7 +338,7 @@ def _sqlite_file(given: str, url: sa.engine.URL, *, memory: bool) -> None:
     )
     if in_memory:
         if memory:
-            return
+            return None
         raise StorageError(
             f"the store `{given}` is an in-memory database: decisions logged there would be lost when it is closed",
             code="D007",
@@ -308,6 +348,7 @@ def _sqlite_file(given: str, url: sa.engine.URL, *, memory: bool) -> None:
     # a file there already keeps its mode; SQLite reports what else is wrong when it opens it
     with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return Path(path).absolute()
 
 
 def _has_tables(conn: sa.Connection) -> bool:
@@ -338,6 +379,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             time.sleep(pause * random.uniform(0.5, 1.5))
             pause = min(pause * 2, 0.5)
         cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA secure_delete=ON")  # a deleted or replaced row's bytes are overwritten
     finally:
         cursor.close()
 

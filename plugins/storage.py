@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,6 +213,35 @@ class JsonlStore:
             _fsync_dir(self.root / "keys")  # an erased key stays erased after a crash
         return deleted
 
+    def rewrap_keys(self, rewrap: Callable[[bytes], bytes | None], delete: Sequence[str] = ()) -> tuple[int, int]:
+        """Delete the keys named, then replace each other key file whole (written aside, renamed
+        into place); a crash midway leaves some replaced and some not, each whole."""
+        deleted = sum(self.delete_key(name) for name in delete)
+        replaced = 0
+        keys = self.root / "keys"
+        try:
+            for path in sorted(keys.iterdir()) if keys.is_dir() else []:
+                if path.name.startswith(".") or not path.is_file():  # another writer's file being written
+                    continue
+                new = rewrap(path.read_bytes())
+                if new is not None:
+                    _publish(path, new, replace=True, sync_dir=False)
+                    replaced += 1
+            if replaced:
+                _fsync_dir(keys)  # once for all: every file replaced is durable before the old KEK goes
+        except OSError as err:
+            raise StorageError(
+                f"could not re-wrap the keys in `{self.root}`: {err.strerror}",
+                code="D004",
+                hint="check free disk space and permissions",
+            ) from None
+        return deleted, replaced
+
+    def keyring_path(self) -> Path:
+        """Beside the store's directory (``<directory>.keyring``), not in it."""
+        root = self.root.absolute()
+        return root.with_name(root.name + ".keyring")
+
     def _key(self, name: str) -> Path:
         """The key file of ``name``: named by its SHA-256, 64 characters whatever the name."""
         return self.root / "keys" / hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
@@ -234,10 +263,11 @@ class JsonlStore:
         pass
 
 
-def _publish(path: Path, data: bytes, *, replace: bool) -> None:
+def _publish(path: Path, data: bytes, *, replace: bool, sync_dir: bool = True) -> None:
     """Write ``data`` durably at ``path``, whole or not at all, by way of a temporary file of
     its own in the same directory. ``replace``: rename over whatever is there; otherwise a
-    file already at ``path`` is kept (``FileExistsError`` is swallowed: it is not an error)."""
+    file already at ``path`` is kept (``FileExistsError`` is swallowed: it is not an error).
+    ``sync_dir=False``: the caller fsyncs the directory (once, after many)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:32]}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -252,7 +282,7 @@ def _publish(path: Path, data: bytes, *, replace: bool) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    if replace:
+    if replace and sync_dir:
         _fsync_dir(path.parent)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -307,23 +308,144 @@ def test_no_sensitive_value_in_clear_anywhere(url: str, customers: list[dict[str
     list(engine.evaluate_batch("classification", sample, now=NOW))
     list(engine.evaluate_batch("tiering", sample, now=NOW))
     list(engine.evaluate_batch("access", load("requests/access.jsonl")[:200], now=NOW))
-    secrets = [c[k] for c in sample for k in ("national_id", "bank_account") if k in c]
+    secrets = [c[k] for c in sample for k in ("national_id", "bank_account", "address") if k in c]
     secrets += [str(c["medical_notes"]) for c in sample if "medical_notes" in c]
-    assert len(secrets) > 300
-    if url.startswith("sqlite"):
-        db = Path(url.removeprefix("sqlite:///"))
-        raw = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
-    else:
-        raw = _pg_dump(url)
-    assert b"charter_records" in raw or raw.count(b"hash") > 500
-    assert [s for s in secrets if s.encode() in raw] == []
+    assert len(secrets) > 600 and any(not s.isascii() for s in secrets)
+    found = _clear_in(url, secrets)
+    assert found == {"sql": [], "dump" if url.startswith("postgresql") else "files": []}
     # and replay still reproduces every decision, with the key
     with Replayer(store, Protector(store, KEY)) as replayer:
         report = replayer.run()
     assert (report.total, report.same) == (800, 800)
 
+    # the scan can fail: a value planted in clear is found, where a plain byte grep misses it
+    planted = [str(customers[400]["address"]), str(customers[401]["bank_account"])]
+    assert not set(planted) & set(secrets)
+    missed_by_grep = _plant(url, planted)
+    assert missed_by_grep == planted  # what the check before this one grepped, and did not see
+    found = _clear_in(url, planted)
+    assert found["sql"] == planted
+    if url.startswith("postgresql"):
+        assert found["dump"] == planted  # the dump's bytea decoded
+    else:
+        assert found["files"] == []  # the raw bytes alone miss them: the scan through SQL does not
+
+
+def _forms(secret: str) -> list[str]:
+    """A value as text may hold it: as it is, and as a JSON string writes it (ASCII-escaped too)."""
+    return list(dict.fromkeys([secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]]))
+
+
+def _among(secrets: list[str], haystack: bytes) -> list[str]:
+    return [s for s in secrets if any(f.encode() in haystack for f in _forms(s))]
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """The text a stored value holds: bytes read as UTF-8, and every string of a JSON document
+    (a JSON string holding JSON, such as a record's body, parsed in turn)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return
+    yield value
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend([*item.keys(), *item.values()])
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and item != value:
+            yield from _texts(item)
+
+
+def _clear_in(url: str, secrets: list[str]) -> dict[str, list[str]]:
+    """Which ``secrets`` the store holds in clear, by each way of looking at it: ``sql``, every
+    text and blob column of every table read through SQL and decoded; ``dump`` (PostgreSQL), a
+    plain-format pg_dump with its bytea decoded; ``files`` (SQLite), the database, WAL and
+    shared-memory files as bytes."""
+    texts = "\x00".join(_sql_texts(url)).encode()  # one text to search (as UTF-8: faster), values apart
+    assert texts.count(b'"$sealed"') > 1000  # the records were read, and parsed
+    out = {"sql": _among(secrets, texts)}
+    if url.startswith("postgresql"):
+        dump = _pg_dump(url).decode("utf-8", "replace")
+        assert "COPY public.charter_records" in dump
+        bytea = re.compile(r"\\\\x([0-9a-f]*)")  # COPY's text format writes bytea `\\x` and hex digits
+        decoded = [bytea.sub("", dump), *(t for h in bytea.findall(dump) for t in _texts(bytes.fromhex(h)))]
+        out["dump"] = _among(secrets, "\x00".join(decoded).encode())
+    else:
+        db = Path(url.removeprefix("sqlite:///"))
+        raw = b"".join(p.read_bytes() for p in sorted(db.parent.glob(db.name + "*")) if not p.name.endswith("keyring"))
+        assert raw.count(b"$sealed") > 1000
+        out["files"] = _among(secrets, raw)
+    return out
+
+
+def _sql_texts(url: str) -> Iterator[str]:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        assert {"charter_records", "charter_keys", "charter_blobs"} <= set(meta.tables)
+        with engine.connect() as conn:
+            for table in meta.tables.values():
+                for row in conn.execute(sa.select(table)):
+                    for value in row:
+                        yield from _texts(value)
+    finally:
+        engine.dispose()
+
+
+def _plant(url: str, values: list[str]) -> list[str]:
+    """Store ``values`` in clear in a table of their own, where a byte grep does not see them:
+    on SQLite across two overflow pages of a record over 4 KB, on PostgreSQL in a bytea
+    column (which pg_dump writes in hex). Returns those a plain grep misses."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            if url.startswith("postgresql"):
+                conn.execute(sa.text("CREATE TABLE planted (data bytea)"))
+                rows = [json.dumps({"note": v}).encode() for v in values]  # non-ASCII as \u escapes
+            else:
+                conn.execute(sa.text("CREATE TABLE planted (data BLOB)"))
+                size = conn.execute(sa.text("PRAGMA page_size")).scalar_one()
+                rows = [_straddling(v.encode(), int(size)) for v in values]
+            conn.execute(sa.text("INSERT INTO planted (data) VALUES (:d)"), [{"d": r} for r in rows])
+    finally:
+        engine.dispose()
+    if url.startswith("postgresql"):
+        dump = _pg_dump(url)
+        return [v for v in values if v.encode() not in dump]
+    db = Path(url.removeprefix("sqlite:///"))
+    raw = b"".join(p.read_bytes() for p in sorted(db.parent.glob(db.name + "*")))
+    return [v for v in values if v.encode() not in raw]
+
+
+def _straddling(value: bytes, page: int) -> bytes:
+    """A blob of 10,000 bytes that a one-column SQLite table keeps with ``value`` cut in two by
+    the boundary between its first and second overflow pages (file format: a leaf cell keeps
+    ``local`` bytes of the payload, each overflow page ``page - 4`` after its next-page number)."""
+    length = 10_000
+    serial = 2 * length + 12
+    header = 1 + (serial.bit_length() + 6) // 7  # the record header: its size, the blob's serial type
+    payload = header + length
+    usable = page
+    most, least = usable - 35, (usable - 12) * 32 // 255 - 23
+    k = least + (payload - least) % (usable - 4)
+    local = k if k <= most else least
+    boundary = local + (usable - 4)  # payload offset where the second overflow page starts
+    at = boundary - header - len(value) // 2
+    blob = bytearray(b"-" * length)
+    blob[at : at + len(value)] = value
+    return bytes(blob)
+
 
 def _pg_dump(url: str) -> bytes:
+    """``pg_dump --format=plain`` of the database (bytea comes out in hex)."""
     from urllib.parse import parse_qs, urlparse
 
     u = urlparse(url)
@@ -333,6 +455,7 @@ def _pg_dump(url: str) -> bytes:
         [
             *as_postgres,
             "/usr/lib/postgresql/15/bin/pg_dump",
+            "--format=plain",
             "-h",
             q["host"][0],
             "-p",

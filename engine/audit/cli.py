@@ -443,7 +443,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
         if protector is None:
             raise CharterError("erasing needs the log key", code="C012", hint="pass --key-file")
         found = tally(store, args.customer)  # counted first: records are never changed by erasing
-        erased = protector.erase(args.customer)
+        done = protector.shred(args.customer)
+        erased = done.erased
         if erased or found.records:
             mark_erased(store, args.customer)  # verify tells this from a key lost
     finally:
@@ -458,6 +459,18 @@ def cmd_erase(args: argparse.Namespace) -> int:
         print(f"no key for {who} and no record of theirs in this log")
         return 1
     print("kept: every record's outputs, fired rules, notes and reasons, and the hash chain (it still verifies)")
+    if done.lasting:
+        print(
+            f"the other {done.rewrapped} key(s) are wrapped under a new key of the keyring and the old one is "
+            "destroyed: copies the store may keep (old row versions, WAL, backups) open with no key"
+        )
+    else:
+        print(
+            "note: this log has no keyring: the key was deleted from the store, but a copy the database keeps "
+            "(old row versions, WAL, backups) still opens with the master key; set CHARTER_LOG_KEYRING, or use "
+            "a key file, for an erasure that lasts",
+            file=sys.stderr,
+        )
     if found.withheld:
         print(f"never stored: {found.withheld} value(s) withheld when logged without a key")
     for why in found.unchecked[:5]:

@@ -136,6 +136,9 @@ class Domain:
     customer_of: Callable[[Mapping[str, Any]], Any] | None = None
     # the output that says the decision's outcome in one word (log searches, /metrics, dashboards)
     outcome: str = ""
+    # what would have changed a decision made with a trace (``charter explain``): lines in words
+    # (``engine.audit.whynot``); domains of tables and bands get theirs from the shared model
+    why_not: Callable[[Policy, Mapping[str, Any], Decision], Sequence[str]] | None = None
     plugin: str = ""  # set by the plugin manager
 
     @property

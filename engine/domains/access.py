@@ -46,6 +46,7 @@ from engine.core.expr import (
 )
 from engine.core.expr import TraceStep as ExprStep
 from engine.core.facts import parse_timestamp
+from engine.domains.access_whynot import why_not
 from engine.domains.request import RequestShape
 from engine.errors import Location, PolicyError, calendar_hint, did_you_mean
 
@@ -857,4 +858,5 @@ ACCESS = Domain(
     customer_requests=customer_requests,
     customer_reads=("value_tier",),
     customer_of=customer_of,
+    why_not=why_not,
 )
