@@ -311,6 +311,19 @@ def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyErro
         ]
     classes = {c.id: c for c in source.extra.classes}
     errors = []
+    for c in classes.values():  # a purpose a class allows must be one access decides on
+        for j, purpose in enumerate(c.handling.get("purposes", ())):
+            if purpose not in model.purposes:
+                errors.append(
+                    PolicyError(
+                        f"purpose `{purpose}` of class `{c.id}` is not one access declares",
+                        c.purpose_locations[j] if j < len(c.purpose_locations) else c.location,
+                        code="P184",
+                        hint=did_you_mean(str(purpose), model.purposes)
+                        or "access declares: " + ", ".join(f"`{p}`" for p in model.purposes),
+                        related=policy.location,
+                    )
+                )
     for grant in (*model.rules, *model.exceptions):
         for j, name in enumerate(grant.classes):
             if name != ANY and name not in classes:

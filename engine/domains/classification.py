@@ -105,6 +105,7 @@ class DataClass:
     location: Location
     label: str = ""
     clause: str = ""
+    purpose_locations: tuple[Location, ...] = field(default=(), compare=False)  # of ``handling.purposes``
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,17 @@ class Classification:
     by_id: dict[str, DataClass] = field(default_factory=dict)
 
 
+# the ciphers a class's `encrypt_at_rest` may name (what a key-management system offers; GB/T 32907 SM4 too)
+CIPHERS = ("AES-256-GCM", "AES-128-GCM", "AES-256-CBC", "AES-256-XTS", "ChaCha20-Poly1305", "SM4-GCM", "SM4-CBC")
+
+
+def _cipher_meant(written: str) -> str | None:
+    """`AES256` is `AES-256-GCM` (the first cipher it begins), else the closest name."""
+    bare = "".join(ch for ch in written.upper() if ch.isalnum())
+    begun = next((c for c in CIPHERS if "".join(ch for ch in c.upper() if ch.isalnum()).startswith(bare)), None)
+    return f"did you mean `{begun}`?" if bare and begun else did_you_mean(written, CIPHERS)
+
+
 def check(ctx: CheckContext) -> Classification:
     """Validate ``classes`` and ``rules``: unique ids, known classes and detectors."""
     classes: dict[str, DataClass] = {}
@@ -140,6 +152,15 @@ def check(ctx: CheckContext) -> Classification:
                 related=first.location,
             )
             continue
+        cipher = spec["handling"].get("cipher")
+        if cipher is not None and str(cipher) not in CIPHERS:
+            ctx.error(
+                f"`{cipher}` is not a cipher Charter knows for encryption at rest",
+                (*path, "handling", "cipher"),
+                "P177",
+                _cipher_meant(str(cipher)) or "write one of " + ", ".join(f"`{c}`" for c in CIPHERS),
+            )
+        purposes = spec["handling"].get("purposes", ())
         classes[spec["id"]] = DataClass(
             spec["id"],
             len(classes),
@@ -147,6 +168,7 @@ def check(ctx: CheckContext) -> Classification:
             ctx.doc.location(path),
             str(spec.get("label", "")),
             str(spec.get("clause", "")),
+            tuple(ctx.doc.location((*path, "handling", "purposes", j)) for j in range(len(purposes))),
         )
     rules = []
     for i, spec in enumerate(ctx.data["rules"]):
