@@ -164,7 +164,7 @@ def test_a_hostile_id_is_refused_alone_and_the_batch_logged(store_url: str) -> N
             out = list(engine.evaluate_batch(domain, [dict(c) for c in batch], now=NOW))
             refused = {i: o for i, o in enumerate(out) if isinstance(o, FactErrors)}
             assert sorted(refused) == [1, 3, 4], domain
-            assert [refused[i].code for i in (1, 3, 4)] == ["F302", "F303", "F303"]
+            assert [refused[i].code for i in (1, 3, 4)] == ["F302", "F303", "F305"]  # F305: no text holds one
             assert all(e.field == "id" for e in refused.values())
         logged = [json.loads(json.loads(data)["body"]) for _, data in store.read()]
         assert len(logged) == 6  # the three good customers, in both domains
@@ -338,3 +338,25 @@ def test_a_signing_key_others_may_read_is_refused(tmp_path: Path, monkeypatch: p
     assert refused.value.hint and f"chmod 600 {path}" in refused.value.hint
     monkeypatch.setenv("CHARTER_ALLOW_SHARED_KEY", "1")
     load_signing_key(path)
+
+
+def test_a_lone_surrogate_anywhere_is_refused_named_and_never_reaches_the_log(store_url: str) -> None:
+    """A text UTF-8 cannot hold (json.loads gives one for `"\\ud800"`) would fail the log's
+    encoding after the decision: refused at the boundary instead, the batch going on."""
+    store = open_store(store_url)
+    try:
+        engine = _engine(store)
+        batch = _customers(4)
+        batch[1]["name"] = "bad \ud800 name"
+        batch[2]["notes"] = ["fine", {"deep": "x\udfff"}]
+        batch[3]["b\ud800d key"] = 1
+        out = list(engine.evaluate_batch("classification", batch, now=NOW))
+        assert isinstance(out[0], Decision)
+        assert [(o.code, o.errors[0].field) for o in out[1:] if isinstance(o, FactErrors)] == [
+            ("F305", "name"),
+            ("F305", "notes[1].deep"),
+            ("F305", "(the facts)"),
+        ]
+        assert len(list(store.read())) == 1  # only the good customer's decision
+    finally:
+        store.close()

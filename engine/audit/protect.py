@@ -30,14 +30,15 @@ the ``CHARTER_LOG_KEY`` environment variable). It is never stored.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 import threading
-from binascii import b2a_base64
+from binascii import a2b_base64, b2a_base64
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from engine.storage import Store
 
 SEALED = "$sealed"
 _TRUE, _FALSE = b"true", b"false"
+_FLOAT = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
 def _scalar(value: Any) -> bytes | None:
@@ -68,6 +70,24 @@ def _scalar(value: Any) -> bytes | None:
     if kind is float and value == value and value not in (float("inf"), float("-inf")):
         return repr(value).encode()
     return None
+
+
+def _plain(data: bytes, loads: Any) -> Any:
+    """A sealed value's plaintext read back: what ``json.loads`` gives, without it for what
+    ``seal_into`` writes most (a text with nothing escaped, a whole number, a boolean)."""
+    first = data[:1]
+    if first == b'"':
+        if len(data) >= 2 and data[-1:] == b'"' and b"\\" not in data:
+            return data[1:-1].decode("utf-8")  # encode_basestring escapes only `"`, `\` and controls
+    elif data == _TRUE:
+        return True
+    elif data == _FALSE:
+        return False
+    elif data.isdigit() or (first == b"-" and data[1:].isdigit()):
+        return int(data)
+    elif (first.isdigit() or first == b"-") and _FLOAT.fullmatch(data):
+        return float(data)  # a float's repr (seal_into writes no other number with `.` or `e`)
+    return loads(data)
 
 
 class SealError(CharterError):
@@ -471,9 +491,9 @@ class Protector:
                 f"the values of `{subject}` were erased", code="K004", hint="the decision's reasons remain in the log"
             )
         try:
-            raw = base64.b64decode(sealed[SEALED], validate=True)
-            return json.loads(key.decrypt(raw[:12], raw[12:], path.encode()))
-        except (InvalidTag, ValueError, TypeError):  # altered, or not a sealed value at all
+            raw = a2b_base64(sealed[SEALED], strict_mode=True)
+            return _plain(key.decrypt(raw[:12], raw[12:], path.encode()), json.loads)
+        except (InvalidTag, ValueError, TypeError, binascii.Error):  # altered, or not a sealed value at all
             raise SealError(f"the sealed value at `{path}` does not open", code="K005") from None
 
     def erase(self, subject: str) -> bool:

@@ -165,6 +165,18 @@ class _TooLong(Exception):
     """A list in the facts has more than ``MAX_ITEMS`` items (``_admit`` names it)."""
 
 
+class _Unencodable(Exception):
+    """A text in the facts holds a lone surrogate, which UTF-8 (the log, JSON) cannot hold."""
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _admit(facts: Any) -> None:
     """Raise ``FactErrors`` when ``facts`` hold a reserved key at any depth (F301) or a list
     of more than ``MAX_ITEMS`` items (F304: the bound the expression cost model counts on)."""
@@ -174,6 +186,8 @@ def _admit(facts: Any) -> None:
         _walk(facts)
     except _TooLong:
         raise _too_long(facts) from None
+    except _Unencodable:
+        raise _unencodable(facts) from None
 
 
 def _walk(facts: Mapping[str, Any]) -> None:
@@ -183,8 +197,14 @@ def _walk(facts: Mapping[str, Any]) -> None:
         value = pop()
         if _SEALED in value or _WITHHELD in value:
             raise _reserved(facts)
-        for item in value.values():
+        for key, item in value.items():
             kind = type(item)
+            if kind is str:
+                if not item.isascii() and not _utf8(item):
+                    raise _Unencodable
+                continue
+            if type(key) is str and not key.isascii() and not _utf8(key):
+                raise _Unencodable
             if kind in scalars:
                 continue
             if kind is dict:
@@ -205,6 +225,10 @@ def _admit_list(items: list[Any] | tuple[Any, ...], push: Any) -> None:
             raise _TooLong
         for item in items:
             kind = type(item)
+            if kind is str:
+                if not item.isascii() and not _utf8(item):
+                    raise _Unencodable
+                continue
             if kind in scalars:
                 continue
             if kind is dict or (kind is not list and isinstance(item, Mapping)):
@@ -276,6 +300,40 @@ def _plain(text: str) -> bool:
         except UnicodeEncodeError:
             return False
     return True
+
+
+def _unencodable(facts: Mapping[str, Any]) -> FactErrors:
+    """F305 naming the first text (or key) that holds a lone surrogate."""
+    stack: list[tuple[Any, str]] = [(facts, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                where = f"{path}.{k}" if path else str(k)
+                if isinstance(k, str) and not _utf8(k):
+                    return _surrogate(path or "(the facts)", "a key")
+                stack.append((v, where))
+        elif isinstance(value, list | tuple):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+        elif isinstance(value, str) and not _utf8(value):
+            return _surrogate(path, "the text")
+    return _surrogate("", "a text")  # not reached: _walk found one
+
+
+def _surrogate(path: str, what: str) -> FactErrors:
+    shown = path.encode("utf-8", "backslashreplace").decode("ascii")
+    return FactErrors(
+        [
+            FactError(
+                f"{what} at `{shown}` holds a lone surrogate (half of a UTF-16 pair), which no log or JSON can hold",
+                field=shown,
+                value=None,
+                rule="encoding",
+                code="F305",
+                hint="send the text as valid Unicode (a `\\ud83d` escape must be followed by its low half)",
+            )
+        ]
+    )
 
 
 def _bad_subject(facts: Mapping[str, Any], subject: str) -> FactErrors:
