@@ -41,7 +41,7 @@ def setup() -> None:
         print("installing Charter and its dependencies into .venv ...", file=sys.stderr)
         pip = [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-e", f"{ROOT}[test,bench]"], check=True, cwd=ROOT)
+        subprocess.run([*pip, "-e", f"{ROOT}[test,bench,scale]"], check=True, cwd=ROOT)
         for example in examples:
             subprocess.run([*pip, "--no-deps", "-e", str(example)], check=True, cwd=ROOT)
         stamp.write_text(want)

@@ -19,6 +19,14 @@
   retention and escalation), logged to one SQLite file, by 1 and by 2 worker processes
   (each its own engine and connection; the log's write lock keeps one chain); decisions/s.
   Then a replay of that log (decisions/s).
+* ``dask``: the distributed batch (``engine.distributed``) on a local Dask cluster of 1, then
+  2 worker processes (``--dask-workers``): the snapshot of ``--dask-customers`` customers
+  (default 1M, made on the workers from the examples, 50,000 a partition) and their tiering
+  decisions written to Parquet (the whole decision as JSON too; then the outputs only), in
+  customers/s and per worker, with each worker's peak RSS; the same in one process
+  (``Engine.build_snapshot``, ``evaluate_batch`` without Parquet) for the ratio; the snapshot
+  ids are checked equal. Then ``--dask-logged`` customers (default 100,000) logged to a
+  throwaway PostgreSQL by every worker. Needs ``charter[scale]``.
 
 Medians over ``--repeat`` runs with the spread; nothing is asserted.
 """
@@ -28,7 +36,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -262,12 +272,152 @@ def bench_all_domains(repeat: int) -> dict[str, Any]:
     return out
 
 
+# -- dask ----------------------------------------------------------------------------------------
+
+PARTITION = 50_000  # customers made and decided per task
+
+
+def generated(part: int, count: int) -> list[dict[str, Any]]:
+    """Partition ``part`` of a population of ``count`` customers, made on the worker."""
+    customers = read("customers.jsonl")
+    lo, hi = part * PARTITION, min(count, (part + 1) * PARTITION)
+    return [{**customers[i % len(customers)], "id": f"S{i:09d}"} for i in range(lo, hi)]
+
+
+def population_bag(count: int) -> Any:
+    import dask
+    import dask.bag as db
+
+    return db.from_delayed([dask.delayed(generated)(p, count) for p in range(-(-count // PARTITION))])
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def dask_run(
+    workers: int, count: int, repeat: int, store_url: str | None = None, kinds: tuple[str, ...] = ("whole", "outputs")
+) -> dict[str, Any]:
+    from distributed import Client, LocalCluster
+
+    from engine.distributed import evaluate_dask, snapshot_dask
+
+    out: dict[str, list[float]] = {"snapshot": [], "whole": [], "outputs": [], "logged": []}
+    ids = set()
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        warm = snapshot_dask(ROOT / "policies", "tiering", population_bag(2_000), now=NOW)  # engines loaded
+        for _ in range(repeat if store_url is None else 1):
+            d = Path(tempfile.mkdtemp(prefix="charter-dask-"))
+            if store_url is not None:
+                t = time.perf_counter()
+                evaluate_dask(
+                    ROOT / "policies",
+                    "tiering",
+                    population_bag(count),
+                    now=NOW,
+                    out=d / "o",
+                    snapshot=warm,
+                    store_url=store_url,
+                    whole=False,
+                )
+                out["logged"].append(count / (time.perf_counter() - t))
+                shutil.rmtree(d)
+                continue
+            t = time.perf_counter()
+            snap = snapshot_dask(ROOT / "policies", "tiering", population_bag(count), now=NOW)
+            out["snapshot"].append(count / (time.perf_counter() - t))
+            ids.add(snap.id)
+            for kind in kinds:
+                t = time.perf_counter()
+                evaluate_dask(
+                    ROOT / "policies",
+                    "tiering",
+                    population_bag(count),
+                    now=NOW,
+                    out=d / kind,
+                    snapshot=snap,
+                    whole=kind == "whole",
+                )
+                out[kind].append(count / (time.perf_counter() - t))
+            shutil.rmtree(d)
+        rss = max(client.run(peak_rss_mb).values())
+    return {"rates": {k: spread(v) for k, v in out.items() if v}, "peak_rss_mb": rss, "snapshot_ids": sorted(ids)}
+
+
+def single_run(count: int) -> dict[str, Any]:
+    engine = Engine(ROOT / "policies")
+    customers = read("customers.jsonl")
+    t = time.perf_counter()
+    snap = engine.build_snapshot(stream(customers, count), now=NOW)
+    snapshot_rate = count / (time.perf_counter() - t)
+    engine.use_snapshot(snap)
+    t = time.perf_counter()
+    for _ in engine.evaluate_batch("tiering", stream(customers, count), now=NOW):
+        pass
+    return {"snapshot": snapshot_rate, "decide": count / (time.perf_counter() - t), "snapshot_id": snap.id}
+
+
+def bench_dask(count: int, logged: int, workers: list[int], repeat: int, whole: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"single": single_run(count)}
+    one = out["single"]
+    print(
+        f"dask      1 process, no Dask, {count:,} customers: snapshot {one['snapshot']:,.0f}/s, "
+        f"tiering {one['decide']:,.0f}/s (no Parquet)"
+    )
+    for n in workers:
+        run = out[f"{n}_workers"] = dask_run(n, count, repeat, kinds=("whole", "outputs") if whole else ("outputs",))
+        r = run["rates"]
+        assert run["snapshot_ids"] == [one["snapshot_id"]], (run["snapshot_ids"], one["snapshot_id"])
+        whole_rate = (
+            f"{r['whole']['median']:,.0f}/s whole ({r['whole']['median'] / n:,.0f}/s per worker), " if whole else ""
+        )
+        print(
+            f"dask      {n} worker(s), {count:,} customers: snapshot {r['snapshot']['median']:,.0f}/s "
+            f"({r['snapshot']['median'] / n:,.0f}/s per worker), tiering to Parquet {whole_rate}"
+            f"{r['outputs']['median']:,.0f}/s outputs only ({r['outputs']['median'] / n:,.0f}/s per worker); "
+            f"peak RSS per worker {run['peak_rss_mb']:,.0f} MB; snapshot id = the single process's"
+        )
+    base = out[f"{workers[0]}_workers"]["rates"]
+    for n in workers[1:]:
+        r = out[f"{n}_workers"]["rates"]
+        ratios = {k: r[k]["median"] / base[k]["median"] for k in r if k in base}
+        out[f"scaling_{workers[0]}_to_{n}"] = ratios
+        print(
+            f"dask      scaling {workers[0]} -> {n} workers: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
+        )
+    if logged:
+        from engine.testing.postgres import throwaway_postgres
+
+        os.environ["CHARTER_LOG_KEY"] = KEY.hex()  # the workers' log key: they inherit the environment
+
+        for n in workers:
+            with throwaway_postgres() as url:
+                prime = open_store(url)  # the log's tables made once, before the workers race to
+                prime.close()
+                rate = dask_run(n, logged, 1, store_url=url)["rates"]["logged"]["median"]
+            out[f"{n}_workers"]["logged_postgresql"] = rate
+            print(
+                f"dask      {n} worker(s), {logged:,} customers logged to PostgreSQL: {rate:,.0f}/s "
+                f"({rate / n:,.0f}/s per worker)"
+            )
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--customers", type=int, default=1_000_000, help="customers streamed for the memory figure")
     ap.add_argument("--snapshot-customers", type=int, default=10_000_000, help="population for the snapshot figure")
-    ap.add_argument("--only", choices=["rules", "memory", "snapshot", "all"], help="run one part")
+    ap.add_argument("--only", choices=["rules", "memory", "snapshot", "all", "dask"], help="run one part")
+    ap.add_argument("--dask-customers", type=int, default=1_000_000, help="population of the dask figures")
+    ap.add_argument("--dask-workers", default="1,2", help="worker processes of each dask run, comma-separated")
+    ap.add_argument("--dask-logged", type=int, default=100_000, help="customers logged to PostgreSQL (0: none)")
+    ap.add_argument("--dask-outputs-only", action="store_true", help="skip the run writing whole decisions")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     figures: dict[str, Any] = {}
@@ -279,6 +429,11 @@ def main() -> int:
         figures["snapshot"] = bench_snapshot(args.snapshot_customers)
     if args.only in (None, "all"):
         figures["all_domains"] = bench_all_domains(args.repeat)
+    if args.only == "dask":  # not in the default run: it needs charter[scale] and takes minutes
+        workers = [int(n) for n in args.dask_workers.split(",")]
+        figures["dask"] = bench_dask(
+            args.dask_customers, args.dask_logged, workers, args.repeat, whole=not args.dask_outputs_only
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0

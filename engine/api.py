@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -306,21 +306,16 @@ class Engine:
                     code="S009",
                     hint="rank by a score computed from the customer's own facts",
                 )
-        fns = [(name, fn) for name, fn in compiled.scores if name in needed]
+        fns = snapshot_scorers(program)
         values: dict[str, ScoreValues] = {name: ScoreValues(self.snapshot_chunk) for name in needed}
         metrics: dict[str, dict[str, ScoreValues]] = {name: {} for name in ranking}
         skipped = counted = 0
         for facts in customers:
-            try:
-                customer = program.check(facts)
-                env = {"customer": customer, "now": now}
-                row = [(name, float(fn(env))) for name, fn in fns]
-                measured = [
-                    (name, spec.metrics(customer, now)) for name, spec in ranking.items() if spec.metrics is not None
-                ]
-            except Exception:  # bad facts or an unscorable customer: counted, never fatal
+            scored = score_customer(program, fns, facts, now)
+            if scored is None:
                 skipped += 1
                 continue
+            row, measured = scored
             counted += 1
             for name, value in row:
                 values[name].append(value)
@@ -350,6 +345,32 @@ class Engine:
                 kept.close()
         stamp = now.isoformat().replace("+00:00", "Z")
         return Snapshot(compiled.policy.id, cuts, skipped, as_of=stamp)
+
+
+Scorers = list[tuple[str, Callable[[dict[str, Any]], Any]]]
+
+
+def snapshot_scorers(program: Program) -> Scorers:
+    """The scores ``program``'s bands rank customers by, with their functions."""
+    needed = program.compiled.policy.percentiles()
+    return [(name, fn) for name, fn in program.compiled.scores if name in needed]
+
+
+def score_customer(
+    program: Program, fns: Scorers, facts: Mapping[str, Any], now: datetime
+) -> tuple[list[tuple[str, float]], list[tuple[str, Mapping[str, Any]]]] | None:
+    """One customer's ranked scores and its ranking scorers' metrics, as a snapshot counts
+    them (``Engine.build_snapshot``, and each partition of ``engine.distributed``); None when
+    its facts are bad or a score cannot be computed (the customer is skipped, never fatal)."""
+    try:
+        customer = program.check(facts)
+        env = {"customer": customer, "now": now}
+        row = [(name, float(fn(env))) for name, fn in fns]
+        ranking = program.compiled.ranking
+        measured = [(name, spec.metrics(customer, now)) for name, spec in ranking.items() if spec.metrics is not None]
+    except Exception:  # bad facts or an unscorable customer: counted, never fatal
+        return None
+    return row, measured
 
 
 # -- watching ---------------------------------------------------------------------------------

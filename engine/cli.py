@@ -151,6 +151,12 @@ class _Progress:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     now = parse_now(args.now)
+    if args.on:  # on a Dask cluster (engine.distributed): the workers decide and log, Parquet out
+        from engine.distributed import run
+
+        engine = _engine(argparse.Namespace(**{**vars(args), "log": False}))  # the workers log, not this process
+        args.domain = args.domain or engine.default_domain()
+        return run(args, engine, now)
     engine = _engine(args)
     _snapshot_for(engine, args, now)
     out = sys.stdout
@@ -348,6 +354,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"signs them (default: {DEFAULT_SIGNING_KEY}, made if absent)",
     )
     e.add_argument("--checkpoint-every", type=int, default=10_000, metavar="N", help="every N records, and at the end")
+    e.add_argument(
+        "--on",
+        metavar="CLUSTER",
+        help="decide on a Dask cluster: dask://HOST:PORT, or dask-local:N for N local worker processes"
+        " (needs charter[scale]; --facts: Parquet, or files each one partition; see docs/scale.md)",
+    )
+    e.add_argument("--out", metavar="DIR", help="with --on: write the results here as Parquet")
     e.set_defaults(run=cmd_evaluate)
     x = sub.add_parser("explain", help="one customer's decision as readable text")
     facts_args(x)

@@ -89,6 +89,15 @@ CODES: dict[str, str] = {
     "C091": "the workbench's change impact (`/ui/impact`): a path that is not a directory or file, or no time to"
     " decide at (HTTP 422)",
     "C099": "a command failed unexpectedly (a bug of Charter's or a plugin's): one line and a code, never a traceback",
+    "C100": "`charter evaluate --on …`: not a Dask cluster (write `dask://HOST:PORT` or `dask-local:N`)",
+    "C101": "the distributed batch: a worker's policy files are another bundle than the client's (same path on"
+    " every worker, same files)",
+    "C102": "the distributed batch needs Dask, which is not installed (`pip install 'charter[scale]'`)",
+    "C103": "the distributed batch: no facts files at the path, directory or glob given",
+    "C104": "the distributed batch: the domain uses one that ranks customers and no population snapshot was given",
+    "C105": "`charter evaluate --on …` without `--out DIR`: the results go to Parquet",
+    "C106": "the distributed batch: the output directory holds other files than an earlier run's Parquet, so it is"
+    " not replaced",
     "D000": "a storage error (the base of every store error)",
     "D001": "blob content does not match its digest `…...`",
     "D002": "no storage backend for `…:` URLs",
