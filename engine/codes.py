@@ -88,6 +88,12 @@ CODES: dict[str, str] = {
     " policy directory (HTTP 403)",
     "C091": "the workbench's change impact (`/ui/impact`): a path that is not a directory or file, or no time to"
     " decide at (HTTP 422)",
+    "C092": "the workbench's upload of an edited policy directory (`POST /ui/impact`): no policy file, a name"
+    " that is not a plain file name (`..`, a backslash, a deeper path), files of two folders, a file twice, or"
+    " over the service's body limit (HTTP 422, 413)",
+    "C093": "the workbench's `/ui/try`: the facts are not one JSON object, or no time to decide at (HTTP 422)",
+    "C094": "a workbench form (`POST /ui/impact`, `/ui/try`) cannot be read: too many files (over 200) or fields,"
+    " or a broken body (HTTP 400)",
     "C099": "a command failed unexpectedly (a bug of Charter's or a plugin's): one line and a code, never a traceback",
     "C100": "`charter evaluate --on …`: not a Dask cluster (write `dask://HOST:PORT` or `dask-local:N`)",
     "C101": "the distributed batch: a worker's policy files are another bundle than the client's (same path on"

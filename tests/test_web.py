@@ -11,6 +11,7 @@ by keyboard, and writes a screenshot of each page.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -153,6 +154,7 @@ class Fields(HTMLParser):
 def test_every_page_is_html_with_a_label_on_every_field(served: Served) -> None:
     record = served.ids["access"][0]
     urls = ["/ui/", "/ui/tests", "/ui/log", f"/ui/log/{record}", "/ui/log/verify", "/ui/impact", "/ui/dashboard"]
+    urls += ["/ui/try", "/ui/dashboard/trends"]
     urls += [f"/ui/policies/{d}" for d in served.service.engine.domains]
     for url in urls:
         html = get(served, url)
@@ -459,25 +461,34 @@ def test_the_dashboard_counts_what_the_log_holds(served: Served) -> None:
 # -- a real browser ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def real_server(served: Served) -> Iterator[str]:
+@contextlib.contextmanager
+def uvicorn_serving(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, in a thread, for the browser."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(served.service), log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture
+def real_server(served: Served) -> Iterator[str]:
+    with uvicorn_serving(create_app(served.service)) as url:
+        yield url
 
 
 CHROMIUM_ARGS = [
@@ -543,11 +554,62 @@ def test_in_a_browser_an_auditor_reaches_a_decision_by_keyboard(
                 page.goto(real_server + url)
                 assert page.locator("h1").count() == 1
                 page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            # an officer tries a denied access request and reads what would change it
+            denied = next(r for r in lines(REQUESTS / "access.jsonl", 50) if r["action"] == "export")
+            page.goto(real_server + "/ui/try")
+            page.select_option("#t-domain", "access")
+            tab_to("e.id === 't-facts'")
+            page.keyboard.insert_text(json.dumps(denied))
+            tab_to("e.textContent.trim() === 'Decide'")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#why-not")
+            text = page.inner_text("main")
+            assert "What would change it" in text and "Reasons" in text and "Trace" in text
+            page.screenshot(path=str(shots / "try.png"), full_page=True)
+            # an officer uploads the edited directory from the browser and sees the changed count
+            page.goto(real_server + "/ui/impact")
+            page.set_input_files("#u-dir", str(served.root / "edited"))
+            page.fill("#u-facts", "examples/customers.jsonl")
+            page.fill("#u-now", "2025-06-30")
+            page.check("#u-replay")
+            tab_to("e.textContent.trim() === 'Upload and compare'")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#impact")
+            text = page.inner_text("main")
+            assert "tiering decision(s) change" in text and "Uploaded from edited" in text
+            assert "logged decision(s) would be decided otherwise" in text
+            page.screenshot(path=str(shots / "impact-upload.png"), full_page=True)
+            page.goto(real_server + "/ui/dashboard/trends")
+            assert page.locator("h1").count() == 1 and page.locator("svg.chart").count() >= 3
+            page.screenshot(path=str(shots / "trends.png"), full_page=True)
+            # with tokens: an officer allowed to unseal reads what would change a logged decision
+            with uvicorn_serving(create_app(served.service, auth=tokens())) as secured:
+                officer = browser.new_page(
+                    viewport={"width": 1100, "height": 800},
+                    extra_http_headers={"Authorization": "Bearer officer-secret"},
+                )
+                officer.goto(f"{secured}/ui/log/{wanted}#replayed")
+                text = officer.inner_text("main")
+                assert "What would change it" in text and "would be" in text and "unsealed" in text
+                officer.screenshot(path=str(shots / "decision-why-not.png"), full_page=True)
+                auditor = browser.new_page(extra_http_headers={"Authorization": "Bearer auditor-secret"})
+                auditor.goto(f"{secured}/ui/log/{wanted}")
+                text = auditor.inner_text("main")
+                assert "What would change it" not in text and "allowed to unseal" in text
             narrow = browser.new_page(viewport={"width": 360, "height": 740})
             narrow.goto(real_server + "/ui/log?customer=C000042")
             overflow = narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             narrow.screenshot(path=str(shots / "log-narrow.png"), full_page=True)
             assert overflow <= 1  # the narrow layout: no sideways scrolling
+            for url in ("/ui/try", "/ui/dashboard/trends", "/ui/impact"):
+                narrow.goto(real_server + url)
+                assert narrow.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1, url
         finally:
             browser.close()
-    assert {f.name for f in shots.iterdir()} >= {"overview.png", "decision.png", "impact.png", "log-narrow.png"}
+    assert {f.name for f in shots.iterdir()} >= {
+        "overview.png",
+        "decision.png",
+        "impact.png",
+        "log-narrow.png",
+        "try.png",
+    }

@@ -37,6 +37,22 @@ if TYPE_CHECKING:
     from engine.hookspecs import Registry
 
 
+@dataclass(frozen=True)
+class Kpi:
+    """One supervision figure a domain's decisions give: ``output`` counted per period, or by
+    ``by`` (a request field's dotted path, or ``outputs.NAME``; ``month:`` before it cuts a
+    timestamp to its month). ``only``: the outcomes counted (the others left out). ``rate``:
+    the value whose share of each row is given, and per period too."""
+
+    key: str
+    title: str
+    output: str
+    by: str = ""
+    only: tuple[str, ...] = ()
+    rate: str = ""
+    note: str = ""
+
+
 @dataclass
 class DomainResult:
     """What a domain's runner decided: outputs, the rules that decided, notes and trace."""
@@ -139,6 +155,7 @@ class Domain:
     # what would have changed a decision made with a trace (``charter explain``): lines in words
     # (``engine.audit.whynot``); domains of tables and bands get theirs from the shared model
     why_not: Callable[[Policy, Mapping[str, Any], Decision], Sequence[str]] | None = None
+    kpis: tuple[Kpi, ...] = ()  # the supervision figures its decisions give (the workbench's trends)
     plugin: str = ""  # set by the plugin manager
 
     @property

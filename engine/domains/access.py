@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule, Test, TraceStep
-from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
+from engine.core.domain import CheckContext, Domain, DomainResult, Kpi, RuleInfo, Runner
 from engine.core.expr import (
     BOOL,
     STRING,
@@ -847,6 +847,10 @@ def customer_of(request: Mapping[str, Any]) -> Any:
 
 
 ACCESS = Domain(
+    kpis=(
+        Kpi("denials-role", "Access denials by role", "effect", by="subject.roles", only=("deny", "partial")),
+        Kpi("denials-purpose", "Access denials by purpose", "effect", by="purpose", only=("deny", "partial")),
+    ),
     outcome="effect",
     kind="access",
     description="field by field: allow, mask or deny a request by role, data class, action and purpose",

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule, Test, TraceStep, scope_test
-from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
+from engine.core.domain import CheckContext, Domain, DomainResult, Kpi, RuleInfo, Runner
 from engine.core.facts import parse_timestamp
 from engine.domains.request import RequestShape
 from engine.errors import FactError, FactErrors, Location, PolicyError, calendar_hint, did_you_mean
@@ -1012,6 +1012,11 @@ def customer_of(request: Mapping[str, Any]) -> Any:
 
 
 ESCALATION = Domain(
+    kpis=(
+        Kpi("sla", "SLA states by category", "state", by="ticket.category", rate="breached"),
+        Kpi("sla-time", "SLA states", "state", rate="breached"),
+        Kpi("levels", "Escalations by level", "level"),
+    ),
     outcome="state",
     kind="escalation",
     description="service-level clocks, escalation ladder and churn early warning",

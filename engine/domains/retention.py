@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.core.decision import Decision, FiredRule, TraceStep, scope_test
-from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
+from engine.core.domain import CheckContext, Domain, DomainResult, Kpi, RuleInfo, Runner
 from engine.domains.request import PERIOD, RequestShape, add_period, timestamp
 from engine.errors import Location, PolicyError, did_you_mean
 
@@ -385,6 +385,16 @@ def customer_of(request: Mapping[str, Any]) -> Any:
 
 
 RETENTION = Domain(
+    kpis=(
+        Kpi(
+            "retention",
+            "Retention actions: due, overdue, held",
+            "status",
+            note="`retain`: the action falls due later; `overdue`: it is past due; `held`: a legal hold suspends it;"
+            " `waiting`: its clock has not started",
+        ),
+        Kpi("retention-due", "Retention actions falling due, by month", "action", by="month:outputs.due"),
+    ),
     outcome="action",
     kind="retention",
     description="how long a record is kept, what ends it, and what happens then; legal holds",

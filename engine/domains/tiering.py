@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.core.domain import Domain
+from engine.core.domain import Domain, Kpi
 
 
 def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earlier: Mapping[str, Any]) -> Any:
@@ -20,6 +20,7 @@ def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earl
 
 
 TIERING = Domain(
+    kpis=(Kpi("tiers", "Tier distribution", "value_tier"),),
     outcome="value_tier",
     kind="tiering",
     description="customer value tier, lifecycle stage, risk level and treatment",

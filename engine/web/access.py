@@ -4,7 +4,9 @@ whose middleware covers these pages as every route) and its scopes.
 * the decision log's pages (search, a decision, the chain, the dashboard) need ``log:read``;
 * sealed values (sensitive facts, encrypted in the log) show in clear only to a token with
   ``unseal``, a scope ``admin`` does not imply; every other request sees them as sealed;
-* the policies, the tests and the change impact need a valid token only.
+* the policies, the tests, the change impact (a named or uploaded directory) and "Try a
+  decision" (nothing logged) need a valid token only; the change impact's replay against the
+  decision log shows what the log holds, so it needs ``log:read`` too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from engine.serve.auth import LOG_READ, UNSEAL, has_scope, require_scope
+
+
+def may_read_log(request: Request) -> bool:
+    """Whether this request may see what the decision log holds (customers, outputs, rules)."""
+    return has_scope(request, LOG_READ)
 
 
 def may_unseal(request: Request) -> bool:

@@ -25,9 +25,11 @@ from engine.serve.errors import ServeError, bad_param
 from engine.serve.service import Service
 from engine.web.charts import Series, bar_chart
 from engine.web.dashboard import MAX_VALUES, _words
+from engine.web.upload import Uploaded, described
+from engine.web.whatif import replay_against
 from engine.workbench.diff import Impact, Report, diff_directories, measure_impact
 
-FORM_KEYS = ("edited", "facts", "domain", "now", "population", "sample")
+FORM_KEYS = ("edited", "facts", "domain", "now", "population", "sample", "replay", "log_since", "log_until")
 DEFAULT_SAMPLE, MAX_SAMPLE = 10, 100
 
 
@@ -55,8 +57,12 @@ def confined(text: str, root: Path, what: str, *, directory: bool) -> Path:
     return resolved
 
 
-def impact_page(service: Service, params: Mapping[str, str]) -> dict[str, Any]:
-    """The form (with the defaults filled in) and, once a directory is given, the comparison."""
+def impact_page(
+    service: Service, params: Mapping[str, str], *, uploaded: Uploaded | None = None, may_read_log: bool = False
+) -> dict[str, Any]:
+    """The form (with the defaults filled in) and, once a directory is named (or ``uploaded``,
+    written to a temporary directory), the comparison; with ``replay`` asked, the what-if
+    against the decision log too (only when ``may_read_log``)."""
     old_dir = served_dir(service)
     root = old_dir.parent
     snapshot = service.engine.snapshot
@@ -67,12 +73,18 @@ def impact_page(service: Service, params: Mapping[str, str]) -> dict[str, Any]:
         "served": str(old_dir),
         "default_now": snapshot.as_of if snapshot is not None else "",
         "domains": list(service.engine.domains),
+        "has_log": service.store is not None,
         "result": None,
         "errors": [],
+        "uploaded": described(uploaded) if uploaded is not None else None,
     }
-    if not form["edited"]:
+    if uploaded is not None and uploaded.directory is not None:
+        new_dir = uploaded.directory
+        form["edited"] = ""
+    elif form["edited"]:
+        new_dir = confined(form["edited"], root, "edited policy directory", directory=True)
+    else:
         return out
-    new_dir = confined(form["edited"], root, "edited policy directory", directory=True)
     try:
         report = diff_directories(str(old_dir), str(new_dir))
     except PolicyErrors as exc:
@@ -80,9 +92,16 @@ def impact_page(service: Service, params: Mapping[str, str]) -> dict[str, Any]:
             {"where": str(e.location), "code": e.code, "message": e.message, "hint": e.hint or ""} for e in exc.errors
         ]
         return out
-    out["result"] = {"report": _report(report), "impact": None}
+    out["result"] = {"report": _report(report), "impact": None, "whatif": None, "whatif_note": ""}
     if form["facts"]:
         out["result"]["impact"] = _impact(report, form, root)
+    if form["replay"]:
+        if service.store is None:
+            out["result"]["whatif_note"] = "the service keeps no decision log"
+        elif not may_read_log:
+            out["result"]["whatif_note"] = "replaying the decision log needs a token with `log:read`"
+        else:
+            out["result"]["whatif"] = replay_against(service, new_dir, params)
     return out
 
 

@@ -20,6 +20,7 @@ from engine.audit.checkpoint import key_id, load_public_key, read_checkpoints, v
 from engine.audit.present import flatten
 from engine.serve import auditlog
 from engine.serve.service import Service
+from engine.web import counterfactual
 
 SEARCH_KEYS = ("customer", "domain", "rule", "outcome", "since", "until", "limit")
 RULE_LINES = 40  # at most this many lines of a rule's text
@@ -65,6 +66,7 @@ def record(service: Service, record_id: str, *, may_unseal: bool) -> dict[str, A
         "chain": _chain(service, got["seq"]),
         "engine": body.get("engine"),
         "semantics": body.get("semantics"),
+        "replayed": counterfactual.for_record(service, body) if protector is not None else None,
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,8 +17,8 @@ from starlette.staticfiles import StaticFiles
 from engine.errors import CharterError
 from engine.serve.errors import internal
 from engine.serve.service import Service
-from engine.web import dashboard, impact, log, overview, policies, policytests
-from engine.web.access import may_unseal, require_log_reader
+from engine.web import counterfactual, dashboard, impact, log, overview, policies, policytests, trends, upload
+from engine.web.access import may_read_log, may_unseal, require_log_reader
 from engine.web.render import STATIC, charter_error_page, error_page, page
 
 _LOG = logging.getLogger("charter.web")
@@ -81,14 +82,40 @@ def routes(
 
     @html
     async def impact_form(request: Request) -> Response:
-        data = await run_in_threadpool(impact.impact_page, service, dict(request.query_params))
+        params, reads = dict(request.query_params), may_read_log(request)
+        data = await run_in_threadpool(impact.impact_page, service, params, may_read_log=reads)
         return page(request, "impact.html", data)
+
+    @html
+    async def impact_upload(request: Request) -> Response:
+        fields, files = await upload.read_form(request)
+        reads = may_read_log(request)
+
+        def compare() -> dict[str, Any]:
+            with upload.written(files) as uploaded:
+                return impact.impact_page(service, fields, uploaded=uploaded, may_read_log=reads)
+
+        return page(request, "impact.html", await run_in_threadpool(compare))
+
+    @html
+    async def try_view(request: Request) -> Response:
+        params = dict(request.query_params)
+        if request.method == "POST":
+            form = await upload.form_of(request, max_files=0, max_fields=10)
+            params = {k: v for k, v in form.items() if isinstance(v, str)}
+        return page(request, "try.html", await run_in_threadpool(counterfactual.try_page, service, params))
 
     @html
     async def dashboard_view(request: Request) -> Response:
         require_log_reader(request)
         data = await run_in_threadpool(dashboard.dashboard_page, service, dict(request.query_params))
         return page(request, "dashboard.html", data)
+
+    @html
+    async def trends_view(request: Request) -> Response:
+        require_log_reader(request)
+        data = await run_in_threadpool(trends.trends_page, service, dict(request.query_params))
+        return page(request, "trends.html", data)
 
     @html
     async def not_found(request: Request) -> Response:
@@ -102,7 +129,10 @@ def routes(
         Route("/log/verify", log_verify, methods=["GET"]),
         Route("/log/{id}", log_record, methods=["GET"]),
         Route("/impact", impact_form, methods=["GET"]),
+        Route("/impact", impact_upload, methods=["POST"]),
+        Route("/try", try_view, methods=["GET", "POST"]),
         Route("/dashboard", dashboard_view, methods=["GET"]),
+        Route("/dashboard/trends", trends_view, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/{rest:path}", not_found),
     ]

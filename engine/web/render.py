@@ -27,6 +27,7 @@ NAV = (
     ("/ui/log", "Decision log"),
     ("/ui/log/verify", "Chain"),
     ("/ui/impact", "Change impact"),
+    ("/ui/try", "Try a decision"),
     ("/ui/dashboard", "Dashboard"),
 )
 
