@@ -190,6 +190,7 @@ CODES: dict[str, str] = {
     "K007": "the log key file is open to its group or others (set CHARTER_ALLOW_SHARED_KEY=1 to accept)",
     "K008": "the keyring does not hold the key-encryption key a data key is wrapped under (missing, or another one)",
     "K009": "the keyring `…` cannot be read, written or locked, is damaged, or is open to its group or others",
+    "K010": "replay: a customer's data key is missing and was never erased (deleted behind the log's back)",
     "L001": "no row of table `…` matches ……: its outputs are left empty",
     "L002": "rule `…` can never …: … … whenever it does",
     "L003": "rule `…` can never …: …",

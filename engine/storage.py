@@ -25,7 +25,9 @@ append-only file). ``engine.plugins.open_store(url)`` asks every plugin and uses
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from engine.errors import CharterError
@@ -95,3 +97,12 @@ def check_digest(digest: str, data: bytes) -> None:
             code="D001",
             hint="a blob is stored under the SHA-256 of its bytes",
         )
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a directory's new entries durable (a file renamed into it, one deleted from it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

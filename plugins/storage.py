@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.hookspecs import hookimpl
-from engine.storage import Link, StorageError, Store, check_digest
+from engine.storage import Link, StorageError, Store, check_digest, fsync_dir
 
 if TYPE_CHECKING:
     from charter_plugins.sql import SqlStore
@@ -172,7 +172,7 @@ class JsonlStore:
                 # earlier version stored under its old file name
                 if not path.exists() and self._legacy_key(name) is None:
                     _publish(path, data, replace=False)
-            _fsync_dir(self.root / "keys")
+            fsync_dir(self.root / "keys")
         except OSError as err:
             raise StorageError(
                 f"could not store keys in `{self.root}`: {err.strerror}",
@@ -210,7 +210,7 @@ class JsonlStore:
                     hint="check the directory's permissions",
                 ) from None
         if deleted:
-            _fsync_dir(self.root / "keys")  # an erased key stays erased after a crash
+            fsync_dir(self.root / "keys")  # an erased key stays erased after a crash
         return deleted
 
     def rewrap_keys(self, rewrap: Callable[[bytes], bytes | None], delete: Sequence[str] = ()) -> tuple[int, int]:
@@ -228,7 +228,7 @@ class JsonlStore:
                     _publish(path, new, replace=True, sync_dir=False)
                     replaced += 1
             if replaced:
-                _fsync_dir(keys)  # once for all: every file replaced is durable before the old KEK goes
+                fsync_dir(keys)  # once for all: every file replaced is durable before the old KEK goes
         except OSError as err:
             raise StorageError(
                 f"could not re-wrap the keys in `{self.root}`: {err.strerror}",
@@ -283,16 +283,7 @@ def _publish(path: Path, data: bytes, *, replace: bool, sync_dir: bool = True) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     if replace and sync_dir:
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a directory's new entries durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(path.parent)
 
 
 def _drop_torn_tail(f: Any) -> None:

@@ -88,6 +88,25 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def fresh_pg(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the session's throwaway PostgreSQL server, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = sa.create_engine(
+        postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    yield postgres_url.replace("/postgres?", f"/{name}?")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
 @contextlib.contextmanager
 def serving_with_tokens(
     tmp: Path, scopes: dict[str, list[str]]

@@ -16,8 +16,6 @@ import base64
 import json
 import re
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -44,21 +42,6 @@ def _people(n: int) -> list[dict[str, Any]]:
     with EXAMPLES.open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return [c for c in rows if "national_id" in c][:n]
-
-
-@pytest.fixture
-def fresh_pg(postgres_url: str) -> Iterator[str]:
-    """A new, empty database on the test server."""
-    name = "erasure_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(
-        postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    yield postgres_url.replace("/postgres?", f"/{name}?")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

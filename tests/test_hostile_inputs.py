@@ -16,13 +16,10 @@ import base64
 import json
 import os
 import stat
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from conftest import EXAMPLES, NOW, POLICIES
 
 from engine import Decision, Engine
@@ -43,28 +40,13 @@ def _customers(n: int = 6) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()][:n]
 
 
-@pytest.fixture
-def pg_db(postgres_url: str) -> Iterator[str]:
-    """A new, empty database on the session's PostgreSQL server."""
-    name = "hostile_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(
-        postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    yield postgres_url.replace("/postgres?", f"/{name}?")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", "jsonl", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'log.db'}"
     if request.param == "jsonl":
         return f"jsonl://{tmp_path / 'log'}"
-    return str(request.getfixturevalue("pg_db"))
+    return str(request.getfixturevalue("fresh_pg"))
 
 
 def _engine(store: Store) -> Engine:

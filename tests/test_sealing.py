@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -195,21 +194,6 @@ def _sql_values(store: Store) -> list[Any]:
             for row in conn.execute(sa.select(table)):
                 out.extend(v for v in row if isinstance(v, str | bytes | memoryview))
     return out
-
-
-@pytest.fixture
-def fresh_pg(postgres_url: str) -> Iterator[str]:
-    """A new, empty database on the conftest's throwaway PostgreSQL server."""
-    name = "sealing_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(
-        postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    yield postgres_url.replace("/postgres?", f"/{name}?")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "jsonl", "postgresql"])

@@ -99,6 +99,13 @@ def test_a_deleted_key_is_reported_unless_it_was_erased(
     assert len(problems) == 1, out
     assert f"the data key of `{gone}` is missing and was never erased" in problems[0]
     assert "2 record(s) (#1, #2)" in problems[0]
+    # replay tells the two apart too: the erased customer's records are unreadable by design,
+    # the lost key's are errors, and the replay fails (it exited 0 when every key was deleted)
+    code = main(["replay", "--store", url, "--key-file", str(key_file), "--json", str(tmp_path / "r.json")])
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert code == 1
+    assert report["unreadable"] == 2  # the erased customer's tiering and classification records
+    assert [e["seq"] for e in report["errors"]] == [1, 2] and all("[K010]" in e["error"] for e in report["errors"])
 
 
 def test_sqlite_blob_altered_through_sql(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

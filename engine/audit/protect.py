@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from engine.audit.chain import canonical
 from engine.errors import CharterError
-from engine.storage import Store
+from engine.storage import Store, fsync_dir
 
 SEALED = "$sealed"
 _TRUE, _FALSE = b"true", b"false"
@@ -241,7 +241,7 @@ def _write_ring(path: Path, stores: dict[str, list[list[str]]]) -> None:
                 old = None
             try:
                 os.replace(tmp, path)
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
                 if old is not None:
                     os.pwrite(old, bytes(os.fstat(old).st_size), 0)
                     os.fsync(old)
@@ -253,14 +253,6 @@ def _write_ring(path: Path, stores: dict[str, list[list[str]]]) -> None:
                 os.unlink(tmp)
     except OSError as err:
         raise _ring_error(path, f"cannot be written: {err.strerror}") from None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.audit.chain import ChainBroken, canonical, checked
+from engine.audit.depends import was_erased
 from engine.audit.log import decision_body, plugins_listing, scorer_input
 from engine.audit.protect import SEALED, Protector, SealError
 from engine.core.bundle import Bundle, build_bundle, build_bundle_from_sources
@@ -246,6 +247,7 @@ class Replayer:
         self.registry = registry if registry is not None else build_registry()
         self.against = str(against) if against is not None else None
         self.playback = Playback()
+        self._erasures: dict[str, bool] = {}  # subject -> whether its key was erased on purpose
         self._loaded: dict[tuple[str, str | None, str | None], Loaded] = {}
         self._bundles: dict[tuple[str, str | None], Bundle] = {}
         self._pinned: dict[str, Registry] = {}
@@ -435,6 +437,13 @@ class Replayer:
             raise
         yield from flush()
 
+    def _erased(self, subject: str) -> bool:
+        """Whether ``subject``'s key was erased on purpose (an erasure mark), once per subject."""
+        known = self._erasures.get(subject)
+        if known is None:
+            known = self._erasures[subject] = was_erased(self.store, subject)
+        return known
+
     def _one(
         self, report: Report, seq: int, rid: str, body: dict[str, Any], running: Mapping[str, str], sample: int
     ) -> None:
@@ -449,8 +458,18 @@ class Replayer:
             new = self.decide(body, logged=self.against is None, collect=True)
             self._plugins_differ(report)
         except SealError as exc:
-            if exc.code in ("K004", "K006"):  # erased, or logged without a key: unreadable by design
+            lost = exc.code == "K004" and not self._erased(str(body.get("subject")))
+            if exc.code in ("K004", "K006") and not lost:  # erased, or logged without a key: unreadable by design
                 report.unreadable += 1
+            elif lost:  # a key deleted behind the log's back: the record cannot be reproduced, and should
+                report.errors.append(
+                    {
+                        "seq": seq,
+                        "id": rid,
+                        "error": f"the data key of `{body.get('subject')}` is missing and was never erased"
+                        " (`charter log erase` leaves a mark): its sealed values cannot be opened [K010]",
+                    }
+                )
             else:  # no key given, or the wrong one: the replay could not do its job
                 report.errors.append({"seq": seq, "id": rid, "error": str(exc)})
             return
