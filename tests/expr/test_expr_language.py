@@ -88,6 +88,9 @@ def run(text: str, facts: dict[str, Any] = FACTS) -> Any:
         ('now - customer.since < duration("87600h")', True),
         ('customer.since + duration("24h") == timestamp("2020-01-02T00:00:00Z")', True),
         ('duration("1h30m") == duration("90m")', True),
+        ('duration("90d") == duration("2160h")', True),  # days as the policy files write them: 24 hours
+        ('duration("2w") == duration("14d")', True),
+        ('duration("1d12h").getHours()', 36),
         ('duration("1.5h").getMinutes()', 90),
         ("now.getFullYear()", 2025),
         ("customer.vip ? 1.5 : 0.5", 1.5),

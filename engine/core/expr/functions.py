@@ -48,9 +48,20 @@ class Signature:
 # implementations (each raises an EvalError subclass, never a Python error)
 # --------------------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^(-?)((?:\d+(?:\.\d+)?(?:h|m|s|ms|us|ns))+)$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
-_UNIT_US = {"h": 3_600_000_000, "m": 60_000_000, "s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}
+# CEL's units, and days and weeks as the policy files' own durations write them (`14d`): a day
+# is 24 hours (a duration is elapsed time; calendars are the escalation domain's)
+_DURATION = re.compile(r"^(-?)((?:\d+(?:\.\d+)?(?:w|d|h|m|s|ms|us|ns))+)$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|ms|m|s|us|ns)")
+_UNIT_US = {
+    "w": 604_800_000_000,
+    "d": 86_400_000_000,
+    "h": 3_600_000_000,
+    "m": 60_000_000,
+    "s": 1_000_000,
+    "ms": 1_000,
+    "us": 1,
+    "ns": 0.001,
+}
 MAX_DURATION = timedelta(seconds=315_576_000_000)
 
 
@@ -263,7 +274,7 @@ _USAGE = {
     "matches": '`customer.phone.matches("^1[3-9][0-9]{9}$")`',
     "int": "`int(x)` of a number, text or timestamp",
     "double": "`double(x)` of a number or text",
-    "duration": '`duration("24h")`, `duration("1h30m")`: units h, m, s, ms, us, ns',
+    "duration": '`duration("24h")`, `duration("90d")`, `duration("1h30m")`: units w, d (24h), h, m, s, ms, us, ns',
     "timestamp": '`timestamp("2025-06-30T00:00:00Z")`',
 }
 
