@@ -207,6 +207,8 @@ CODES: dict[str, str] = {
     "L020": "… `…` can never allow anything: deny … … always … too, and deny wins",
     "L021": "role `…` is granted nothing: no allow rule or waiver names it or a role it inherits",
     "L022": "waiver `…` expired on …",
+    "L023": "rule `…` allows class `…` for a purpose the class's handling does not allow",
+    "L024": "rule `…` allows exporting class `…`, whose handling says `export: false`",
     "L030": "fact `…` is declared but no condition, input or score reads it…",
     "L031": "no rule of table `…` sets output `…`, so it is always empty",
     "L032": "value `…` of output `…` is never set: no rule, band or default gives it",

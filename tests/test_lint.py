@@ -382,6 +382,24 @@ def test_expired_waiver_only_with_now(tmp_path: Path, capsys: pytest.CaptureFixt
     assert not [f for f in findings if f["code"] == "L022"]
 
 
+def test_a_grant_the_class_handling_rules_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Classification's handling binds access: a purpose the class does not list, or export of
+    a class with `export: false`, is a finding on the grant (the shipped policies agree)."""
+    _, shipped = lint(capsys, str(POLICIES))
+    assert not [f for f in shipped if f["code"] in ("L023", "L024")]
+    d = seeded(
+        tmp_path,
+        ("access.yaml", "classes: [basic]   # commercially sensitive", "classes: [basic, commercially_sensitive]  #"),
+        ("access.yaml", "classes: [basic, commercially_sensitive]   # sensitive", 'classes: ["*"]  #'),
+    )
+    _, findings = lint(capsys, str(d))
+    access = d / "access.yaml"
+    purpose = one(findings, "L023", "`marketing-preferences` allows class `commercially_sensitive` for `marketing`")
+    at(purpose, access, line_of(access, "- id: marketing-preferences"))
+    export = one(findings, "L024", "`compliance-legal-export` allows exporting class `sensitive`")
+    at(export, access, line_of(access, "- id: compliance-legal-export"))
+
+
 def test_outputs_and_values_no_rule_sets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = seeded(
         tmp_path,

@@ -468,6 +468,7 @@ class Replayer:
                         "id": rid,
                         "error": f"the data key of `{body.get('subject')}` is missing and was never erased"
                         " (`charter log erase` leaves a mark): its sealed values cannot be opened [K010]",
+                        "code": "K010",
                     }
                 )
             else:  # no key given, or the wrong one: the replay could not do its job

@@ -51,6 +51,7 @@ def check_access(ctx: Context, policy: Policy) -> None:
             check_row(ctx, space, row, {}, "apply")
         _overridden(ctx, policy, grant, unconditional)
     _ungranted_roles(ctx, policy)
+    _handling_agrees(ctx, policy)
     if ctx.now is not None:
         for i, waiver in enumerate(model.exceptions):
             if waiver.expires is not None and waiver.expires <= ctx.now:
@@ -109,6 +110,47 @@ def _overridden(ctx: Context, policy: Policy, grant: Any, unconditional: list[An
         "narrow the deny rule, or list it under a waiver's `waives:` if the exception is intended",
         [Related(d.location, f"deny rule `{d.id}`") for d in used],
     )
+
+
+def _handling_agrees(ctx: Context, policy: Policy) -> None:
+    """L023/L024: an allow rule or waiver that grants a class what its handling (in the
+    classification policy) rules out — a purpose not among the class's `purposes`, or export
+    of a class with `export: false`. The classification policy describes; access decides:
+    this is where the two are shown to agree."""
+    source = ctx.classes_source(policy)
+    if source is None:
+        return
+    model = policy.extra
+    handling = {c.id: c.handling for c in source.extra.classes}
+    for grant in (*model.rules, *model.exceptions):
+        if grant.effect != "allow":
+            continue
+        purposes = model.purposes if "*" in grant.purposes else grant.purposes
+        exports = "*" in grant.actions or "export" in grant.actions
+        what = "waiver" if grant.waiver else "rule"
+        for cls in handling if "*" in grant.classes else grant.classes:
+            h = handling.get(cls, {})
+            allowed = h.get("purposes")
+            outside = [p for p in purposes if allowed is not None and p not in allowed]
+            if outside:
+                ctx.add(
+                    "L023",
+                    WARNING,
+                    f"{what} `{grant.id}` allows class `{cls}` for {', '.join(f'`{p}`' for p in outside)}, "
+                    f"which the class's handling does not allow (purposes: {', '.join(allowed)})",
+                    grant.location,
+                    f"drop the purpose from `{grant.id}`, or add it to the class's `purposes` in the classification"
+                    " policy if it is allowed",
+                )
+            if exports and h.get("export") is False:
+                ctx.add(
+                    "L024",
+                    WARNING,
+                    f"{what} `{grant.id}` allows exporting class `{cls}`, whose handling says `export: false`",
+                    grant.location,
+                    "drop `export` from its actions (or the class), or set `export: true` on the class if export is"
+                    " allowed",
+                )
 
 
 def _ungranted_roles(ctx: Context, policy: Policy) -> None:
