@@ -198,13 +198,13 @@ def _walk(facts: Mapping[str, Any]) -> None:
         if _SEALED in value or _WITHHELD in value:
             raise _reserved(facts)
         for key, item in value.items():
+            if type(key) is str and not key.isascii() and not _utf8(key):
+                raise _Unencodable
             kind = type(item)
             if kind is str:
                 if not item.isascii() and not _utf8(item):
                     raise _Unencodable
                 continue
-            if type(key) is str and not key.isascii() and not _utf8(key):
-                raise _Unencodable
             if kind in scalars:
                 continue
             if kind is dict:
