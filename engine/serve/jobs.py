@@ -74,6 +74,12 @@ class Jobs:
         with self._lock:
             return sum(1 for j in self._jobs.values() if j.state in ("queued", "running"))
 
+    def listed(self) -> list[dict[str, Any]]:
+        """Every job kept, newest first (the workbench's replay page)."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        return [j.to_dict() for j in reversed(jobs)]
+
     def get(self, job_id: str) -> dict[str, Any]:
         with self._lock:
             job = self._jobs.get(job_id)

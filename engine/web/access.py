@@ -6,14 +6,15 @@ whose middleware covers these pages as every route) and its scopes.
   ``unseal``, a scope ``admin`` does not imply; every other request sees them as sealed;
 * the policies, the tests, the change impact (a named or uploaded directory) and "Try a
   decision" (nothing logged) need a valid token only; the change impact's replay against the
-  decision log shows what the log holds, so it needs ``log:read`` too.
+  decision log shows what the log holds, so it needs ``log:read`` too;
+* replay jobs (start one, follow it) need ``replay``, as ``POST /v1/log/replay`` does.
 """
 
 from __future__ import annotations
 
 from starlette.requests import Request
 
-from engine.serve.auth import LOG_READ, UNSEAL, has_scope, require_scope
+from engine.serve.auth import LOG_READ, REPLAY, UNSEAL, has_scope, require_scope
 
 
 def may_read_log(request: Request) -> bool:
@@ -29,3 +30,8 @@ def may_unseal(request: Request) -> bool:
 def require_log_reader(request: Request) -> None:
     """Refuse (401 without a token, 403 naming the scope) a request that may not read the log."""
     require_scope(request, LOG_READ)
+
+
+def require_replayer(request: Request) -> None:
+    """Refuse a request that may not start or follow replay jobs (the ``replay`` scope)."""
+    require_scope(request, REPLAY)

@@ -10,15 +10,26 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from engine.errors import CharterError
 from engine.serve.errors import internal
 from engine.serve.service import Service
-from engine.web import counterfactual, dashboard, impact, log, overview, policies, policytests, trends, upload
-from engine.web.access import may_read_log, may_unseal, require_log_reader
+from engine.web import (
+    counterfactual,
+    dashboard,
+    impact,
+    log,
+    overview,
+    policies,
+    policytests,
+    replayjobs,
+    trends,
+    upload,
+)
+from engine.web.access import may_read_log, may_unseal, require_log_reader, require_replayer
 from engine.web.render import STATIC, charter_error_page, error_page, page
 
 _LOG = logging.getLogger("charter.web")
@@ -81,6 +92,22 @@ def routes(
         return page(request, "verify.html", data)
 
     @html
+    async def replay_list(request: Request) -> Response:
+        require_replayer(request)
+        if request.method == "POST":
+            form = await upload.form_of(request, max_files=0, max_fields=10)
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            job_id = await run_in_threadpool(replayjobs.start, service, fields)
+            return RedirectResponse(f"/ui/log/replay/{job_id}", status_code=303)
+        return page(request, "replay.html", await run_in_threadpool(replayjobs.jobs_page, service))
+
+    @html
+    async def replay_job(request: Request) -> Response:
+        require_replayer(request)
+        data = await run_in_threadpool(replayjobs.job_page, service, request.path_params["id"])
+        return page(request, "replay_job.html", data)
+
+    @html
     async def impact_form(request: Request) -> Response:
         params, reads = dict(request.query_params), may_read_log(request)
         data = await run_in_threadpool(impact.impact_page, service, params, may_read_log=reads)
@@ -127,6 +154,8 @@ def routes(
         Route("/tests", tests, methods=["GET"]),
         Route("/log", log_search, methods=["GET"]),
         Route("/log/verify", log_verify, methods=["GET"]),
+        Route("/log/replay", replay_list, methods=["GET", "POST"]),
+        Route("/log/replay/{id}", replay_job, methods=["GET"]),
         Route("/log/{id}", log_record, methods=["GET"]),
         Route("/impact", impact_form, methods=["GET"]),
         Route("/impact", impact_upload, methods=["POST"]),

@@ -26,6 +26,7 @@ NAV = (
     ("/ui/tests", "Tests"),
     ("/ui/log", "Decision log"),
     ("/ui/log/verify", "Chain"),
+    ("/ui/log/replay", "Replay"),
     ("/ui/impact", "Change impact"),
     ("/ui/try", "Try a decision"),
     ("/ui/dashboard", "Dashboard"),
