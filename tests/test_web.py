@@ -582,6 +582,14 @@ def test_in_a_browser_an_auditor_reaches_a_decision_by_keyboard(
             page.goto(real_server + "/ui/dashboard/trends")
             assert page.locator("h1").count() == 1 and page.locator("svg.chart").count() >= 3
             page.screenshot(path=str(shots / "trends.png"), full_page=True)
+            # replay jobs: started by keyboard, followed until the report shows
+            page.goto(real_server + "/ui/log/replay")
+            page.select_option("select[name=domain]", "tiering")
+            tab_to("e.textContent.trim() === 'Start the replay'")
+            page.keyboard.press("Enter")
+            page.wait_for_function("document.querySelector('main').innerText.includes('reproduced')", timeout=60_000)
+            assert "diverged" in page.inner_text("main")
+            page.screenshot(path=str(shots / "replay.png"), full_page=True)
             # with tokens: an officer allowed to unseal reads what would change a logged decision
             with uvicorn_serving(create_app(served.service, auth=tokens())) as secured:
                 officer = browser.new_page(
