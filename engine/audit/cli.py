@@ -24,9 +24,9 @@ from engine.audit.checkpoint import (
     sign,
     verify_checkpoints,
 )
-from engine.audit.depends import Dependencies, mark_erased
+from engine.audit.depends import Dependencies
 from engine.audit.present import request_lines, trace_lines
-from engine.audit.protect import Protector, SealError, load_key
+from engine.audit.protect import Protector, SealError, load_key, mark_erased
 from engine.audit.query import find
 from engine.audit.replay import Filters, Replayer, records
 from engine.core.decision import Decision

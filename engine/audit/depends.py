@@ -20,29 +20,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.audit.chain import canonical
-from engine.audit.protect import SEALED
+from engine.audit.protect import ERASURE_KIND, SEALED, mark_erased, was_erased
 from engine.storage import Store
 
-ERASURE_KIND = "erasure"
 _KEYS_PER_QUERY = 500
 _SHOWN = 5  # records named per problem; the count says how many in all
-
-
-def _erasure_mark(subject: str) -> bytes:
-    # content-addressed like every blob, and computable from the customer id alone
-    return canonical({"erased": f"customer:{subject}"})
-
-
-def mark_erased(store: Store, subject: str) -> None:
-    """Leave the mark that ``subject``'s key was erased on purpose, so that verify tells an
-    erasure from a key deleted behind the log's back."""
-    mark = _erasure_mark(subject)
-    store.put_blob(ERASURE_KIND, hashlib.sha256(mark).hexdigest(), mark)
-
-
-def was_erased(store: Store, subject: str) -> bool:
-    return store.get_blob(ERASURE_KIND, hashlib.sha256(_erasure_mark(subject)).hexdigest()) is not None
 
 
 def _has_sealed(value: Any) -> bool:

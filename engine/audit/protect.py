@@ -33,6 +33,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -88,6 +89,25 @@ def _plain(data: bytes, loads: Any) -> Any:
     elif (first.isdigit() or first == b"-") and _FLOAT.fullmatch(data):
         return float(data)  # a float's repr (seal_into writes no other number with `.` or `e`)
     return loads(data)
+
+
+ERASURE_KIND = "erasure"
+
+
+def _erasure_mark(subject: str) -> bytes:
+    # content-addressed like every blob, and computable from the customer id alone
+    return canonical({"erased": f"customer:{subject}"})
+
+
+def mark_erased(store: Store, subject: str) -> None:
+    """Leave the mark that ``subject``'s key was erased on purpose, so that verify and replay
+    tell an erasure from a key deleted behind the log's back (``Protector.shred`` leaves it)."""
+    mark = _erasure_mark(subject)
+    store.put_blob(ERASURE_KIND, hashlib.sha256(mark).hexdigest(), mark)
+
+
+def was_erased(store: Store, subject: str) -> bool:
+    return store.get_blob(ERASURE_KIND, hashlib.sha256(_erasure_mark(subject)).hexdigest()) is not None
 
 
 class SealError(CharterError):
@@ -502,7 +522,10 @@ class Protector:
         name = f"customer:{subject}"
         mark = self._mark or self.store.get_keys([KEYRING_MARK]).get(KEYRING_MARK) or self._establish()
         if mark is None:
-            return Erasure(self.store.delete_key(name), lasting=False, rewrapped=0)
+            done = Erasure(self.store.delete_key(name), lasting=False, rewrapped=0)
+            if done.erased:
+                mark_erased(self.store, subject)
+            return done
         self._mark = mark
         path = self._ring_of(mark).path
         with _locked(path, exclusive=True):
@@ -516,6 +539,8 @@ class Protector:
             stores, _ = _read_ring(path)
             _write_ring(path, {**stores, ring.store: [fresh]})  # the old KEKs: gone
         self._ring = None
+        if deleted > 0:
+            mark_erased(self.store, subject)  # erased on purpose: verify and replay tell it from a key lost
         return Erasure(deleted > 0, lasting=True, rewrapped=rewrapped)
 
 

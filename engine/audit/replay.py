@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.audit.chain import ChainBroken, canonical, checked
-from engine.audit.depends import was_erased
 from engine.audit.log import decision_body, plugins_listing, scorer_input
-from engine.audit.protect import SEALED, Protector, SealError
+from engine.audit.protect import SEALED, Protector, SealError, was_erased
 from engine.core.bundle import Bundle, build_bundle, build_bundle_from_sources
 from engine.core.decision import ENGINE_VERSION, SEMANTICS_VERSION, Decision, RecordedNote
 from engine.core.evaluate import Program
