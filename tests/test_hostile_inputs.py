@@ -342,3 +342,24 @@ def test_a_lone_surrogate_anywhere_is_refused_named_and_never_reaches_the_log(st
         assert len(list(store.read())) == 1  # only the good customer's decision
     finally:
         store.close()
+
+
+def test_a_whole_number_past_64_bits_is_refused_named_and_never_reaches_the_log(store_url: str) -> None:
+    """Conditions compute in 64 bits and the log's JSON would fail on a 5,000-digit number
+    (Python's int-to-text limit): refused at the boundary, the batch going on."""
+    store = open_store(store_url)
+    try:
+        engine = _engine(store)
+        batch = _customers(3)
+        batch[1]["purchases_12m"] = 10**5000
+        batch[2]["notes"] = [{"n": -(2**63) - 1}]
+        out = list(engine.evaluate_batch("tiering", batch, now=NOW))
+        assert isinstance(out[0], Decision)
+        assert [(o.code, o.errors[0].field) for o in out[1:] if isinstance(o, FactErrors)] == [
+            ("F306", "purchases_12m"),
+            ("F306", "notes[0].n"),
+        ]
+        ok = dict(_customers(1)[0], purchases_12m=2**63 - 1)  # the largest is a number like any other
+        assert not isinstance(next(iter(engine.evaluate_batch("classification", [ok], now=NOW))), FactErrors)
+    finally:
+        store.close()

@@ -153,7 +153,16 @@ def test_the_what_if_replay_counts_the_logged_decisions_the_edit_changes(served:
     with Replayer(served.service.store, served.service.protector, against=served.root / "edited") as replayer:
         report = replayer.run()
     assert report.by_domain  # the widened band changes some logged tiers
-    page = get(served, "/ui/impact", edited="edited", replay="1")
+    with TestClient(create_app(served.service, auth=tokens()), base_url=BASE) as client:
+        # it decides the log's sealed facts: a token that may read the log and unseal it
+        officer = client.get(
+            "/ui/impact", params={"edited": "edited", "replay": "1"}, headers={"Authorization": "Bearer officer-secret"}
+        )
+        auditor = client.get(
+            "/ui/impact", params={"edited": "edited", "replay": "1"}, headers={"Authorization": "Bearer auditor-secret"}
+        )
+    assert officer.status_code == 200
+    page = officer.text
     words = text_of(page)
     assert f"{len(report.changed)} of {report.total} logged decision(s) would be decided otherwise" in words
     for domain, n in report.by_domain.items():
@@ -163,8 +172,9 @@ def test_the_what_if_replay_counts_the_logged_decisions_the_edit_changes(served:
         backend = client.get(
             "/ui/impact", params={"edited": "edited", "replay": "1"}, headers={"Authorization": "Bearer backend-secret"}
         )
-    assert backend.status_code == 200 and "needs a token with <code>log:read</code>" in backend.text
-    assert "logged decision(s) would be decided otherwise" not in backend.text
+    for refused in (backend, auditor):  # an edit could be written to tell a sealed fact by what it changes
+        assert refused.status_code == 200 and "<code>log:read</code> and <code>unseal</code>" in refused.text
+        assert "logged decision(s) would be decided otherwise" not in refused.text
 
 
 # -- dashboards over time -------------------------------------------------------------------------
@@ -241,3 +251,13 @@ def test_the_trends_count_what_the_log_holds_per_day_and_by_category(over_days: 
     only = client.get("/ui/dashboard/trends", params={"since": DAYS[2]}).text
     assert f'<th scope="row">{DAYS[0]}</th>' not in only and f'<th scope="row">{DAYS[2]}</th>' in only
     assert "C064" in client.get("/ui/dashboard/trends", params={"by": "week"}).text
+
+
+def test_try_a_decision_needs_the_decide_scope(served: Served) -> None:
+    """It decides (logging nothing), so it asks for the scope /v1/decide asks for."""
+    facts = {"domain": "tiering", "facts": json.dumps(lines(EXAMPLES, 1)[0]), "now": "2025-06-30"}
+    with TestClient(create_app(served.service, auth=tokens()), base_url=BASE) as client:
+        auditor = client.post("/ui/try", data=facts, headers={"Authorization": "Bearer auditor-secret"})
+        backend = client.post("/ui/try", data=facts, headers={"Authorization": "Bearer backend-secret"})
+    assert auditor.status_code == 403 and "decide" in auditor.text
+    assert backend.status_code == 200 and "value_tier" in backend.text

@@ -29,6 +29,8 @@ def outcome_of(outputs: Mapping[str, Any], domain: str | None = None) -> str:
     key = _outcome_keys().get(domain or "", "")
     if key in outputs:
         value = outputs[key]
+        if value is None:  # e.g. classification's `highest` of a record no rule classifies
+            return "none"
         return str(value).lower() if isinstance(value, bool) else str(value)[:40]
     for value in outputs.values():
         if isinstance(value, bool):

@@ -166,7 +166,11 @@ class _TooLong(Exception):
 
 
 class _Unencodable(Exception):
-    """A text in the facts holds a lone surrogate, which UTF-8 (the log, JSON) cannot hold."""
+    """A text in the facts holds a lone surrogate, which UTF-8 (the log, JSON) cannot hold, or
+    a whole number is past 64 bits (conditions compute in 64 bits; JSON consumers hold less)."""
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
 def _utf8(text: str) -> bool:
@@ -205,6 +209,10 @@ def _walk(facts: Mapping[str, Any]) -> None:
                 if not item.isascii() and not _utf8(item):
                     raise _Unencodable
                 continue
+            if kind is int:
+                if not _INT_MIN <= item <= _INT_MAX:
+                    raise _Unencodable
+                continue
             if kind in scalars:
                 continue
             if kind is dict:
@@ -227,6 +235,10 @@ def _admit_list(items: list[Any] | tuple[Any, ...], push: Any) -> None:
             kind = type(item)
             if kind is str:
                 if not item.isascii() and not _utf8(item):
+                    raise _Unencodable
+                continue
+            if kind is int:
+                if not _INT_MIN <= item <= _INT_MAX:
                     raise _Unencodable
                 continue
             if kind in scalars:
@@ -303,7 +315,8 @@ def _plain(text: str) -> bool:
 
 
 def _unencodable(facts: Mapping[str, Any]) -> FactErrors:
-    """F305 naming the first text (or key) that holds a lone surrogate."""
+    """F305 naming the first text (or key) that holds a lone surrogate, F306 the first whole
+    number past 64 bits."""
     stack: list[tuple[Any, str]] = [(facts, "")]
     while stack:
         value, path = stack.pop()
@@ -317,6 +330,19 @@ def _unencodable(facts: Mapping[str, Any]) -> FactErrors:
             stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
         elif isinstance(value, str) and not _utf8(value):
             return _surrogate(path, "the text")
+        elif type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+            return FactErrors(
+                [
+                    FactError(
+                        f"`{path}` is a whole number past 64 bits (of {value.bit_length()} bits)",
+                        field=path,
+                        value=None,
+                        rule="range",
+                        code="F306",
+                        hint=f"whole numbers run from {_INT_MIN:,} to {_INT_MAX:,}; send a larger amount as a decimal",
+                    )
+                ]
+            )
     return _surrogate("", "a text")  # not reached: _walk found one
 
 

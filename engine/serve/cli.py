@@ -12,6 +12,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -311,17 +312,35 @@ def _serve_workers(
         from prometheus_client import values
 
         values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    children: dict[int, int] = {}  # pid -> worker number
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:  # from before the first fork: no worker is left behind
+        stopping.append(signum)
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         snapshot = _shared_snapshot(args, metrics_dir)
         if snapshot is not None:
             args.snapshot, args.population = snapshot, None
+        if args.store and args.log:  # made here once: workers racing to create it would collide
+            from engine.audit.protect import load_key
+
+            load_key(args.key_file, create=True)
         ready_r, ready_w = os.pipe()
-        children: dict[int, int] = {}  # pid -> worker number
         for n in range(args.workers):
-            children[_fork(args, sock, auth, tls, n, ready_w)] = n
+            if not stopping:
+                children[_fork(args, sock, auth, tls, n, ready_w)] = n
         os.close(ready_w)
-        reports = _readiness(ready_r, args.workers)
+        reports = _readiness(ready_r, len(children))
         os.close(ready_r)
+        if stopping:  # stopped while starting: every worker stopped, nothing half-running
+            _stop(children)
+            return 130 if stopping[0] == signal.SIGINT else 0
         failed = next((r for r in reports if "error" in r), None)
         if failed is not None or len(reports) < args.workers:
             _stop(children)
@@ -331,7 +350,7 @@ def _serve_workers(
                 code=failed.get("code", "C087") if failed is not None else "C087",
             )
         _announce(args, sock, tls, f"{reports[0]['describe']}, {args.workers} workers", auth_line)
-        return _supervise(args, sock, auth, tls, children)
+        return _supervise(args, sock, auth, tls, children, stopping)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
@@ -429,19 +448,13 @@ def _supervise(
     auth: AuthConfig,
     tls: ssl.SSLContext | None,
     children: dict[int, int],
+    stopping: list[int],
 ) -> int:
-    """Wait on the workers: restart one that dies; on SIGTERM (exit 0) or SIGINT (exit 130) stop
-    them all and wait for each to finish."""
-    stopping: list[int] = []
-
-    def stop(signum: int, frame: object) -> None:
-        stopping.append(signum)
-        for pid in list(children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    """Wait on the workers: restart one that dies (after a growing pause when it dies soon after
+    starting, and not after ``RESTARTS`` such deaths in a row); on SIGTERM (exit 0) or SIGINT
+    (exit 130, both through the handler ``_serve_workers`` set) wait for each to finish."""
+    started = {n: time.monotonic() for n in children.values()}
+    quick: dict[int, int] = {}  # worker number -> deaths in a row soon after starting
     while children:
         try:
             pid, status = os.wait()
@@ -450,7 +463,26 @@ def _supervise(
         number = children.pop(pid, None)
         if number is None or stopping:
             continue
-        _LOG.warning("worker %d (pid %d) exited with status %d: starting another", number, pid, status)
+        soon = time.monotonic() - started.get(number, 0.0) < QUICK_DEATH
+        quick[number] = quick.get(number, 0) + 1 if soon else 0
+        if quick[number] > RESTARTS:
+            _LOG.error("worker %d keeps dying as it starts (status %d): not started again", number, status)
+            continue
+        pause = min(30.0, 0.5 * 2 ** quick[number]) if soon else 0.0
+        _LOG.warning("worker %d (pid %d) exited with status %d: starting another in %.1f s", number, pid, status, pause)
+        until = time.monotonic() + pause
+        while not stopping and time.monotonic() < until:
+            time.sleep(0.1)
+        if stopping:
+            break
+        started[number] = time.monotonic()
         children[_fork(args, sock, auth, tls, number, None)] = number
+    _stop(children)
     _LOG.info("stopped")
+    if not stopping and quick and all(n > RESTARTS for n in quick.values()) and len(quick) == args.workers:
+        return 1  # every worker gave up: the service is down, and says so
     return 130 if stopping and stopping[0] == signal.SIGINT else 0
+
+
+QUICK_DEATH = 10.0  # seconds: a worker dying sooner than this after it started is restarted after a pause
+RESTARTS = 8  # such deaths in a row before a worker is not started again

@@ -62,7 +62,9 @@ def impact_page(
 ) -> dict[str, Any]:
     """The form (with the defaults filled in) and, once a directory is named (or ``uploaded``,
     written to a temporary directory), the comparison; with ``replay`` asked, the what-if
-    against the decision log too (only when ``may_read_log``)."""
+    against the decision log too (only when ``may_read_log``: the caller passes whether the
+    token may read the log *and* unseal, since an edited policy could be written to tell a
+    sealed fact by which records it changes)."""
     old_dir = served_dir(service)
     root = old_dir.parent
     snapshot = service.engine.snapshot
@@ -99,7 +101,10 @@ def impact_page(
         if service.store is None:
             out["result"]["whatif_note"] = "the service keeps no decision log"
         elif not may_read_log:
-            out["result"]["whatif_note"] = "replaying the decision log needs a token with `log:read`"
+            out["result"]["whatif_note"] = (
+                "replaying the decision log against an edit decides its sealed facts (an edit could be written"
+                " to tell them), so it needs a token with `log:read` and `unseal`"
+            )
         else:
             out["result"]["whatif"] = replay_against(service, new_dir, params)
     return out

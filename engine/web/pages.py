@@ -29,7 +29,7 @@ from engine.web import (
     trends,
     upload,
 )
-from engine.web.access import may_read_log, may_unseal, require_log_reader, require_replayer
+from engine.web.access import may_read_log, may_unseal, require_decider, require_log_reader, require_replayer
 from engine.web.render import STATIC, charter_error_page, error_page, page
 
 _LOG = logging.getLogger("charter.web")
@@ -109,14 +109,14 @@ def routes(
 
     @html
     async def impact_form(request: Request) -> Response:
-        params, reads = dict(request.query_params), may_read_log(request)
+        params, reads = dict(request.query_params), may_read_log(request) and may_unseal(request)
         data = await run_in_threadpool(impact.impact_page, service, params, may_read_log=reads)
         return page(request, "impact.html", data)
 
     @html
     async def impact_upload(request: Request) -> Response:
         fields, files = await upload.read_form(request)
-        reads = may_read_log(request)
+        reads = may_read_log(request) and may_unseal(request)
 
         def compare() -> dict[str, Any]:
             with upload.written(files) as uploaded:
@@ -126,6 +126,7 @@ def routes(
 
     @html
     async def try_view(request: Request) -> Response:
+        require_decider(request)
         params = dict(request.query_params)
         if request.method == "POST":
             form = await upload.form_of(request, max_files=0, max_fields=10)

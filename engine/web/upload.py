@@ -104,7 +104,7 @@ async def _keep(uploaded: Uploaded, part: UploadFile, room: int) -> int:
     parts = name.split("/")
     if any(p in ("", ".", "..") for p in parts) or "\\" in name or any(ord(ch) < 32 for ch in name):
         raise refused(f"the uploaded file name `{name}` is not a plain file name", "upload the policy files by name")
-    if not parts[-1].lower().endswith(POLICY_SUFFIXES) or len(parts) > 2:
+    if not parts[-1].endswith(POLICY_SUFFIXES) or len(parts) > 2:  # as the loader reads them: `.YAML` is not one
         uploaded.skipped.append(name)  # a README, or tests/…: not a policy file of the directory
         return 0
     folder, base = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
