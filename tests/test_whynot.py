@@ -98,6 +98,23 @@ def test_a_field_a_deny_rule_denies_says_only_a_waiver_would_allow_it(engine: En
     assert any("denied by `no-sensitive-export`, and a deny wins over every allow" in x for x in lines)
 
 
+def test_a_field_a_deny_rule_denies_names_an_allowed_request_outside_the_deny(engine: Engine) -> None:
+    """A compliance officer exporting for legal proceedings: the deny covers export, so reading
+    the field is what an allow rule grants — and deciding that request allows it."""
+    request = {
+        "subject": {"id": "u001", "roles": ["compliance_officer"], "department": "compliance"},
+        "action": "export",
+        "purpose": "legal",
+        "resource": {"customer": "C000001", "record": {"bank_account": "6222020200012345678"}},
+    }
+    (line,) = [x for x in _lines(engine, "access", request) if "`bank_account`" in x]
+    assert "denied by `no-sensitive-export`" in line
+    m = re.search(r"`([\w-]+)` \(rule\) would allow it with action `read`(?:[;]|$)", line)
+    assert m, line
+    after = engine.evaluate("access", {**request, "action": "read"}, now=NOW).outputs["fields"]["bank_account"]
+    assert after["effect"] != "deny" and after["rule"] == m.group(1)
+
+
 def test_explain_prints_what_would_change_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         [

@@ -29,14 +29,26 @@ def why_not(policy: Policy, facts: Mapping[str, Any], decision: Decision) -> lis
             continue
         cls, rule = entry.get("class"), entry.get("rule")
         if rule not in (None, "default-deny"):  # an explicit deny rule (default deny: no rule)
-            waivers = [g for g in model.exceptions if rule in g.waives]
             line = f"({cls}): denied by `{rule}`, and a deny wins over every allow"
-            if not waivers:
-                out.setdefault(line + f": only a waiver listing `{rule}` under `waives:` would allow it", []).append(
-                    path
-                )
+            deny = next((g for g in model.rules if g.id == rule), None)
+            options = [
+                (_needs(g, held, who, cls, action, purpose, decision), g) for g in model.exceptions if rule in g.waives
+            ]
+            if deny is not None:  # or a request outside the deny's scope that an allow rule grants
+                options += [
+                    (needs, g)
+                    for g in model.rules
+                    if g.effect == "allow"
+                    and (needs := _escape(g, deny, model, held, who, cls, action, purpose, decision)) is not None
+                ]
+            near = sorted((o for o in options if o[0]), key=lambda o: len(o[0]))[:CLOSEST]
+            if not near:
+                answer = f"{line}: only a waiver listing `{rule}` under `waives:` would allow it"
+                out.setdefault(answer, []).append(path)
                 continue
-            grants = waivers
+            said = "; ".join(f"`{g.id}` ({_kind(g)}) would allow it with " + ", ".join(needs) for needs, g in near)
+            out.setdefault(f"{line}: {said}", []).append(path)
+            continue
         else:
             grants = [g for g in (*model.rules, *model.exceptions) if g.effect == "allow"]
             line = f"({cls}): no rule allows it"
@@ -76,6 +88,36 @@ def _needs(g: Any, held: set[str], who: str, cls: Any, action: Any, purpose: Any
     if g.waiver and g.expires is not None and decision.now >= g.expires:
         needs.append(f"a renewal (it expired {g.expires.isoformat().replace('+00:00', 'Z')})")
     if g.when is not None:  # when nothing else is missing, it is what did not hold
+        needs.append(f"its condition `{g.when_text}` holding")
+    return needs
+
+
+def _escape(
+    g: Any, deny: Any, model: Any, held: set[str], who: str, cls: Any, action: Any, purpose: Any, decision: Decision
+) -> list[str] | None:
+    """What the request needs for allow rule ``g`` to grant the field with ``deny`` no longer
+    applying: an action or a purpose ``g`` grants and ``deny`` does not name (the field's class
+    is not the request's to change); None when no such request exists."""
+    if ANY not in g.classes and cls not in g.classes:
+        return None
+    needs: list[str] = []
+    escaped = False
+    for dim, now, granted, denied, every in (
+        ("action", action, g.actions, deny.actions, model.actions),
+        ("purpose", purpose, g.purposes, deny.purposes, model.purposes),
+    ):
+        allowed = list(every) if ANY in granted else list(granted)
+        outside = [v for v in allowed if ANY not in denied and v not in denied]
+        if outside and now not in outside:
+            needs.append(f"{dim} " + " or ".join(f"`{v}`" for v in outside))
+            escaped = True
+        elif now not in allowed:
+            return None
+    if not escaped:
+        return None
+    if ANY not in g.roles and not (held & set(g.roles)) and who not in g.subjects:
+        needs.append("role " + " or ".join(f"`{r}`" for r in g.roles))
+    if g.when is not None:
         needs.append(f"its condition `{g.when_text}` holding")
     return needs
 
