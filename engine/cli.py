@@ -300,6 +300,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse's own error otherwise)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"`{text}`: give 1 or more")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="charter", description="Charter: policy engine for CRM compliance")
     sub = p.add_subparsers(dest="command", required=True)
@@ -368,7 +379,7 @@ def _parser() -> argparse.ArgumentParser:
         "--customer",
         help="customer id: every request about this customer, in any domain (default: the first --limit requests)",
     )
-    x.add_argument("--limit", type=int, default=1, help="how many customers to show without --customer")
+    x.add_argument("--limit", type=_at_least_one, default=1, help="how many customers to show without --customer")
     x.set_defaults(run=cmd_explain)
     s = sub.add_parser("snapshot", help="compute and store a population snapshot")
     facts_args(s)

@@ -93,6 +93,15 @@ def test_evaluate_stdin_csv_and_json_with_snapshot(tmp_path: Path, write_policy:
     assert r.returncode == 0 and out["outputs"]["tier"] == "gold" and out["trace"][0]["matched"] is True
 
 
+def test_explain_shows_as_many_customers_as_the_limit_and_refuses_less_than_one(tmp_path: Path) -> None:
+    args = ("explain", "--facts", str(EXAMPLES), "--policies", str(POLICIES), "--now", "2025-06-30")
+    two = charter(*args, "--limit", "2", cwd=tmp_path)
+    assert two.returncode == 0 and two.stdout.count("\ncustomer ") + two.stdout.startswith("customer ") == 2
+    for bad in ("0", "-1"):
+        refused = charter(*args, "--limit", bad, cwd=tmp_path)
+        assert refused.returncode == 2 and "give 1 or more" in refused.stderr and not refused.stdout
+
+
 def test_explain_reads_like_text(tmp_path: Path) -> None:
     r = charter(
         "explain",
