@@ -40,6 +40,7 @@ MISTAKES = _mistakes()
 def test_the_corpus_is_large_enough() -> None:
     per_file = {name: sum(1 for p in MISTAKES if p.values[0] == name) for name in FILES}
     assert all(n >= 20 for n in per_file.values()) and sum(per_file.values()) >= 150, per_file
+    assert len(HOSTILE) >= 120 and {d for d, _, _ in HOSTILE} == set(SOURCES)  # hostile inputs, every domain
 
 
 @pytest.mark.parametrize(("name", "case"), MISTAKES)
@@ -95,6 +96,14 @@ def _jsonl(domain: str, kind: str) -> tuple[bytes, int, int]:
         "deep": b"[" * 100_000 + b"]" * 100_000,
         "single-quotes": b"{'id': 'X5'}",
         "trailing-comma": b'{"id": "X6",}',
+        "control-char": b'{"id": "X7", "note": "a\x01b"}',  # a raw control character inside a string
+        "lone-brace": b"{",
+        "bare-string": b'"just a line of text"',
+        "null-line": b"null",
+        "infinity": b'{"id": "X8", "annual_sales": -Infinity}',
+        "unterminated-string": b'{"id": "X9, "annual_sales": 1}',
+        "comment": b"// the next customers were exported on Monday",
+        "key-surrogate": b'{"id": "X10", "\\udc80note": 1}',
     }
     if kind == "bom":
         return b"\xef\xbb\xbf" + b"\n".join((a, b, c)) + b"\n", 0, 3
@@ -143,7 +152,8 @@ def _csv(domain: str, kind: str) -> tuple[bytes, int, int]:
 
 
 JSONL_KINDS = ("truncated", "bad-bytes", "surrogate", "not-object", "nan", "huge-number", "long-digits", "deep")
-JSONL_KINDS += ("single-quotes", "trailing-comma", "bom")
+JSONL_KINDS += ("single-quotes", "trailing-comma", "bom", "control-char", "lone-brace", "bare-string", "null-line")
+JSONL_KINDS += ("infinity", "unterminated-string", "comment", "key-surrogate")
 HOSTILE = (
     [(d, "jsonl", k) for d in SOURCES for k in JSONL_KINDS]
     + [(d, "json", k) for d in SOURCES for k in ("bom", "truncated", "bad-bytes")]
