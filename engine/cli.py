@@ -163,10 +163,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     bad = total = audit_differs = 0
     progress = _Progress()
-    for result in engine.evaluate_batch(args.domain, _customers(engine, args), now=now, explain=args.explain):
+    at: collections.deque[int] = collections.deque()  # the line each record read starts on, in order
+    customers = read_facts(args.facts, args.format, engine.program(args.domain).policy.facts, lines=at)
+    for result in engine.evaluate_batch(args.domain, customers, now=now, explain=args.explain):
         total += 1
+        line = at.popleft() if at else 0
         if isinstance(result, FactErrors):
             bad += 1
+            for e in result.errors:  # a fact's error names the record's place, as a reader's does
+                if line and not e.line:
+                    e.source, e.line = args.facts, line
             out.write(json.dumps({"subject": result.subject, "error": result.to_dict()}, ensure_ascii=False) + "\n")
         else:
             out.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")

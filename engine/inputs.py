@@ -23,6 +23,7 @@ import json
 import math
 import re
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,18 +116,28 @@ def _name(source: str) -> str:
 
 
 def read_facts(
-    source: str, fmt: str = "auto", declared: Mapping[str, FactDecl] | None = None
+    source: str,
+    fmt: str = "auto",
+    declared: Mapping[str, FactDecl] | None = None,
+    *,
+    lines: deque[int] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Stream customers from a file or stdin. JSON Lines and CSV never load the whole file.
 
     CSV cells are text; a cell of a fact declared as a number, integer, boolean or list is
     read as JSON (`12.5`, `true`, `["a"]`), so the fact checker sees the intended type. An
     empty cell is an absent fact. A line or row that cannot be read is an ``UnreadableRecord``
-    in its place (see the module's docstring).
+    in its place (see the module's docstring). ``lines``: the line each record starts on is
+    appended to it as the record is read (a caller pops them as it decides, so that an error
+    about a record's facts can name its line).
     """
     stream = _open(source)
+    where = _Where()
     try:
-        yield from _records(source, fmt, declared, stream)
+        for record in _records(source, fmt, declared, stream, where):
+            if lines is not None:
+                lines.append(where.line)
+            yield record
     except OSError as exc:
         raise CharterError(f"cannot read {_name(source)}: {exc.strerror}", code="C004") from None
     finally:
@@ -149,18 +160,27 @@ def _open(source: str) -> IO[bytes]:
         ) from None
 
 
+class _Where:
+    """The line the record a reader is about to yield starts on (set before each yield)."""
+
+    __slots__ = ("line",)
+
+    def __init__(self) -> None:
+        self.line = 0
+
+
 def _records(
-    source: str, fmt: str, declared: Mapping[str, FactDecl] | None, stream: IO[bytes]
+    source: str, fmt: str, declared: Mapping[str, FactDecl] | None, stream: IO[bytes], where: _Where
 ) -> Iterator[dict[str, Any]]:
     if fmt == "auto":
         fmt = _guess_format(source)
     if fmt == "csv":
         typed = {n for n, d in (declared or {}).items() if d.type not in ("string", "timestamp")}
-        yield from _csv_records(source, stream, typed)
+        yield from _csv_records(source, stream, typed, where)
     elif fmt == "jsonl":
-        yield from _jsonl_records(source, stream)
+        yield from _jsonl_records(source, stream, where)
     else:
-        yield from _json_records(source, stream.read())
+        yield from _json_records(source, stream.read(), where)
 
 
 def _guess_format(source: str) -> str:
@@ -177,8 +197,9 @@ def _guess_format(source: str) -> str:
 # -- JSON Lines --------------------------------------------------------------------------------
 
 
-def _jsonl_records(source: str, stream: IO[bytes]) -> Iterator[dict[str, Any]]:
+def _jsonl_records(source: str, stream: IO[bytes], where: _Where) -> Iterator[dict[str, Any]]:
     for n, raw in enumerate(stream, 1):
+        where.line = n
         if n == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         text = _decoded(source, n, raw)
@@ -341,7 +362,7 @@ def _plain_json_error(exc: json.JSONDecodeError) -> str:
 # -- a .json file: one object or an array -------------------------------------------------------------
 
 
-def _json_records(source: str, raw: bytes) -> Iterator[dict[str, Any]]:
+def _json_records(source: str, raw: bytes, where: _Where) -> Iterator[dict[str, Any]]:
     if raw.startswith(BOM):
         raw = raw[len(BOM) :]
     text = raw.decode("utf-8", "surrogateescape")  # a byte that is not UTF-8: its item's error
@@ -354,9 +375,10 @@ def _json_records(source: str, raw: bytes) -> Iterator[dict[str, Any]]:
         value = _item(source, 1, text)
         if isinstance(value, UnreadableRecord):
             raise value.error.errors[0]
+        where.line = 1
         yield value
         return
-    yield from _json_array(source, text)
+    yield from _json_array(source, text, where)
 
 
 def _item(source: str, line: int, text: str) -> dict[str, Any]:
@@ -376,7 +398,7 @@ def _item(source: str, line: int, text: str) -> dict[str, Any]:
     )
 
 
-def _json_array(source: str, text: str) -> Iterator[dict[str, Any]]:
+def _json_array(source: str, text: str, where: _Where) -> Iterator[dict[str, Any]]:
     """The items of a JSON array one by one: those before a mistake are kept, the mistake is
     reported where it is (after it, nothing can be told apart)."""
     decoder = json.JSONDecoder(parse_constant=_constant, parse_float=_float, parse_int=_int)
@@ -384,6 +406,7 @@ def _json_array(source: str, text: str) -> Iterator[dict[str, Any]]:
     pos = space.match(text, text.index("[") + 1).end()  # type: ignore[union-attr]
     if text.startswith("]", pos):
         return
+    counted = newlines = 0  # the newlines before `counted`: each item's line in one pass, not one per item
     while True:
         try:
             value, end = decoder.raw_decode(text, pos)
@@ -398,7 +421,8 @@ def _json_array(source: str, text: str) -> Iterator[dict[str, Any]]:
         except _NotJson as exc:
             yield _array_error(source, text, pos, exc.message, code=exc.code, hint=exc.hint)
             return
-        line = text.count("\n", 0, pos) + 1
+        counted, newlines = pos, newlines + text.count("\n", counted, pos)  # counted on from the last item
+        line = where.line = newlines + 1
         if isinstance(value, dict):
             piece = text[pos:end]
             yield _checked(source, line, value, piece) if _encodable(piece) else _item(source, line, piece)
@@ -459,7 +483,7 @@ def _delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def _csv_records(source: str, stream: IO[bytes], typed: set[str]) -> Iterator[dict[str, Any]]:
+def _csv_records(source: str, stream: IO[bytes], typed: set[str], where: _Where) -> Iterator[dict[str, Any]]:
     lines = _Lines(source, stream)
     numbered = iter(lines)
     first = next(numbered, None)
@@ -481,6 +505,7 @@ def _csv_records(source: str, stream: IO[bytes], typed: set[str]) -> Iterator[di
         except StopIteration:
             return
         except csv.Error as exc:
+            where.line = lines.number
             yield _unreadable(source, lines.number, f"not readable as CSV: {exc}", code="C006", hint=_CSV_HINT)
             continue
         bad = next((lines.bad[n] for n in range(start, lines.number + 1) if n in lines.bad), None)
@@ -489,6 +514,7 @@ def _csv_records(source: str, stream: IO[bytes], typed: set[str]) -> Iterator[di
                 raise bad.error.errors[0]
             header = [h.strip() for h in row]
             continue
+        where.line = start
         if bad is not None:
             yield bad
         elif row and any(cell.strip() for cell in row):

@@ -317,3 +317,33 @@ def test_explain_selects_a_customers_requests_in_any_domain(
         cwd=tmp_path,
     )
     assert missing.returncode == 1 and f"no customer `C999999` in {facts}" in missing.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_an_error_about_a_records_facts_names_its_file_and_line(fmt: str, tmp_path: Path) -> None:
+    """A record that reads fine but breaks its facts' declarations is named by the line it
+    starts on, as a line that cannot be read is (JSON Lines, a JSON array, CSV)."""
+    good = [json.loads(line) for line in EXAMPLES.read_text(encoding="utf-8").splitlines()[:2]]
+    bad = {**good[0], "id": "BAD1", "loyalty_score": 7}  # past its declared max of 1
+    rows = [good[0], bad, good[1]]
+    path = tmp_path / f"in.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        want = 2
+    elif fmt == "json":
+        path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        want = json.dumps(rows, indent=1).splitlines().index(" {", 2) + 1  # the second item's `{`
+    else:
+        cols = [c for c in good[0] if not isinstance(good[0][c], list | dict)]
+        lines = [",".join(cols)] + [",".join(str(r.get(c, "")) for c in cols) for r in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        want = 3
+    r = charter(
+        "evaluate", "--domain", "tiering", "--facts", str(path), "--policies", str(POLICIES),
+        "--now", "2025-06-30", "--no-log", "--population", str(EXAMPLES), cwd=tmp_path,
+    )  # fmt: skip
+    results = [json.loads(line) for line in r.stdout.splitlines()]
+    (error,) = [x["error"] for x in results if "error" in x]
+    assert r.returncode == 1 and sum("error" not in x for x in results) == 2
+    assert {(e["file"], e["line"]) for e in error["errors"]} == {(str(path), want)}, error
+    assert any(e["field"] == "loyalty_score" for e in error["errors"])
