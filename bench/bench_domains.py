@@ -58,7 +58,7 @@ def main() -> int:
                 evaluate(domain, r, now=NOW)
             runs.append((time.perf_counter() - t) / len(requests) * 1e6)
         out[domain] = {"median_us": statistics.median(runs), "min_us": min(runs), "max_us": max(runs)}
-        print(f"{domain:19} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
+        print(f"{domain:26} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
     # a plain allow/deny access policy (bench/fixtures/plain_access: names only, no condition, no
     # waiver, no content detector), and evaluate_batch per decision beside the single calls above
     plain = Engine(ROOT / "bench" / "fixtures" / "plain_access")
@@ -74,6 +74,8 @@ def main() -> int:
         ("escalation (python)", inproc, "escalation", False),
         ("access batch", engine, "access", True),
         ("retention batch", engine, "retention", True),
+        ("escalation batch", engine, "escalation", True),  # durable-rules: one worker message per chunk
+        ("escalation batch (python)", inproc, "escalation", True),
     ):
         requests = read(SOURCES[domain])[:500]
         runs = []
@@ -87,7 +89,7 @@ def main() -> int:
                     eng.evaluate(domain, r, now=NOW)
             runs.append((time.perf_counter() - t) / len(requests) * 1e6)
         out[row] = {"median_us": statistics.median(runs), "min_us": min(runs), "max_us": max(runs)}
-        print(f"{row:19} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
+        print(f"{row:26} {statistics.median(runs):8.1f} µs per decision ({min(runs):.1f}–{max(runs):.1f})")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return 0

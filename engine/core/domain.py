@@ -51,6 +51,7 @@ class Kpi:
     only: tuple[str, ...] = ()
     rate: str = ""
     note: str = ""
+    domain: str = ""  # the kind whose decisions it counts: set where the figures are gathered
 
 
 @dataclass

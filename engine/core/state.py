@@ -195,58 +195,41 @@ def _admit(facts: Any) -> None:
 
 
 def _walk(facts: Mapping[str, Any]) -> None:
-    stack: list[Any] = [facts]  # the objects still to read (no recursion: any depth is safe)
-    push, pop, scalars = stack.append, stack.pop, _SCALARS
-    while stack:
-        value = pop()
-        if _SEALED in value or _WITHHELD in value:
-            raise _reserved(facts)
-        for key, item in value.items():
-            if type(key) is str and not key.isascii() and not _utf8(key):
-                raise _Unencodable
-            kind = type(item)
-            if kind is str:
-                if not item.isascii() and not _utf8(item):
-                    raise _Unencodable
-                continue
-            if kind is int:
-                if not _INT_MIN <= item <= _INT_MAX:
-                    raise _Unencodable
-                continue
-            if kind in scalars:
-                continue
-            if kind is dict:
-                push(item)
-            elif kind is list or kind is tuple or isinstance(item, list | tuple):
-                _admit_list(item, push)
-            elif isinstance(item, Mapping):
-                push(item)
-
-
-def _admit_list(items: list[Any] | tuple[Any, ...], push: Any) -> None:
-    """Push the objects found in a list (at any depth of lists within it) for ``_admit``."""
-    lists: list[Any] = [items]
+    """One pass over every object and list in ``facts`` (no recursion: any depth is safe):
+    each object's reserved keys and its keys' text, each list's length, and every value —
+    a text, a whole number, or an object or a list to read next."""
+    objects: list[Any] = [facts]  # the objects still to read
+    lists: list[Any] = []  # the lists still to read
     scalars = _SCALARS
-    while lists:
-        items = lists.pop()
-        if len(items) > MAX_ITEMS:
-            raise _TooLong
+    while objects or lists:
+        if objects:
+            value = objects.pop()
+            if _SEALED in value or _WITHHELD in value:
+                raise _reserved(facts)
+            for key in value:
+                if type(key) is str and not key.isascii() and not _utf8(key):
+                    raise _Unencodable
+            items = value.values()
+        else:
+            items = lists.pop()
+            if len(items) > MAX_ITEMS:
+                raise _TooLong
         for item in items:
             kind = type(item)
             if kind is str:
                 if not item.isascii() and not _utf8(item):
                     raise _Unencodable
-                continue
-            if kind is int:
+            elif kind is int:
                 if not _INT_MIN <= item <= _INT_MAX:
                     raise _Unencodable
+            elif kind in scalars:
                 continue
-            if kind in scalars:
-                continue
-            if kind is dict or (kind is not list and isinstance(item, Mapping)):
-                push(item)
-            elif kind is list or isinstance(item, list | tuple):
+            elif kind is dict:
+                objects.append(item)
+            elif kind is list or kind is tuple or isinstance(item, list | tuple):
                 lists.append(item)
+            elif isinstance(item, Mapping):
+                objects.append(item)
 
 
 def _reserved(facts: Mapping[str, Any]) -> FactErrors:

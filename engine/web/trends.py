@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.audit.chain import ChainBroken
 from engine.audit.protect import SEALED
 from engine.audit.replay import records
+from engine.core.domain import Kpi
 from engine.serve import auditlog
 from engine.serve.errors import bad_param
 from engine.serve.service import Service
@@ -32,28 +33,9 @@ MAX_ROWS = 400  # periods or field values shown per KPI (the last ones)
 AUTO_DAYS = 62  # more distinct days than this: counted per month
 
 
-@dataclass(frozen=True)
-class Kpi:
-    """One figure of one domain: its ``Domain.kpis`` entry (``engine.core.domain.Kpi``: what
-    is counted, per period or by a field), with the domain it counts decisions of."""
-
-    domain: str
-    key: str
-    title: str
-    output: str
-    by: str = ""
-    only: tuple[str, ...] = ()
-    rate: str = ""
-    note: str = ""
-
-
 def kpis(service: Service) -> list[Kpi]:
     """Every loaded domain's figures, as each domain declares them (``Domain.kpis``)."""
-    return [
-        Kpi(kind, k.key, k.title, k.output, k.by, k.only, k.rate, k.note)
-        for kind, d in service.engine.registry.domains.items()
-        for k in d.kpis
-    ]
+    return [replace(k, domain=kind) for kind, d in service.engine.registry.domains.items() for k in d.kpis]
 
 
 @dataclass
