@@ -145,6 +145,7 @@ CODES: dict[str, str] = {
         " (a pattern RE2 cannot run, a time that is not one)"
     ),
     "E129": "`…` works on lists, not on a …",
+    "E130": "`…` is never `…`, so this comparison always gives the same answer (a text its declared values lack)",
     "E150": "this condition gives a …, not a …",
     "E160": "an expression may take more steps for one decision than the budget allows (nested comprehensions"
     " over long lists): declare `max_length` on the list fact",
@@ -304,6 +305,9 @@ CODES: dict[str, str] = {
     "P141": "no table sets output `…`",
     "P142": "`…` reads an output it sets itself",
     "P143": "tables … read each other's outputs",
+    "P144": "input `…`: `…` is never `…`, so this row never matches (a `match:` text its declared values lack)",
+    "P145": "access: `resource.tier` is never `…` (a condition's tier that tiering's `value_tier` does not list)",
+    "P146": "classification: field pattern `…` can never match a record's path",
     "P150": "a second `…` policy; the first is in …",
     "P151": "no policy files found",
     "P160": "this policy uses `…`, but no `…` policy is loaded",

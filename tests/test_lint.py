@@ -245,17 +245,17 @@ def test_condition_a_declared_bound_makes_false(tmp_path: Path, capsys: pytest.C
     assert "max 1" in related_at(f, tiering, line_of(tiering, "  default_risk:"))["note"]
 
 
-def test_misspelt_cell_gives_a_gap_and_a_dead_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_misspelt_cell_is_refused_with_the_value_meant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a cell text its input's declared values lack is a load error (P144), no longer only a
+    # gap (L001) and a dead row (L003): the loader names the cell and the value meant
     d = seeded(tmp_path, ("tiering.yaml", "match: {tier: minimal}", "match: {tier: minmal}"))
     code, findings = lint(capsys, str(d))
     assert code == 1
     tiering = d / "tiering.yaml"
-    gap = one(findings, "L001")
-    assert "matches `tier` = `minimal`" in gap["message"]
-    at(gap, tiering, line_of(tiering, "- id: treatment"))
-    related_at(gap, tiering, line_of(tiering, "  value_tier:"))
-    dead = one(findings, "L003", "`treat-minimal`")
-    assert dead["hint"] == "did you mean `minimal`?"
+    refused = one(findings, "P144")
+    assert "`outputs.value_tier` is never `minmal`" in refused["message"] and refused["severity"] == "error"
+    assert refused["hint"] == "did you mean `minimal`?"
+    at(refused, tiering, line_of(tiering, "match: {tier: minmal}"))
 
 
 def test_numeric_gap_names_the_uncovered_interval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -303,10 +303,15 @@ def test_duplicate_rule_in_a_collect_table(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_value_listed_that_an_input_never_takes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    d = seeded(tmp_path, ("tiering.yaml", "match: {tier: low}", "match: {tier: [low, lowest]}"))
+    # a text its declared values lack is refused by the loader (P144, E130); a figure outside
+    # the declared range is the lint's (L007)
+    d = seeded(tmp_path, ("tiering.yaml", "when: customer.fraud_flags > 0\n", "when: customer.fraud_flags in [-1, 2]\n"))
     _, findings = lint(capsys, str(d))
     f = one(findings, "L007")
-    assert "`lowest`" in f["message"] and f["hint"] == "did you mean `low`?"
+    assert "`-1`" in f["message"] and "`customer.fraud_flags` is never `-1`" in f["message"]
+    d = seeded(tmp_path / "b", ("tiering.yaml", "match: {tier: low}", "match: {tier: [low, lowest]}"))
+    _, findings = lint(capsys, str(d))
+    assert one(findings, "P144", "never `lowest`")["hint"] == "did you mean `low`?"
 
 
 def test_always_true_condition_and_constant_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,6 +36,7 @@ from engine.core.expr import (
     parse,
     references,
 )
+from engine.core.expr import values as enum_values
 from engine.core.expr.cost import BUDGET, MAX_ITEMS, Cost, estimate
 from engine.core.expr.functions import Signature
 from engine.core.expr.types import MapType
@@ -393,6 +394,11 @@ class Semantics:
         self.env["scores"] = ObjectType("scores", dict.fromkeys(scores, DOUBLE))
         self.env["outputs"] = ObjectType("outputs", {n: expr_type(o.type) for n, o in outputs.items()})
         self.facts, self.outputs, self.scores = facts, outputs, scores
+        # the texts a name is declared to take: a literal compared with it must be one of them
+        self.enums: dict[str, tuple[Any, ...]] = {
+            **{f"customer.{n}": f.allowed for n, f in facts.items() if f.type == "string" and f.allowed},
+            **{f"outputs.{n}": o.values for n, o in outputs.items() if o.type == "string" and o.values},
+        }
         steps: list[Step] = []
         for i, spec in enumerate(self.data.get("bands", [])):
             steps.append(self.bands(("bands", i), spec))
@@ -541,6 +547,7 @@ class Semantics:
         """Parse and type-check the expression at ``path``; None (and a located error) when wrong."""
         if isinstance(text, bool):
             text = "true" if text else "false"
+        enums = getattr(self, "enums", {}) if env is None else {}
         try:
             node = parse(str(text))
             if env is None:
@@ -558,6 +565,10 @@ class Semantics:
                 "E150",
                 "compare with `==`, `<`, `>=` ... to get true or false" if want == BOOL else None,
             )
+            return None
+        for lit, name in enum_values.never(node, enums):
+            message, hint = enum_values.never_message(lit.value, name, enums[name])
+            self.errors.append(PolicyError(message, self.doc.text_location(path, lit.start), code="E130", hint=hint))
             return None
         bound = estimate(node, lambda name: _length(env, getattr(self, "facts", {}), name))
         if bound.steps > BUDGET:
@@ -744,6 +755,18 @@ class Semantics:
             str(spec.get("clause", "")),
         )
 
+    def cell_values(self, path: DocPath, name: str, source: str, cell: Cell) -> None:
+        """P144: a cell's text that its input (an output or fact with declared values) never takes."""
+        declared = getattr(self, "enums", {}).get(source)
+        if declared is None or cell.op not in ("eq", "ne", "in"):
+            return
+        for value in cell.values if cell.op == "in" else (cell.value,):
+            if isinstance(value, str) and value not in declared:
+                then = "this row " + ("always matches" if cell.op == "ne" else "never matches")
+                message, hint = enum_values.never_message(value, source, declared, then)
+                self.error(f"input `{name}`: {message}", path, "P144", hint)
+                return
+
     def rule(
         self,
         path: DocPath,
@@ -781,6 +804,8 @@ class Semantics:
                 match[name] = cells.parse_cell(raw)
             except ValueError as exc:
                 self.error(str(exc), (*path, "match", name), "P135", cells.CELL_HINT)
+                continue
+            self.cell_values((*path, "match", name), name, str(declared_inputs[name]).strip(), match[name])
         if "when" not in spec and "match" not in spec:
             self.error("a rule needs `when:` or `match:`", path, "P136", 'write `when: "true"` for a catch-all rule')
         elif "when" in spec and "match" in spec and table["hit"] != "unique":

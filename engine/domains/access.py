@@ -45,6 +45,7 @@ from engine.core.expr import (
     compile_traced,
 )
 from engine.core.expr import TraceStep as ExprStep
+from engine.core.expr import values as enum_values
 from engine.core.facts import parse_timestamp
 from engine.domains.access_whynot import why_not
 from engine.domains.request import RequestShape
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from engine.hookspecs import Registry
 
 ANY = "*"
+TIER = "resource.tier"  # the request's tier: the customer's tier as tiering decided it
+TIER_OUTPUT = "value_tier"  # the output that decides it
 _text = {"type": "string", "minLength": 1}
 _meta = {"title": _text, "description": _text, "owner": _text, "clause": _text, "message": _text}
 _id = {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$"}
@@ -155,6 +158,8 @@ class Grant:
     subjects: tuple[str, ...] = ()
     waives: tuple[str, ...] = ()
     class_locations: tuple[Location, ...] = field(default=(), compare=False)  # of each of ``classes``
+    # each text ``when`` compares ``resource.tier`` with, and where: tiering's values (cross_check)
+    tier_texts: tuple[tuple[str, Location], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -262,6 +267,10 @@ def _grant(
         )
     when = spec.get("when")
     node = ctx.expression((*path, "when"), when, BOOL, env=ENV) if when is not None else None
+    tier_texts = tuple(
+        (str(lit.value), ctx.doc.text_location((*path, "when"), lit.start))
+        for lit, _ in (enum_values.compared(node, (TIER,)) if node is not None else ())
+    )
     expires = None
     if waiver:
         try:
@@ -293,6 +302,7 @@ def _grant(
         subjects=tuple(spec.get("subjects", ())),
         waives=tuple(spec.get("waives", ())),
         class_locations=tuple(ctx.doc.location((*path, "classes", j)) for j in range(len(spec["classes"]))),
+        tier_texts=tier_texts,
     )
 
 
@@ -336,6 +346,29 @@ def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyErro
                         related=source.location,
                     )
                 )
+    return errors + _tier_checks(model, others)
+
+
+def _tier_checks(model: Access, others: Mapping[str, Policy]) -> list[PolicyError]:
+    """P145: a text a condition compares ``resource.tier`` with that is not one of the tiers
+    (the values of the ``value_tier`` output a loaded policy declares)."""
+    declared = next(
+        (
+            (p, out.values)
+            for p in others.values()
+            if (out := p.outputs.get(TIER_OUTPUT)) is not None and out.type == "string" and out.values
+        ),
+        None,
+    )
+    if declared is None:
+        return []
+    source, tiers = declared
+    errors = []
+    for grant in (*model.rules, *model.exceptions):
+        for text, where in grant.tier_texts:
+            if text not in tiers:
+                message, hint = enum_values.never_message(text, TIER, tiers)
+                errors.append(PolicyError(message, where, code="P145", hint=hint, related=source.location))
     return errors
 
 
@@ -832,7 +865,7 @@ def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earl
     for key in ("owner", "department"):
         if key in access:
             resource[key] = access[key]
-    tier = access.get("tier", earlier.get("value_tier"))
+    tier = access.get("tier", earlier.get(TIER_OUTPUT))
     if tier is not None:
         resource["tier"] = tier
     resource["record"] = record
@@ -873,7 +906,7 @@ ACCESS = Domain(
     },
     lint=lint,
     customer_requests=customer_requests,
-    customer_reads=("value_tier",),
+    customer_reads=(TIER_OUTPUT,),
     customer_of=customer_of,
     why_not=why_not,
 )

@@ -23,7 +23,6 @@ Semantics (documented in docs/domains.md):
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from engine.core import globs
 from engine.core.decision import Decision, FiredRule, TraceStep
 from engine.core.domain import CheckContext, Domain, DomainResult, RuleInfo, Runner
 from engine.domains.classification_fast import MAX_SHAPES, Shape, first_hit, joined_screen, make_shape
@@ -181,6 +181,11 @@ def check(ctx: CheckContext) -> Classification:
                 "P175",
                 did_you_mean(spec["class"], classes) or "classes: " + ", ".join(f"`{c}`" for c in classes),
             )
+        for j, pattern in enumerate(spec.get("fields", ())):
+            wrong = globs.impossible(str(pattern))
+            if wrong is not None:
+                message = f"field pattern `{pattern}` {wrong[0]}: it can never match"
+                ctx.error(message, (*path, "fields", j), "P146", wrong[1])
         detector = spec.get("detector")
         if detector is not None and detector not in ctx.registry.detectors:
             ctx.error(
@@ -292,7 +297,7 @@ class _Compiled:
         # (order, rule, compiled field patterns or None, detector function or None)
         self.rules: list[tuple[int, ClassRule, re.Pattern[str] | None, Any]] = []
         for i, rule in enumerate(model.rules):
-            pattern = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in rule.fields)) if rule.fields else None
+            pattern = re.compile("|".join(f"(?:{globs.translate(p)})" for p in rule.fields)) if rule.fields else None
             detect = registry.detectors[rule.detector].func if rule.detector else None
             self.rules.append((i, rule, pattern, detect))
         self.name_rules = [r for r in self.rules if r[3] is None]

@@ -5,12 +5,12 @@ no rule covers. Loaded by ``engine.domains.retention.lint`` only when lint runs.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from engine.analysis.findings import ERROR, WARNING, Context, Related
+from engine.core import globs
 from engine.core.model import Policy
 from engine.errors import Location
 
@@ -72,7 +72,7 @@ def _hold_classified(ctx: Context, policy: Policy, name: str, where: Location) -
     if source is None:
         return
     for rule in source.extra.rules:
-        if rule.detector is None and any(fnmatch.fnmatchcase(name, p) for p in rule.fields):
+        if rule.detector is None and any(globs.matches(p, name) for p in rule.fields):
             return
     rules_at = ctx.at(source.location, ("rules",), key=True)
     ctx.add(
