@@ -214,6 +214,7 @@ CODES: dict[str, str] = {
     "L030": "fact `…` is declared but no condition, input or score reads it…",
     "L031": "no rule of table `…` sets output `…`, so it is always empty",
     "L032": "value `…` of output `…` is never set: no rule, band or default gives it",
+    "L040": "the message of `…` says `…`, but the rule holds …",
     "P000": "a policy file is wrong (the base of every policy error)",
     "P001": "YAML cannot read the file here: a YAML mistake that has no code of its own (P040-P068)",
     "P002": "the file is not text: it is not valid UTF-8, or holds a control character",

@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.analysis import conditions as cond
 from engine.analysis.conditions import Atom, Space, Var
+from engine.analysis.figures import check_message, condition_figures
 from engine.analysis.findings import ERROR, WARNING, Context, Related
 from engine.analysis.tables import Row, check_row
 from engine.analysis.values import Values
@@ -49,6 +50,9 @@ def check_access(ctx: Context, policy: Policy) -> None:
             rule = RuleDecl(grant.id, grant.location, {}, grant.when, grant.when_text)
             row = Row(rule, cases, atoms, {})
             check_row(ctx, space, row, {}, "apply")
+            path = grant.location.path
+            figures = condition_figures(grant.when, grant.location, (*path, "when"))
+            check_message(ctx, grant.id, grant.message, grant.location, (*path, "message"), figures)  # L040
         _overridden(ctx, policy, grant, unconditional)
     _ungranted_roles(ctx, policy)
     _handling_agrees(ctx, policy)

@@ -426,6 +426,37 @@ def _calendar(ctx: CheckContext, name: str, spec: Mapping[str, Any]) -> Calendar
     return Calendar(sign * timedelta(hours=hh, minutes=mm), days, start, end, frozenset(holidays))
 
 
+def lint(ctx: Any, policy: Policy) -> None:
+    """``charter lint``'s escalation checks: L040, a message stating another figure than its
+    clock's target, its ladder step's delay, its priority factor or its pattern's window."""
+    from engine.analysis.figures import Figure, check_message, seconds_figure
+
+    model: Escalation = policy.extra
+
+    def check(rule_id: str, message: str, where: Location, figures: list[Figure]) -> None:
+        check_message(ctx, rule_id, message, where, (*where.path, "message"), figures)
+
+    for clock in model.clocks:
+        if clock.calendar == "24x7":  # a working day lasts what the calendar says
+            figure = seconds_figure(clock.within, "within", clock.location, (*clock.location.path, "within"))
+            check(clock.id, clock.message, clock.location, [figure])
+    for step in model.ladder:
+        if step.after:
+            figure = seconds_figure(step.after, "after", step.location, (*step.location.path, "after"))
+            check(f"level {step.level}", step.message, step.location, [figure])
+    for tier, (factor, message, where) in model.priority.items():
+        check(f"priority {tier}", message, where, [Figure.number(factor, f"factor: {factor:g}", where)])
+    for pattern in model.patterns:
+        where = model.pattern_locations[pattern.id]
+        figures = []
+        if pattern.within is not None:
+            figures.append(seconds_figure(pattern.within, "within", where, (*where.path, "within")))
+        if pattern.score_at_most is not None:
+            at_most = pattern.score_at_most
+            figures.append(Figure.number(at_most, f"score_at_most: {at_most:g}", where, (*where.path, "score_at_most")))
+        check(pattern.id, model.pattern_meta[pattern.id][0], where, figures)
+
+
 def cross_check(policy: Policy, others: Mapping[str, Policy]) -> list[PolicyError]:
     model: Escalation = policy.extra
     tiering = others.get("tiering")
@@ -1027,6 +1058,7 @@ ESCALATION = Domain(
     check=check,
     build=build,
     cross_check=cross_check,
+    lint=lint,
     rules=rules,
     sections=(
         "categories",

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from engine.analysis.figures import Figure, check_message
 from engine.analysis.findings import ERROR, WARNING, Context, Related
 from engine.core import globs
 from engine.core.model import Policy
@@ -30,6 +31,11 @@ def _period_hours(period: tuple[int, str]) -> tuple[int, int]:
 
 def check_retention(ctx: Context, policy: Policy) -> None:
     model = policy.extra
+    for rule in model.rules:  # L040: a message stating another period than the rule's
+        lo, hi = _period_hours(rule.period)
+        shown = f"{rule.period[0]}{rule.period[1]}"
+        figure = Figure.span(lo, hi, shown, rule.location, (*rule.location.path, "period"))
+        check_message(ctx, rule.id, rule.message, rule.location, (*rule.location.path, "message"), [figure])
     holds_at = ctx.at(policy.location, ("hold_fields",), key=True)
     for j, name in enumerate(model.hold_fields):
         where = ctx.at(policy.location, ("hold_fields", j))

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from engine.analysis.figures import check_steps
 from engine.analysis.findings import ERROR, Context, Finding, Related, dedupe
 from engine.analysis.tables import check_tables
 from engine.core.bundle import Bundle, build_bundle
@@ -53,6 +54,7 @@ def lint_policies(
         if policy.steps or policy.facts:
             check_tables(ctx, policy)
             check_declarations(ctx, policy)
+            check_steps(ctx, policy)
         lint = ctx.domains[policy.kind].lint if policy.kind in ctx.domains else None
         if lint is not None:
             lint(ctx, policy)
