@@ -15,7 +15,8 @@ The checks, by section:
   disposals a keep rule always postpones, disposal at creation, record types no rule covers;
 * access (``L020``–``L022``): grants a deny always overrides, roles granted nothing, expired
   waivers (only with an explicit ``now``: lint never reads the clock);
-* declarations (``L030``–``L032``): facts nothing reads, outputs and output values no rule sets.
+* declarations (``L030``–``L032``): facts nothing reads, outputs and output values no rule sets;
+* messages (``L040``, ``engine.analysis.figures``): a message stating another figure than its rule.
 
 Conditions are read by ``engine.analysis.conditions``, which only claims what holds for
 every customer.
