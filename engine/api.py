@@ -174,6 +174,21 @@ class Engine:
             self.log.record([(decision, facts, program, shadow)], state.bundle, self.registry, period.classifier)
         return decision
 
+    def release(self, decision: Decision, request: Mapping[str, Any], *, hash_key: bytes | None = None) -> Any:
+        """What the requester may see of ``request``'s data under ``decision`` (its domain's
+        ``Domain.release``): for access, the record with the fields it denies left out and the
+        masked ones masked (``hash`` masks need ``hash_key``, else they show as ``****``).
+        ``EvaluationError`` (V010) for a domain that releases no data."""
+        domain = self.registry.domains.get(decision.domain)
+        if domain is None or domain.release is None:
+            releasing = sorted(k for k, d in self.registry.domains.items() if d.release is not None)
+            raise EvaluationError(
+                f"`{decision.domain}` decisions release no data",
+                code="V010",
+                hint="decisions that release a record: " + ", ".join(f"`{k}`" for k in releasing),
+            )
+        return domain.release(decision, request, hash_key)
+
     def evaluate_batch(
         self,
         domain: str,

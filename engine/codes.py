@@ -69,6 +69,7 @@ CODES: dict[str, str] = {
     "C067": "`charter serve`: no job with that id (HTTP 404)",
     "C068": "`charter serve`: no such endpoint (404), a method it does not take (405), a body over the limit (413)",
     "C069": "`charter serve`: the service could not answer: an unexpected error, logged by the service (HTTP 500)",
+    "C070": "`charter serve`: `release=true` for a domain whose decisions release no data (HTTP 422)",
     "C080": "`charter serve`: no bearer token, or one the service does not know (HTTP 401, `WWW-Authenticate: Bearer`)",
     "C081": "`charter serve`: the request's token lacks the scope the endpoint needs, named in the message (HTTP 403)",
     "C082": "`charter serve` without tokens serves this machine only: a request for another host name, or from a"
@@ -398,6 +399,7 @@ CODES: dict[str, str] = {
     "V005": "name the policy domain to decide in",
     "V006": "a domain plugin's code failed while deciding (a fault in the plugin, not in the policy or facts)",
     "V007": "`…` uses `…`, which is not loaded",
+    "V010": "`…` decisions release no data (only a domain with `Domain.release`, such as access, does)",
     "X000": "a plugin misbehaved (the base of every plugin error)",
     "X001": "plugin `…` failed in `…`: …",
     "X002": "plugin `…` returned something other than a list of …s from `…`",

@@ -157,6 +157,10 @@ class Domain:
     # (``engine.audit.whynot``); domains of tables and bands get theirs from the shared model
     why_not: Callable[[Policy, Mapping[str, Any], Decision], Sequence[str]] | None = None
     kpis: tuple[Kpi, ...] = ()  # the supervision figures its decisions give (the workbench's trends)
+    # what the requester may see of the request's data under a decision (``Engine.release``):
+    # ``release(decision, request, hash_key)``, e.g. access's record with denied fields left out
+    # and masked ones masked
+    release: Callable[[Decision, Mapping[str, Any], bytes | None], Any] | None = None
     plugin: str = ""  # set by the plugin manager
 
     @property

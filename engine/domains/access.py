@@ -873,6 +873,13 @@ def customer_requests(customer: Mapping[str, Any], body: Mapping[str, Any], earl
     return {**request, "resource": resource}
 
 
+def release(decision: Decision, request: Mapping[str, Any], hash_key: bytes | None = None) -> Any:
+    """The request's record as the decision lets its requester see it (``access_release``)."""
+    from engine.domains.access_release import release as released
+
+    return released(decision, request, hash_key)
+
+
 def customer_of(request: Mapping[str, Any]) -> Any:
     """The customer whose record is asked for: the request's ``resource.customer``."""
     resource = request.get("resource")
@@ -909,4 +916,5 @@ ACCESS = Domain(
     customer_reads=(TIER_OUTPUT,),
     customer_of=customer_of,
     why_not=why_not,
+    release=release,
 )

@@ -128,18 +128,22 @@ def create_app(
                 f"the request body is not valid JSON: {exc}", status=400, code="C061", hint="send a JSON object"
             ) from None
 
-    def explain(request: Request) -> bool:
-        text = request.query_params.get("explain")
+    def flag(request: Request, name: str) -> bool:
+        text = request.query_params.get(name)
         if text is None or text.lower() in ("false", "0", "no", ""):
             return False
         if text.lower() in ("true", "1", "yes"):
             return True
-        raise bad_param("explain", text, "`true` or `false`")
+        raise bad_param(name, text, "`true` or `false`")
+
+    def explain(request: Request) -> bool:
+        return flag(request, "explain")
 
     async def decide(request: Request) -> Response:
         domain = request.path_params["domain"]
         service.check_domain(domain)
-        out = await call(service.decide, domain, await body_of(request), explain=explain(request))
+        body = await body_of(request)
+        out = await call(service.decide, domain, body, explain=explain(request), release=flag(request, "release"))
         request.scope[DECISION_ID] = out["decision_id"]  # for the request's log line
         return respond(out, bundle=out["bundle_version"])
 

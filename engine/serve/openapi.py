@@ -49,6 +49,14 @@ _EXPLAIN = {
     "description": "add every rule's trace to each decision",
     "schema": {"type": "boolean", "default": False},
 }
+_RELEASE = {
+    "name": "release",
+    "in": "query",
+    "required": False,
+    "description": "add `released`: the request's data as the decision lets its requester see it "
+    "(access: the record without denied fields, masked fields masked); 422 for a domain that releases none",
+    "schema": {"type": "boolean", "default": False},
+}
 _DOMAIN = {"name": "domain", "in": "path", "required": True, "schema": {"type": "string"}}
 _NOW = {
     "type": "string",
@@ -134,6 +142,7 @@ SCHEMAS: dict[str, Any] = {
             "upstream": {"type": "array", "items": {"type": "object"}},
             "trace": {"type": "array", "items": {"type": "object"}},
             "audit": {"type": "object"},
+            "released": {"type": "object", "description": "with `release=true`: what the requester may see"},
         },
     },
     "DecideRequest": {
@@ -310,7 +319,7 @@ def openapi() -> dict[str, Any]:
                 "decide one request in a domain",
                 _json(_ref("Decision"), "the decision"),
                 body=_ref("DecideRequest"),
-                params=[_DOMAIN, _EXPLAIN],
+                params=[_DOMAIN, _EXPLAIN, _RELEASE],
                 errors=(400, 404, 413, 422),
             )
         },

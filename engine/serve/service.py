@@ -261,13 +261,26 @@ class Service:
         self.metrics.decided(domain, outcome_of(decision.outputs, domain), time.perf_counter() - start)
         return decision
 
-    def decide(self, domain: str, body: Any, *, explain: bool = False) -> dict[str, Any]:
-        """``POST /v1/decide/{domain}``: ``{"facts": {...}, "now": "..."}`` → the decision."""
+    def decide(self, domain: str, body: Any, *, explain: bool = False, release: bool = False) -> dict[str, Any]:
+        """``POST /v1/decide/{domain}``: ``{"facts": {...}, "now": "..."}`` → the decision;
+        with ``release``, also what its requester may see of the request's data (``released``)."""
         self.check_domain(domain)
         body = json_object(body, "request body")
         if not isinstance(body.get("facts"), dict):
             raise shape_error("`facts` must be a JSON object: the customer's or request's facts")
-        return decision_json(self._evaluate(domain, body["facts"], request_now(body), explain))
+        kind = self.engine.registry.domains.get(domain)
+        if release and (kind is None or kind.release is None):  # refused before anything is decided or logged
+            raise ServeError(
+                f"`{domain}` decisions release no data",
+                status=422,
+                code="C070",
+                hint="`release=true` applies to a domain that releases a record, such as access",
+            )
+        decision = self._evaluate(domain, body["facts"], request_now(body), explain)
+        out = decision_json(decision)
+        if release:
+            out["released"] = self.engine.release(decision, body["facts"])
+        return out
 
     def decide_batch(self, domain: str, body: Any, *, explain: bool = False) -> dict[str, Any]:
         """``POST /v1/decide/{domain}/batch``: ``{"facts": [{...}, ...], "now": "..."}`` → one
