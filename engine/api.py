@@ -24,13 +24,14 @@ stay quiet.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from engine.core.bundle import Bundle, BundleCache, build_bundle_cached
 from engine.core.decision import Decision
@@ -189,6 +190,7 @@ class Engine:
             )
         return domain.release(decision, request, hash_key)
 
+    @overload
     def evaluate_batch(
         self,
         domain: str,
@@ -197,15 +199,41 @@ class Engine:
         now: datetime,
         explain: bool = False,
         errors: Literal["raise", "yield"] = "yield",
-    ) -> Iterator[Decision | FactErrors]:
+        failures: Literal["raise"] = "raise",
+    ) -> Iterator[Decision | FactErrors]: ...
+
+    @overload
+    def evaluate_batch(
+        self,
+        domain: str,
+        customers: Iterable[Mapping[str, Any]],
+        *,
+        now: datetime,
+        explain: bool = False,
+        errors: Literal["raise", "yield"] = "yield",
+        failures: Literal["yield"],
+    ) -> Iterator[Decision | FactErrors | EvaluationError]: ...
+
+    def evaluate_batch(
+        self,
+        domain: str,
+        customers: Iterable[Mapping[str, Any]],
+        *,
+        now: datetime,
+        explain: bool = False,
+        errors: Literal["raise", "yield"] = "yield",
+        failures: Literal["raise", "yield"] = "raise",
+    ) -> Iterator[Decision | FactErrors | EvaluationError]:
         """Decide for each customer in turn, streaming: one in, one out, nothing held.
 
         The whole batch uses the policies loaded when it started, even if a reload happens
         meanwhile. With ``errors="yield"`` a customer with bad facts yields its
         ``FactErrors`` in place of a decision; with ``"raise"`` it stops the batch. An
-        ``EvaluationError`` (a decision that cannot be made, a plugin's failure included)
-        stops the batch; with a log, the decisions made before it are recorded and yielded
-        first.
+        ``EvaluationError`` (a decision that cannot be made, a plugin's failure included:
+        an event backend that fails on one history) stops the batch; with a log, the
+        decisions made before it are recorded and yielded first. With ``failures="yield"``
+        it is yielded in that customer's place instead, and the batch goes on (nothing is
+        logged for it).
         """
         state = self._state
         period = state.period(now)
@@ -220,16 +248,23 @@ class Engine:
                     if errors == "raise":
                         raise
                     yield exc
+                except EvaluationError as exc:
+                    if failures == "raise":
+                        raise
+                    yield _whose(exc, facts, program)
             return
-        pending: list[Decision | FactErrors] = []
+        pending: list[Decision | FactErrors | EvaluationError] = []
         items: list[Item] = []
         classification = period.classifier
         for facts in customers:
             try:
                 decision = decide(program, shadow, facts, now, explain)
             except (FactErrors, EvaluationError) as exc:
-                if errors == "yield" and isinstance(exc, FactErrors):
+                if isinstance(exc, FactErrors) and errors == "yield":
                     pending.append(exc)
+                    continue
+                if isinstance(exc, EvaluationError) and failures == "yield":
+                    pending.append(_whose(exc, facts, program))
                     continue
                 log.record(items, state.bundle, self.registry, classification)  # what was decided is kept
                 yield from pending
@@ -461,3 +496,15 @@ class PolicyWatcher:
             except Exception as exc:  # never let the watcher die: a listing that failed is tried again
                 self.last_error = exc
             self._stop.wait(self.interval)
+
+
+def _whose(exc: EvaluationError, facts: Any, program: Program) -> EvaluationError:
+    """``exc`` naming the customer of the request it failed on (``Domain.customer_id``: the
+    request's ``id`` unless the domain says otherwise), as ``evaluate_batch`` yields it."""
+    subject: Any = None
+    if isinstance(facts, Mapping):
+        domain = program.compiled.domain
+        subject = domain.customer_id(facts) if domain is not None else facts.get("id")
+    made = copy.copy(exc)  # the same error may be raised for every request (a program that cannot bind)
+    made.subject = None if subject is None else str(subject)
+    return made

@@ -23,7 +23,7 @@ from engine.api import Engine
 from engine.audit.whynot import why_not
 from engine.core.bundle import build_bundle_from_documents, load_documents
 from engine.core.decision import Decision, jsonable
-from engine.errors import CharterError, FactErrors, PolicyErrors
+from engine.errors import CharterError, EvaluationError, FactErrors, PolicyErrors
 from engine.inputs import parse_now, read_facts
 from engine.plugins import BUILTIN_PLUGINS, build_registry, open_store
 
@@ -161,14 +161,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _snapshot_for(engine, args, now)
     out = sys.stdout
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    bad = total = audit_differs = 0
+    bad = failed = total = audit_differs = 0
     progress = _Progress()
     at: collections.deque[int] = collections.deque()  # the line each record read starts on, in order
     customers = read_facts(args.facts, args.format, engine.program(args.domain).policy.facts, lines=at)
-    for result in engine.evaluate_batch(args.domain, customers, now=now, explain=args.explain):
+    # a decision that cannot be made (an event backend failing on one history) is reported in
+    # its place and the others go on, as bad facts are
+    for result in engine.evaluate_batch(args.domain, customers, now=now, explain=args.explain, failures="yield"):
         total += 1
         line = at.popleft() if at else 0
-        if isinstance(result, FactErrors):
+        if isinstance(result, EvaluationError):
+            failed += 1
+            subject = result.subject
+            where = f"{args.facts}:{line}: " if line else ""
+            print(f"{where}{result.code}: {result.message}", file=sys.stderr)
+            out.write(json.dumps({"subject": subject, "error": result.to_dict()}, ensure_ascii=False) + "\n")
+        elif isinstance(result, FactErrors):
             bad += 1
             for e in result.errors:  # a fact's error names the record's place, as a reader's does
                 if line and not e.line:
@@ -189,10 +197,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for k, c in counts.items()
         if len(c) <= 12  # outputs with many values (ids, day counts) say nothing in a summary
     )
-    print(f"{total} customer(s), {total - bad} decision(s), {bad} with bad facts. {summary}", file=sys.stderr)
+    failures = f", {failed} that could not be decided" if failed else ""
+    decided = total - bad - failed
+    print(f"{total} customer(s), {decided} decision(s), {bad} with bad facts{failures}. {summary}", file=sys.stderr)
     if audit_differs:
         print(f"audit mode: the rules in audit mode decide otherwise for {audit_differs} of them", file=sys.stderr)
-    return 1 if bad else 0
+    return 1 if bad or failed else 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

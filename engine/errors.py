@@ -240,9 +240,17 @@ class FactErrors(FactError):
 
 
 class EvaluationError(CharterError):
-    """A decision could not be made."""
+    """A decision could not be made. ``subject``: whose (the request's ``id``), when
+    ``Engine.evaluate_batch`` yields it in that request's place."""
 
     code = "V000"
+    subject: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        if self.subject is not None:
+            out["subject"] = self.subject
+        return out
 
 
 class SnapshotError(CharterError):
