@@ -99,7 +99,8 @@ def main(argv: list[str]) -> int:
         )
         if rc:
             return rc
-        # the auditor's side: every decision above was logged to charter.db (key: charter.key);
+        # the auditor's side: every decision above was logged to charter.db (its keys in the user's
+        # key directory, ~/.local/share/charter, never beside the data);
         # check the hash chain and the signed checkpoints of its head (charter.signing.key), then
         # reproduce that customer's logged decisions from the log alone
         rc = run(charter, "log", "verify", "--checkpoints", "charter.checkpoints.jsonl")

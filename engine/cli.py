@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine import population
+from engine import keyhome, population
 from engine.api import Engine
 from engine.audit.whynot import why_not
 from engine.core.bundle import build_bundle_from_documents, load_documents
@@ -29,8 +29,11 @@ from engine.plugins import BUILTIN_PLUGINS, build_registry, open_store
 
 DEFAULT_POLICIES = "policies"
 DEFAULT_STORE = "sqlite:///charter.db"  # a SQLite file in the working directory
-DEFAULT_KEY = "charter.key"  # the decision log's master key; CHARTER_LOG_KEY overrides it
-DEFAULT_SIGNING_KEY = "charter.signing.key"  # signs checkpoints of the log's head (engine.audit.checkpoint)
+# the decision log's master key (CHARTER_LOG_KEY overrides it) and the key that signs checkpoints
+# of the log's head (engine.audit.checkpoint): in the user's key directory, never beside the data
+# (engine.keyhome; a file an earlier version left in the working directory is still used there)
+DEFAULT_KEY = keyhome.MASTER
+DEFAULT_SIGNING_KEY = keyhome.SIGNING
 DEFAULT_CHECKPOINTS = "charter.checkpoints.jsonl"
 
 
@@ -367,7 +370,9 @@ def _parser() -> argparse.ArgumentParser:
         "--no-log", dest="log", action="store_false", help="do not record the decisions in the store's decision log"
     )
     e.add_argument(
-        "--key-file", default=DEFAULT_KEY, help=f"the decision log's key (default: {DEFAULT_KEY}, made if absent)"
+        "--key-file",
+        default=keyhome.default(DEFAULT_KEY),
+        help=f"the decision log's key (default: {keyhome.default(DEFAULT_KEY)}, made if absent)",
     )
     e.add_argument(
         "--checkpoints",
@@ -377,8 +382,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--signing-key",
-        default=DEFAULT_SIGNING_KEY,
-        help=f"signs them (default: {DEFAULT_SIGNING_KEY}, made if absent)",
+        default=keyhome.default(DEFAULT_SIGNING_KEY),
+        help=f"signs them (default: {keyhome.default(DEFAULT_SIGNING_KEY)}, made if absent)",
     )
     e.add_argument("--checkpoint-every", type=int, default=10_000, metavar="N", help="every N records, and at the end")
     e.add_argument(
@@ -409,18 +414,21 @@ def _parser() -> argparse.ArgumentParser:
     pl.set_defaults(run=cmd_plugins)
     from engine.audit.cli import add_commands
 
-    add_commands(sub, DEFAULT_STORE, DEFAULT_KEY, DEFAULT_SIGNING_KEY, DEFAULT_CHECKPOINTS)
+    add_commands(
+        sub, DEFAULT_STORE, keyhome.default(DEFAULT_KEY), keyhome.default(DEFAULT_SIGNING_KEY), DEFAULT_CHECKPOINTS
+    )
     from engine.workbench import add_commands as add_workbench_commands
 
     add_workbench_commands(sub)
     from engine.serve.cli import add_serve_command
 
-    add_serve_command(sub, DEFAULT_POLICIES, DEFAULT_KEY)
+    add_serve_command(sub, DEFAULT_POLICIES, keyhome.default(DEFAULT_KEY))
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _key_places(args)
     try:
         return int(args.run(args))
     except PolicyErrors as exc:
@@ -448,6 +456,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("CHARTER_TRACEBACK"):
             traceback.print_exc()
         return 2
+
+
+def _key_places(args: argparse.Namespace) -> None:
+    """Key files by default: the user's key directory made (owner-only) where a key is to be
+    made, and a warning for one used from the working directory, beside the data."""
+    for attr, name in (("key_file", DEFAULT_KEY), ("signing_key", DEFAULT_SIGNING_KEY)):
+        path = getattr(args, attr, None)
+        if not isinstance(path, str) or path != keyhome.default(name):
+            continue  # named by the caller: theirs to place
+        warning = keyhome.legacy_warning(path)
+        if warning is not None:
+            if not os.environ.get("CHARTER_LOG_KEY") or attr != "key_file":
+                print(warning, file=sys.stderr)
+        else:
+            keyhome.make_parent(Path(path))
 
 
 def _innermost(exc: BaseException) -> str:

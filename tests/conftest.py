@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -20,6 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
 EXAMPLES = ROOT / "examples" / "customers.jsonl"
 NOW = datetime(2025, 6, 30, tzinfo=UTC)
+
+# the command line's default key directory (engine.keyhome): the session's own, never the
+# user's; subprocesses inherit it
+os.environ["CHARTER_HOME"] = tempfile.mkdtemp(prefix="charter-home-")
 
 MINIMAL = """\
 charter: 1

@@ -205,7 +205,9 @@ def test_cli_evaluate_checkpoint_verify_and_a_forgery(tmp_path: Path) -> None:
         tmp_path, "evaluate", "--domain", "access", "--facts", facts, "--policies", pol, "--now", "2025-06-30"
     )
     assert run.returncode == 0, run.stderr
-    assert (tmp_path / "charter.signing.key").exists() and (tmp_path / "charter.checkpoints.jsonl").exists()
+    home = Path(os.environ["CHARTER_HOME"])  # the keys are the user's, never beside the data (engine.keyhome)
+    assert (home / "charter.signing.key").exists() and not (tmp_path / "charter.signing.key").exists()
+    assert (tmp_path / "charter.checkpoints.jsonl").exists()
     pub = charter(tmp_path, "log", "public-key")
     assert pub.stdout.startswith("-----BEGIN PUBLIC KEY-----")
     (tmp_path / "auditor.pem").write_text(pub.stdout)
