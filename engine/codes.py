@@ -70,6 +70,7 @@ CODES: dict[str, str] = {
     "C068": "`charter serve`: no such endpoint (404), a method it does not take (405), a body over the limit (413)",
     "C069": "`charter serve`: the service could not answer: an unexpected error, logged by the service (HTTP 500)",
     "C070": "`charter serve`: `release=true` for a domain whose decisions release no data (HTTP 422)",
+    "C071": "`charter serve --workers N`: the worker that ran a job stopped before it finished (the job is `failed`)",
     "C080": "`charter serve`: no bearer token, or one the service does not know (HTTP 401, `WWW-Authenticate: Bearer`)",
     "C081": "`charter serve`: the request's token lacks the scope the endpoint needs, named in the message (HTTP 403)",
     "C082": "`charter serve` without tokens serves this machine only: a request for another host name, or from a"

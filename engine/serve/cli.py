@@ -145,7 +145,13 @@ def build_service(args: argparse.Namespace) -> Service:
         if store is not None:
             population.store_snapshot(snap, store)
         engine.use_snapshot(snap)
-    return Service(engine, store=store, protector=protector, watch_interval=args.watch_interval or None)
+    return Service(
+        engine,
+        store=store,
+        protector=protector,
+        watch_interval=args.watch_interval or None,
+        jobs_dir=getattr(args, "jobs_dir", None),
+    )
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:
@@ -308,6 +314,8 @@ def _serve_workers(
 
     metrics_dir = tempfile.mkdtemp(prefix="charter-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    args.jobs_dir = os.path.join(metrics_dir, "jobs")  # every worker answers for every job (engine.serve.jobs)
+    os.mkdir(args.jobs_dir, 0o700)
     if "prometheus_client" in sys.modules:  # its value class is chosen on import: choose again
         from prometheus_client import values
 

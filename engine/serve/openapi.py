@@ -287,6 +287,7 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "string"},
             "kind": {"type": "string"},
             "state": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+            "worker": {"type": "integer", "description": "the process that runs (or ran) the job"},
             "filters": {"type": "object"},
             "progress": {"type": "object"},
             "started": {"type": "string"},

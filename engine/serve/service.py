@@ -124,7 +124,9 @@ class Service:
         protector: Protector | None = None,
         watch_interval: float | None = 1.0,
         settle: float | None = None,
+        jobs_dir: str | None = None,
     ) -> None:
+        """``jobs_dir``: where workers of one service share their jobs' state (``engine.serve.jobs``)."""
         from engine.serve.jobs import Jobs
 
         self.engine = engine
@@ -133,7 +135,7 @@ class Service:
         self.watch_interval = watch_interval
         self.settle = settle
         self.watcher: PolicyWatcher | None = None
-        self.jobs: Jobs = Jobs(self)
+        self.jobs: Jobs = Jobs(self, jobs_dir)
         self.metrics = Metrics(self.gauges)
         if isinstance(engine.log, TimedLog):
             engine.log.metrics = self.metrics
