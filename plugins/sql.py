@@ -206,11 +206,24 @@ class SqlStore:
             return {}
         # in name order, so two writers adding overlapping keys cannot deadlock (PostgreSQL)
         stored = {_stored_name(n): n for n in keys}
-        rows = [{"name": s, "data": keys[stored[s]]} for s in sorted(stored)]
-        insert = self._insert(_KEYS).on_conflict_do_nothing()
+        rows = [(s, keys[stored[s]]) for s in sorted(stored)]
+        insert = (
+            "INSERT INTO charter_keys (name, data) VALUES (?, ?) ON CONFLICT DO NOTHING"
+            if self.sqlite
+            else "INSERT INTO charter_keys (name, data) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+        )
 
         def work(conn: sa.Connection) -> dict[str, bytes]:  # a stored key stays: the first writer's wins
-            conn.execute(insert, rows)
+            driver = conn.connection.driver_connection
+            assert driver is not None  # an open connection's sqlite3 or psycopg connection
+            cursor = driver.cursor()
+            try:
+                cursor.executemany(insert, rows)  # the driver's bulk path
+                inserted = cursor.rowcount
+            finally:
+                cursor.close()
+            if inserted == len(rows):  # every key is the one given: nothing to read back
+                return dict(keys)
             return self._select_keys(conn, list(keys))
 
         return self._transact("store keys", work)

@@ -33,7 +33,7 @@ from datetime import datetime
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
-from engine.audit.chain import canonical, head_of
+from engine.audit.chain import canonical, decode, encode, head_of
 from engine.audit.protect import SEALED, Protector
 from engine.core.decision import Decision, jsonable
 from engine.storage import StorageError, Store
@@ -64,12 +64,28 @@ def decision_body(decision: Decision) -> dict[str, Any]:
     return {
         "domain": decision.domain,
         "subject": decision.subject,
-        "outputs": jsonable(decision.outputs),
+        "outputs": _jsonable(decision.outputs),
         "fired": [[r.id, r.step] for r in decision.fired],
         "notes": list(decision.notes),
         "upstream": [decision_body(u) for u in decision.upstream],
         **({"audit": decision_body(decision.audit)} if decision.audit is not None else {}),
     }
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _jsonable(value: Any) -> Any:
+    """``jsonable(value)``, the same value, faster for what outputs are made of (objects,
+    lists and plain values: those are not looked at twice); anything else is ``jsonable``'s."""
+    kind = type(value)
+    if kind is dict:
+        plain = _PLAIN
+        return {(k if type(k) is str else str(k)): (v if type(v) in plain else _jsonable(v)) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        plain = _PLAIN
+        return [v if type(v) in plain else _jsonable(v) for v in value]
+    return jsonable(value)
 
 
 class _Entry:
@@ -265,7 +281,7 @@ class DecisionLog:
     ) -> list[str]:
         """Seal, encode and append the bodies of a group in one transaction; their ids."""
         self._fill(pending)
-        bodies = [canonical(b) for part in built for b in part]
+        bodies = [encode(b) for part in built for b in part]  # canonical JSON, byte for byte
         made: list[tuple[bytes, str, int]] = []  # (record, hash, n) as linked, in order
 
         def linked(prev: bytes | None, body: bytes) -> bytes:
@@ -518,25 +534,39 @@ def sensitivity(program: Program, classification: Program | None = None) -> Sens
     # path -> (sealed whatever its value: declared sensitive, or personal by its name alone
     # (a null value is classified by name only); else the names its value is judged under)
     paths: dict[str, tuple[bool, tuple[str, ...]]] = {}
+    by_value: dict[tuple[str, type, Any], bool] = {}  # (path, type, a text or whole number) -> sealed
 
     def sensitive(path: str, value: Any) -> bool:
         known = paths.get(path)
         if known is None:
-            norm = _ITEM.sub("", path)
-            names = field_names(path, roots)
-            always = any(norm == d or norm.startswith(d + ".") for d in declared) or (
-                classifier is not None and any(classifier(name, None) for name in names)
-            )
-            known = (always, names)
-            if len(paths) < 65536:
-                paths[path] = known
+            known = learn(path)
         if known[0]:
             return True
-        if classifier is not None:
-            for name in known[1]:
-                if classifier(name, value):
-                    return True
-        return False
+        if classifier is None:
+            return False
+        kind = type(value)
+        key = (path, kind, value) if kind is str or kind is int else None  # (not float: 0.0 is -0.0)
+        if key is not None:
+            hit = by_value.get(key)
+            if hit is not None:
+                return hit
+        hit = any(classifier(name, value) for name in known[1])
+        if key is not None:
+            if len(by_value) >= 65536:
+                by_value.clear()
+            by_value[key] = hit
+        return hit
+
+    def learn(path: str) -> tuple[bool, tuple[str, ...]]:
+        norm = _ITEM.sub("", path)
+        names = field_names(path, roots)
+        always = any(norm == d or norm.startswith(d + ".") for d in declared) or (
+            classifier is not None and any(classifier(name, None) for name in names)
+        )
+        known = (always, names)
+        if len(paths) < 65536:
+            paths[path] = known
+        return known
 
     return sensitive
 
@@ -606,7 +636,6 @@ def tally(store: Store, subject: str) -> Tally:
     """Count ``subject``'s values in the log. Values in clear are those that the record's own
     policies (its stored bundle) would have the log seal now. The chain is not checked:
     erasure must work on a damaged log too (``charter log verify`` checks it)."""
-    import json
 
     from engine.audit.replay import Replayer
     from engine.errors import CharterError
@@ -615,7 +644,7 @@ def tally(store: Store, subject: str) -> Tally:
     judged: dict[tuple[int, str], Sensitive] = {}
     with Replayer(store, None) as replayer:
         for seq, data in store.read():
-            body = json.loads(json.loads(data)["body"])
+            body = decode(decode(data)["body"])
             if body.get("subject") != subject:
                 continue
             out.records += 1

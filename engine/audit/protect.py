@@ -41,7 +41,7 @@ import tempfile
 import threading
 from binascii import a2b_base64, b2a_base64
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from pathlib import Path
@@ -342,11 +342,17 @@ class Protector:
             return out
         stored = self.store.get_keys([*todo, KEYRING_MARK] if self._mark is None else list(todo))
         self._mark = stored.pop(KEYRING_MARK, None) or self._mark
+        made: dict[str, tuple[bytes, AESGCM | None]] = {}
         if create and len(stored) < len(todo):
-            stored.update(self._make([name for name in todo if name not in stored]))
+            made = self._make([name for name in todo if name not in stored])
+            stored.update((name, wrapped) for name, (wrapped, _) in made.items())
         for name, subject in todo.items():
             wrapped = stored.get(name)
-            out[subject] = None if wrapped is None else self._unwrap(name, subject, wrapped)
+            ours = made.get(name)
+            if ours is not None and ours[1] is not None:  # the key just made is the one stored: no unwrap
+                out[subject] = ours[1]
+            else:  # stored before, or by another writer first (the first writer's key wins)
+                out[subject] = None if wrapped is None else self._unwrap(name, subject, wrapped)
         with self._lock:
             for subject in todo.values():
                 self._keys_cache[subject] = out[subject]
@@ -354,17 +360,43 @@ class Protector:
                 self._keys_cache.popitem(last=False)
         return out
 
-    def _make(self, names: list[str]) -> dict[str, bytes]:
+    def _make(self, names: list[str]) -> dict[str, tuple[bytes, AESGCM | None]]:
         """New data keys for ``names``, stored durably before any value is sealed with them;
-        under the store's keyring, made first when the store has none and may have one."""
+        under the store's keyring, made first when the store has none and may have one. For
+        each name: the key as stored, and the key itself when it is the one just made (None:
+        another writer stored one first, which wins)."""
         if self._mark is None:
             self._mark = self._establish()
         if self._mark is None:  # no keyring: the master key alone, as logs were before keyrings
-            return self.store.add_keys({name: self._wrap(name, os.urandom(32)) for name in names})
-        path = self._ring_of(self._mark).path
-        with _locked(path, exclusive=False):  # an erase waits: the KEK it destroys wraps none of these
-            ring = self._ring_of(self._mark)  # read again when an erase changed it meanwhile
-            return self.store.add_keys({name: _enring(ring, self._wrap(name, os.urandom(32))) for name in names})
+            made = self._new_keys(names, None)
+            stored = self.store.add_keys({name: wrapped for name, (wrapped, _) in made.items()})
+        else:
+            path = self._ring_of(self._mark).path
+            with _locked(path, exclusive=False):  # an erase waits: the KEK it destroys wraps none of these
+                made = self._new_keys(names, self._ring_of(self._mark))  # read again if an erase changed it
+                stored = self.store.add_keys({name: wrapped for name, (wrapped, _) in made.items()})
+        out: dict[str, tuple[bytes, AESGCM | None]] = {}
+        for name, (wrapped, key) in made.items():
+            kept = stored.get(name)
+            if kept is not None:
+                out[name] = (kept, key if kept == wrapped else None)
+        return out
+
+    def _new_keys(self, names: list[str], ring: _Ring | None) -> dict[str, tuple[bytes, AESGCM]]:
+        """Random data keys, wrapped with the master key (the key's name authenticated), then
+        under ``ring``'s current KEK; the random bytes for all of them in one system call."""
+        random = os.urandom(56 * len(names))  # per key: 32 bytes of key, 12 of nonce and 12 of nonce
+        master = self.master
+        out = {}
+        for i, name in enumerate(names):
+            at = 56 * i
+            key, nonce, outer = random[at : at + 32], random[at + 32 : at + 44], random[at + 44 : at + 56]
+            wrapped = nonce + master.encrypt(nonce, key, name.encode())
+            if ring is not None:
+                head = _V1 + ring.current
+                wrapped = head + outer + ring.keks[ring.current].encrypt(outer, wrapped, head)
+            out[name] = (wrapped, AESGCM(key))
+        return out
 
     def _home(self) -> Path | None:
         """Where a new keyring goes: the path given or ``CHARTER_LOG_KEYRING``; else the first
@@ -420,10 +452,6 @@ class Protector:
         keks = {bytes.fromhex(i): AESGCM(bytes.fromhex(k)) for i, k in pairs}
         self._ring = _Ring(path, store, keks, bytes.fromhex(pairs[0][0]), stamp)
         return self._ring
-
-    def _wrap(self, name: str, key: bytes) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self.master.encrypt(nonce, key, name.encode())
 
     def _unwrap(self, name: str, subject: str, wrapped: bytes) -> AESGCM:
         inner = wrapped if len(wrapped) == _LEGACY else self._unring(subject, wrapped)
@@ -493,8 +521,27 @@ class Protector:
         self._keys(subjects, create=False)
 
     def open(self, subject: str, path: str, sealed: dict[str, str]) -> Any:
-        import json
+        return self.opener(subject)(path, sealed)
 
+    def opener(self, subject: str) -> Callable[[str, dict[str, str]], Any]:
+        """``open`` for the values of one subject (a record's): its key looked up once, when
+        the first value is opened (a record without sealed values needs none)."""
+        key: AESGCM | None = None
+        loads = json.loads
+
+        def open_one(path: str, sealed: dict[str, str]) -> Any:
+            nonlocal key
+            if key is None:
+                key = self._key_of(subject)
+            try:
+                raw = a2b_base64(sealed[SEALED], strict_mode=True)
+                return _plain(key.decrypt(raw[:12], raw[12:], path.encode()), loads)
+            except (InvalidTag, ValueError, TypeError, binascii.Error):  # altered, or not a sealed value at all
+                raise SealError(f"the sealed value at `{path}` does not open", code="K005") from None
+
+        return open_one
+
+    def _key_of(self, subject: str) -> AESGCM:
         key = self._keys_cache.get(subject)  # a cached key: no lock, no read (an erased one is re-read)
         if key is None:
             key = self._keys([subject], create=False)[subject]
@@ -502,11 +549,7 @@ class Protector:
             raise SealError(
                 f"the values of `{subject}` were erased", code="K004", hint="the decision's reasons remain in the log"
             )
-        try:
-            raw = a2b_base64(sealed[SEALED], strict_mode=True)
-            return _plain(key.decrypt(raw[:12], raw[12:], path.encode()), json.loads)
-        except (InvalidTag, ValueError, TypeError, binascii.Error):  # altered, or not a sealed value at all
-            raise SealError(f"the sealed value at `{path}` does not open", code="K005") from None
+        return key
 
     def erase(self, subject: str) -> bool:
         """Delete the customer's data key for good (``shred``); whether they had one."""

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.audit.chain import ChainBroken, canonical, checked
+from engine.audit.chain import ChainBroken, checked, decode, same_json
 from engine.audit.log import decision_body, plugins_listing, scorer_input
 from engine.audit.protect import SEALED, Protector, SealError, was_erased
 from engine.core.bundle import Bundle, build_bundle, build_bundle_from_sources
@@ -112,26 +112,40 @@ def records(store: Store, filters: Filters = Filters()) -> Iterator[tuple[int, s
     """(seq, record id, body) of every logged decision that passes ``filters``, each checked
     against the hash chain first: a tampered log raises ``ChainBroken`` at its first bad record."""
     for seq, rec in checked(store.read()):
-        body = json.loads(rec["body"])
+        body = decode(rec["body"])
         if filters.keep(body, datetime.fromisoformat(body["time"])):
             yield seq, rec["hash"], body
 
 
 def unseal(value: Any, path: str, subject: str, protector: Protector | None) -> Any:
+    """``value`` (a record's facts, or a part at ``path``) with its sealed values opened with
+    ``subject``'s key (looked up once); a sealed value without a protector raises K001, a
+    withheld one K006."""
+    return _unseal(value, path, None if protector is None else protector.opener(subject))
+
+
+def _unseal(value: Any, path: str, opener: Callable[[str, dict[str, str]], Any] | None) -> Any:
     if isinstance(value, dict):
         if SEALED in value:
-            if protector is None:
+            if opener is None:
                 raise SealError(
                     "the record holds sealed values and no log key was given",
                     code="K001",
                     hint="pass the log key (--key-file or CHARTER_LOG_KEY)",
                 )
-            return protector.open(subject, path, value)
+            return opener(path, value)
         if "$withheld" in value:
             raise SealError(f"`{path}` was withheld when logged (no key)", code="K006")
-        return {k: unseal(v, f"{path}.{k}" if path else str(k), subject, protector) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            kind = type(v)
+            if kind is str or kind is int or kind is float or kind is bool or v is None:  # a leaf: as it is
+                out[k] = v
+            else:
+                out[k] = _unseal(v, f"{path}.{k}" if path else str(k), opener)
+        return out
     if isinstance(value, list):
-        return [unseal(v, f"{path}[{i}]", subject, protector) for i, v in enumerate(value)]
+        return [_unseal(v, f"{path}[{i}]", opener) for i, v in enumerate(value)]
     return value
 
 
@@ -181,7 +195,7 @@ class Playback:
                 now = live()
             except Exception as exc:  # the installed plugin fails where the logged one answered
                 now = {"raised": type(exc).__name__}
-            if not (same(recorded, now) if same is not None else canonical(recorded) == canonical(now)):
+            if not (same(recorded, now) if same is not None else same_json(recorded, now)):
                 at = "/".join(self.stack)
                 self.differ.setdefault((kind, name, self.versions.get((kind, name, at))), set()).add((at, key))
         return recorded
@@ -482,7 +496,7 @@ class Replayer:
             k: body[k] for k in ("domain", "subject", "outputs", "fired", "notes", "upstream", "audit") if k in body
         }
         after = decision_body(new)
-        if canonical(before) == canonical(after):
+        if same_json(before, after):  # the canonical JSON of each is the same
             report.same += 1
             return
         report.by_domain[body["domain"]] += 1
