@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -303,3 +305,35 @@ def test_keys_made_while_erasures_run_all_open_afterwards(tmp_path: Path) -> Non
     finally:
         store.close()
         other.close()
+
+
+def test_a_running_process_forgets_a_key_another_process_erased(tmp_path: Path) -> None:
+    """A service keeps data keys cached; `charter log erase` in another process rewrites the
+    keyring, and the service's next use of the keys reads them again: the erased customer's
+    values no longer open there, nor are new decisions sealed under the erased key."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    key_file = tmp_path / "charter.key"
+    master = load_key(key_file, create=True)
+    people = _people(2)
+    gone, kept = str(people[0]["id"]), str(people[1]["id"])
+    store = open_store(url)
+    try:
+        running = Protector(store, master)  # the service's, open through the erase
+        _log(store, running, people)
+        sealed, other = _sealed_id(store, gone), _sealed_id(store, kept)
+        assert running.open(gone, "id", sealed) == gone  # its key is cached now
+        erase = [sys.executable, "-m", "engine.cli", "log", "erase", gone, "--store", url, "--key-file", str(key_file)]
+        done = subprocess.run(erase, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        with pytest.raises(SealError) as err:
+            running.open(gone, "id", sealed)
+        assert err.value.code == "K004"
+        assert running.open(kept, "id", other) == kept  # the others' keys, read again, still open
+        _log(store, running, people[:1])  # the erased customer decided again: sealed under a new key
+        with Replayer(store, Protector(store, master)) as replayer:
+            report = replayer.run()
+        # the record from before the erase is unreadable by design, not an error: its values were
+        # sealed under the erased key (a K005 under the new one); the new record replays
+        assert (report.total, report.unreadable, report.same, report.errors) == (3, 1, 2, []), report.to_dict()
+    finally:
+        store.close()

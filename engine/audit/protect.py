@@ -322,12 +322,32 @@ class Protector:
         self._ring: _Ring | None = None
         self._keys_cache: OrderedDict[str, AESGCM | None] = OrderedDict()
         self._lock = threading.Lock()
+        self._cached_under: tuple[Path, tuple[int, int, int]] | None = None  # the keyring as the cache saw it
+
+    def _fresh(self) -> None:
+        """Forget the cached data keys when the keyring's file changed since they were read:
+        an erasure (by this process or another: ``charter log erase`` beside a running
+        service) rewrites it, and the erased customer's key must not open here either. One
+        ``stat`` of the file per batch of keys; a log without a keyring is not watched."""
+        if self._mark is None:
+            return
+        try:
+            named, _ = _parse_mark(self._mark)
+        except SealError:
+            return
+        path = self._given() or named
+        seen = (path, _stamp(path))
+        if seen != self._cached_under:
+            with self._lock:
+                self._keys_cache.clear()
+                self._cached_under = seen
 
     def _keys(self, subjects: Iterable[str], *, create: bool) -> dict[str, AESGCM | None]:
         """The data key of each subject (None: none stored); with ``create``, a missing one is
         made. One read and at most one write for all the subjects not cached."""
         out: dict[str, AESGCM | None] = {}
         todo: dict[str, str] = {}  # key name -> subject
+        self._fresh()
         with self._lock:
             for subject in subjects:
                 if subject in out:
@@ -526,6 +546,7 @@ class Protector:
     def opener(self, subject: str) -> Callable[[str, dict[str, str]], Any]:
         """``open`` for the values of one subject (a record's): its key looked up once, when
         the first value is opened (a record without sealed values needs none)."""
+        self._fresh()
         key: AESGCM | None = None
         loads = json.loads
 
