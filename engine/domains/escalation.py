@@ -120,6 +120,16 @@ SCHEMA: dict[str, Any] = {
             },
         },
     },
+    "closing": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["actions"],
+        "description": "what handling ends with once every clock of a ticket has stopped (succeeded)",
+        "properties": {
+            "actions": {"type": "array", "items": _text, "minItems": 1, "uniqueItems": True},
+            **_meta,
+        },
+    },
     "event_backend": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*$", "examples": ["durable_rules", "python"]},
     "churn_patterns": {
         "type": "array",
@@ -266,6 +276,16 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Closing:
+    """What handling ends with (``closing:``): actions once every clock has stopped."""
+
+    actions: tuple[str, ...]
+    location: Location
+    message: str = ""
+    clause: str = ""
+
+
+@dataclass(frozen=True)
 class Escalation:
     categories: tuple[str, ...]
     severities: tuple[str, ...]
@@ -280,6 +300,7 @@ class Escalation:
     pattern_meta: dict[str, tuple[str, str]] = field(default_factory=dict)
     pattern_actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     priority_clauses: dict[str, str] = field(default_factory=dict)
+    closing: Closing | None = None
 
 
 def check(ctx: CheckContext) -> Escalation:
@@ -399,6 +420,18 @@ def check(ctx: CheckContext) -> Escalation:
         meta,
         actions,
         {str(p["tier"]): str(p.get("clause", "")) for p in data.get("priority", [])},
+        _closing(ctx, data.get("closing")),
+    )
+
+
+def _closing(ctx: CheckContext, spec: Mapping[str, Any] | None) -> Closing | None:
+    if spec is None:
+        return None
+    return Closing(
+        tuple(str(a) for a in spec["actions"]),
+        ctx.doc.location(("closing",)),
+        str(spec.get("message", "")),
+        str(spec.get("clause", "")),
     )
 
 
@@ -551,6 +584,20 @@ class _Compiled:
             )
             for s in model.ladder
         }
+        closing = model.closing
+        self._closing_fired = (
+            FiredRule(
+                "closing",
+                "closing",
+                (("actions", closing.actions),),
+                closing.message,
+                closing.location.file,
+                closing.location.line,
+                closing.clause,
+            )
+            if closing is not None
+            else None
+        )
         self._priority_fired = {
             tier: FiredRule(
                 f"priority-{tier}",
@@ -595,18 +642,28 @@ class _Compiled:
         step = self._ladder(worst, breached_at, now)
         if trace is not None and clocks:
             trace += self._ladder_steps(worst, breached_at, now, step)
+        first = ticket.get("first_contact")
         out: dict[str, Any] = {
             "state": worst if clocks else None,
             "clocks": clocks,
             "tier": tier,
             "level": step.level if step else None,
-            "owner": (ticket.get("first_contact") or step.owner)
-            if step and step.owner == "first_contact"
-            else (step.owner if step else None),
+            "owner": self._owner(step, first) if step else None,
+            # who has owned the case, the first contact first: it stays named at every level
+            "owners": [self._owner(s, first) for s in self.model.ladder if s.level <= step.level] if step else [],
+            "first_contact": first,
             "actions": list(step.actions) if step else [],
         }
         if step is not None:
             fired.append(self._step_fired[id(step)])
+        closing = self.model.closing
+        if closing is not None and clocks and worst == "succeeded":  # handled: feedback, satisfaction check
+            out["actions"] += [a for a in closing.actions if a not in out["actions"]]
+            assert self._closing_fired is not None
+            fired.append(self._closing_fired)
+        if trace is not None and closing is not None and clocks:
+            stopped = ("every clock has stopped", (worst,), worst == "succeeded")
+            trace.append(TraceStep("closing", "closing", worst == "succeeded", (stopped,)))
         raw = facts.get("events") or []
         alerts = ready.churn()
         out["churn_alerts"] = alerts
@@ -830,6 +887,11 @@ class _Compiled:
         entry["due"] = cal.advance(opened, target + paused) if state not in ("paused", "cancelled") else None
         return entry
 
+    @staticmethod
+    def _owner(step: Step, first_contact: Any) -> Any:
+        """A step's owner: the ticket's first contact for ``owner: first_contact`` (when named)."""
+        return (first_contact or step.owner) if step.owner == "first_contact" else step.owner
+
     def _ladder(self, state: str, breached_at: datetime | None, now: datetime) -> Step | None:
         reached = [
             s
@@ -1019,6 +1081,8 @@ def rules(policy: Policy) -> list[RuleInfo]:
     out += [
         RuleInfo(w.file, w.line, f"priority-{tier}", "priority for tier") for tier, (_, _, w) in model.priority.items()
     ]
+    if model.closing is not None:
+        out.append(RuleInfo(model.closing.location.file, model.closing.location.line, "closing", "closing actions"))
     return out
 
 
@@ -1068,6 +1132,7 @@ ESCALATION = Domain(
         "clocks",
         "priority",
         "ladder",
+        "closing",
         "event_backend",
         "churn_patterns",
     ),
@@ -1076,6 +1141,7 @@ ESCALATION = Domain(
         "clocks[]": "id stops within categories severities complexity calendar message title description owner clause",
         "priority[]": "tier factor message title description owner clause",
         "ladder[]": "level owner at after actions message title description clause",
+        "closing": "actions message title description owner clause",
         "churn_patterns[]": "id first then absent within unless score_at_most actions"
         " message title description owner clause",
     },
