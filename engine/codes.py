@@ -400,6 +400,8 @@ CODES: dict[str, str] = {
     "V005": "name the policy domain to decide in",
     "V006": "a domain plugin's code failed while deciding (a fault in the plugin, not in the policy or facts)",
     "V007": "`…` uses `…`, which is not loaded",
+    "V008": "an expression went over the work budget for one decision (`…` goes over the … steps, or would build"
+    " a text or list of more than … characters or items)",
     "V010": "`…` decisions release no data (only a domain with `Domain.release`, such as access, does)",
     "X000": "a plugin misbehaved (the base of every plugin error)",
     "X001": "plugin `…` failed in `…`: …",

@@ -8,6 +8,7 @@
     ├── FactError                    a customer fact is wrong (names the field and the rule)
     │   └── FactErrors               several FactError for one customer
     ├── EvaluationError              a decision could not be made (e.g. no snapshot, a plugin failed)
+    │   └── BudgetExceeded           an expression went over the work budget (V008, engine.core.expr)
     ├── SnapshotError                a population snapshot is missing or corrupt
     ├── PluginError                  a plugin misbehaved (names the plugin)
     ├── ExprError                    an expression does not parse or type-check (engine.core.expr)

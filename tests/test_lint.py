@@ -305,7 +305,9 @@ def test_duplicate_rule_in_a_collect_table(tmp_path: Path, capsys: pytest.Captur
 def test_value_listed_that_an_input_never_takes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # a text its declared values lack is refused by the loader (P144, E130); a figure outside
     # the declared range is the lint's (L007)
-    d = seeded(tmp_path, ("tiering.yaml", "when: customer.fraud_flags > 0\n", "when: customer.fraud_flags in [-1, 2]\n"))
+    d = seeded(
+        tmp_path, ("tiering.yaml", "when: customer.fraud_flags > 0\n", "when: customer.fraud_flags in [-1, 2]\n")
+    )
     _, findings = lint(capsys, str(d))
     f = one(findings, "L007")
     assert "`-1`" in f["message"] and "`customer.fraud_flags` is never `-1`" in f["message"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_lint import POLICIES, lint, line_of, one, seeded
+from test_lint import POLICIES, line_of, lint, one, seeded
 
 from engine.analysis.figures import stated
 

@@ -21,7 +21,9 @@ operator means the same as CEL's for the checked types (comparisons, ``&&``, ``|
 double and time arithmetic, ``has``, ``size``, text tests, ``in`` a constant text list).
 Anything else is a call to the exact closure of that sub-expression. If the emitted code
 raises anything, the row is evaluated again by its exact closure, which handles CEL's
-error absorption and writes the note. The test suite checks that both paths decide alike.
+error absorption and writes the note; but ``BudgetExceeded`` (a comprehension or a built
+text over the budget, counted by those closures) fails the decision at once, as the exact
+path does. The test suite checks that both paths decide alike.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from engine.core.expr import (
     STRING,
     TIMESTAMP,
     Binary,
+    BudgetExceeded,
     Call,
     Cond,
     EvalError,
@@ -284,6 +287,8 @@ class _Gen:
         fallback = self.ref("RUN", run)
         self.emit("try:")
         self.emit(f"key = {self.expr(node)}", 2)
+        self.emit("except COST:")  # over the budget: the decision fails, named (never retried)
+        self.emit("raise", 2)
         self.emit("except Exception:")
         self.emit("key = ABSENT", 2)
         self.emit("if type(key) is not str:")
@@ -301,6 +306,8 @@ class _Gen:
     def _row(self, when: Node | None, slow: Callable[..., bool], depth: int) -> None:
         self.emit("try:", depth)
         self.emit(f"m = {self.expr(when) if when is not None else 'False'}", depth + 1)
+        self.emit("except COST:", depth)
+        self.emit("raise", depth + 1)
         self.emit("except Exception:", depth)
         self.emit(f"m = {self.ref('ROW', slow)}(env, N)", depth + 1)
 
@@ -365,7 +372,15 @@ def generate(
             gen.table(decl, run, compiled.tables[decl.id])
     gen.emit("return C, S, O, F, N")
     source = "def decide(facts, NOW):\n" + "\n".join(gen.lines) + "\n"
-    refs = {"ABSENT": _ABSENT, "REJECT": Reject, "INF": math.inf, "TS": _timestamp, "as_float": as_float, **gen.names}
+    refs = {
+        "ABSENT": _ABSENT,
+        "REJECT": Reject,
+        "COST": BudgetExceeded,
+        "INF": math.inf,
+        "TS": _timestamp,
+        "as_float": as_float,
+        **gen.names,
+    }
     builtins = {"type": type, "int": int, "float": float, "str": str, "bool": bool, "len": len, "Exception": Exception}
     decide: Callable[[Any, Any], tuple[Any, ...]] = build(
         source,

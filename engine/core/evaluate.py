@@ -217,6 +217,8 @@ class Program:
         except KeyError as exc:
             notes.append(f"score `{name}` is undefined: fact `{exc.args[0]}` is absent")
             return
+        except EvaluationError:  # over the work budget (V008): the decision fails, as a condition's would
+            raise
         except Exception as exc:  # a scorer plugin's own bug: report it by name, keep deciding
             notes.append(f"scorer `{self.scorer_names.get(name, name)}` failed: {type(exc).__name__}: {exc}")
             return

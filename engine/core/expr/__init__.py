@@ -25,6 +25,7 @@ from engine.core.expr.ast import (
 from engine.core.expr.checker import check
 from engine.core.expr.compiler import Compiled, TracedCompiled, TraceStep, cel_eq, compile_expr, compile_traced
 from engine.core.expr.errors import (
+    BudgetExceeded,
     DivisionByZero,
     EvalError,
     ExprError,
@@ -78,6 +79,7 @@ __all__ = [
     "TIMESTAMP",
     "UINT",
     "Binary",
+    "BudgetExceeded",
     "Call",
     "Compiled",
     "Cond",

@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.core.expr import functions
 from engine.core.expr.ast import Binary, Call, Cond, Ident, Index, ListLit, Lit, Macro, Node, Select, Unary, dotted
+from engine.core.expr.cost import METER, Meter, over
 from engine.core.expr.errors import (
     DivisionByZero,
     EvalError,
@@ -31,7 +32,7 @@ from engine.core.expr.errors import (
     Overflow,
 )
 from engine.core.expr.printer import source
-from engine.core.expr.types import DOUBLE, DURATION, DYN, INT, STRING, TIMESTAMP, TypeEnv
+from engine.core.expr.types import DOUBLE, DURATION, DYN, INT, STRING, TIMESTAMP, ListType, Type, TypeEnv
 
 Env = Mapping[str, Any]
 Compiled = Callable[[Env], Any]
@@ -199,8 +200,10 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 
 
 class _Compiler:
-    def __init__(self, trace: bool) -> None:
+    def __init__(self, trace: bool, root: Node | None = None) -> None:
         self.trace = trace
+        self.root = root  # the expression compiled: its closure gets a private copy of the activation
+        self.metered = False  # whether a closure spends from the meter (a comprehension, a `+` of texts or lists)
 
     def emit(self, node: Node) -> Compiled:
         method: Callable[[Any], Compiled] = getattr(self, f"_{type(node).__name__.lower()}")
@@ -321,7 +324,27 @@ class _Compiler:
         fast = self._fast_compare(node, left) or self._fast_arith(node, left, right)
         if fast is not None:
             return fast
+        if node.op == "+" and _may_build(node.left.type) and _may_build(node.right.type):
+            return self._concat(node, left, right)
         return lambda env: op(left(env), right(env))
+
+    def _concat(self, node: Binary, left: Compiled, right: Compiled) -> Compiled:
+        """``+`` that may join two texts or two lists: the result's length is spent first."""
+        self.metered = True
+
+        def concat(env: Env) -> Any:
+            a, b = left(env), right(env)
+            ta = type(a)
+            if (ta is str or ta is list) and type(b) is ta:
+                size = len(a) + len(b)
+                count: list[int] = env[METER]
+                count[0] -= size
+                if count[0] < 0 or size > Meter.max_size:
+                    raise over(node, size, "text" if ta is str else "list")
+                return a + b
+            return _add(a, b)
+
+        return concat
 
     def _fast_compare(self, node: Binary, left: Compiled) -> Compiled | None:
         """``x OP constant`` with statically known types: one closure, Python's own operator.
@@ -493,7 +516,10 @@ class _Compiler:
 
     def _macro(self, node: Macro) -> Compiled:
         assert node.target is not None and node.body is not None
+        private = node is self.root  # the root's activation is already a copy: no second one
         target, body, var, kind = self.emit(node.target), self.emit(node.body), node.var, node.name
+        self.metered = True
+        maps = kind == "map"
 
         def macro(env: Env) -> Any:
             items = target(env)
@@ -501,7 +527,12 @@ class _Compiler:
                 items = list(items)
             if type(items) is not list:
                 raise NoSuchOverload(f"`{kind}` of {_tn(items)}")
-            scope = dict(env)
+            n = len(items)  # a step per item and one for the comprehension (map: and its list), spent first
+            count: list[int] = env[METER]
+            count[0] -= 2 * n + 1 if maps else n + 1
+            if count[0] < 0 or (maps and n > Meter.max_size):
+                raise over(node, n if maps else 0)
+            scope: dict[str, Any] = env if private else dict(env)  # type: ignore[assignment]
             results: list[Any] = []
             error: EvalError | None = None
             for item in items:
@@ -513,9 +544,19 @@ class _Compiler:
                         raise
                     error = error or exc
                     results.append(exc)
-            return _macro_result(kind, items, results, error)
+            result = _macro_result(kind, items, results, error)
+            if kind == "filter":  # the list it keeps
+                count[0] -= len(result)
+                if count[0] < 0 or len(result) > Meter.max_size:
+                    raise over(node, len(result))
+            return result
 
         return macro
+
+
+def _may_build(t: Type | None) -> bool:
+    """Whether a ``+`` operand of checked type ``t`` may be a text or a list (unknown: it may)."""
+    return t is None or t in (DYN, STRING) or isinstance(t, ListType)
 
 
 def _constant(node: Node) -> tuple[bool, Any]:
@@ -564,17 +605,35 @@ def _text(value: Any) -> str:
 
 
 def compile_expr(node: Node, env: TypeEnv | None = None) -> Compiled:
-    """A fast closure for a checked expression: ``fn(activation) -> value``."""
-    return _Compiler(trace=False).emit(node)
+    """A fast closure for a checked expression: ``fn(activation) -> value``.
+
+    An expression with a comprehension or a ``+`` that may build a text or a list gets a
+    fresh count of ``Meter.budget`` steps each time it runs (``engine.core.expr.cost``), in
+    a copy of the activation; others run as they are."""
+    compiler = _Compiler(trace=False, root=node)
+    inner = compiler.emit(node)
+    if not compiler.metered:
+        return inner
+
+    def metered(activation: Env) -> Any:
+        scope = dict(activation)
+        scope[METER] = [Meter.budget]  # the steps this evaluation has left
+        return inner(scope)
+
+    return metered
 
 
 def compile_traced(node: Node, env: TypeEnv | None = None) -> TracedCompiled:
     """A closure that also records every test it evaluates: ``fn(activation, steps) -> value``."""
-    inner = _Compiler(trace=True).emit(node)
+    compiler = _Compiler(trace=True, root=node)
+    inner = compiler.emit(node)
+    metered = compiler.metered
 
     def traced(activation: Env, steps: list[TraceStep]) -> Any:
         scope = dict(activation)
         scope[TRACE_KEY] = steps
+        if metered:
+            scope[METER] = [Meter.budget]
         return inner(scope)
 
     return traced

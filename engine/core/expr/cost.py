@@ -12,6 +12,20 @@ An expression whose bound is over ``BUDGET`` is refused when the policy is loade
 located at the comprehension that makes it expensive, with the lengths it assumed: a policy
 author cannot write a condition that runs for minutes on one customer. Declaring a smaller
 ``max_length`` on the list fact is the usual way to bring a bound under the budget.
+
+At run time a ``Meter`` enforces the same budget on each evaluation of an expression for one
+decision, by counting work, never reading a clock: a comprehension spends its list's length
+(and one) each time it runs, ``map`` and ``filter`` the length of the list they build, and a
+``+`` of two texts or two lists the length of its result, spent *before* the result is made;
+no text or list built may be longer than ``MAX_SIZE``. Plain comparisons, arithmetic and
+calls are not counted (they cost the hot path nothing). The count never exceeds the static
+bound for lists within the lengths the bound assumed, so the guard stops only what the
+static model cannot see: texts built by ``+`` (their length is not known at load), and lists
+longer than assumed (a plugin function's result, facts that did not pass the boundary). Over
+the budget, ``BudgetExceeded`` (V008) fails the decision; the same facts fail the same way
+on replay. ``Meter.budget`` and ``Meter.max_size`` are read at run time, never captured when
+compiling: tests lower them (``monkeypatch.setattr(Meter, "budget", 100)``) after a policy
+loads, to reach them with small facts while E160 checks the real budget.
 """
 
 from __future__ import annotations
@@ -20,10 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.core.expr.ast import Binary, Call, Cond, ListLit, Lit, Macro, Node, Unary, children, dotted
+from engine.core.expr.errors import BudgetExceeded
+from engine.core.expr.printer import source
 from engine.core.expr.types import DYN, ListType
 
 MAX_ITEMS = 10_000  # the most items of any list in the facts of one decision (the boundary checks)
 BUDGET = 1_000_000  # the most steps one expression may take for one decision
+MAX_SIZE = 100_000  # the most characters of a text, or items of a list, one expression may build
 
 # what is known of the value at a dotted path (``customer.tags``): the most items of a list
 # (``MAX_ITEMS`` when undeclared), 1 for a value that is not a list, None when not known
@@ -119,3 +136,44 @@ class _Estimator:
 
 
 _TOO_MANY = 1 << 62  # lengths are capped here so that no bound overflows into nonsense
+
+
+# --------------------------------------------------------------------------------------------
+# the run-time guard
+# --------------------------------------------------------------------------------------------
+
+METER = "\x00meter"  # where an evaluation's count sits in its activation (no name can be this)
+
+
+class Meter:
+    """The run-time limits: class attributes, read when each evaluation starts, so that a
+    test can lower them. One evaluation's count is a one-item list, ``[steps left]`` (from
+    ``budget``) at ``METER`` in its copy of the activation: the cheapest cell its closures
+    can share; the same facts count the same."""
+
+    budget = BUDGET
+    max_size = MAX_SIZE
+
+
+def over(node: Node, size: int = 0, what: str = "list") -> BudgetExceeded:
+    """The error when ``node`` (a comprehension or ``+``) spent past the budget or was to build
+    a ``what`` ("text" or "list") of ``size``, more than ``Meter.max_size``."""
+    text = _shown(node)
+    if size > Meter.max_size:
+        unit = "characters" if what == "text" else "items"
+        return BudgetExceeded(
+            f"`{text}` would build a {what} of {size:,} {unit}, more than the {Meter.max_size:,} allowed",
+            expression=text,
+            hint="test parts of a text (`startsWith`, `contains`, `matches`) rather than building a longer one",
+        )
+    return BudgetExceeded(
+        f"`{text}` goes over the {Meter.budget:,} steps one expression may take for one decision",
+        expression=text,
+        hint="walk shorter lists (declare a smaller `max_length` on the list fact), or nest fewer comprehensions",
+    )
+
+
+def _shown(node: Node, most: int = 120) -> str:
+    """``node``'s text, cut to ``most`` characters (a long chain of ``+`` is not echoed whole)."""
+    text = source(node)
+    return text if len(text) <= most else text[: most - 1] + "…"

@@ -1,8 +1,9 @@
-"""Errors of the condition language: ``ExprError`` when checking, ``EvalError`` when running."""
+"""Errors of the condition language: ``ExprError`` when checking, ``EvalError`` when running,
+``BudgetExceeded`` when one evaluation does more work than the budget allows."""
 
 from __future__ import annotations
 
-from engine.errors import CharterError
+from engine.errors import CharterError, EvaluationError
 
 
 class ExprError(CharterError):
@@ -56,3 +57,17 @@ class InvalidArgument(EvalError):
     """A bad argument: an index out of range, text that is not a number, ..."""
 
     kind = "invalid argument"
+
+
+class BudgetExceeded(EvaluationError):
+    """One evaluation of an expression took more steps than ``BUDGET`` or would build a text or
+    list longer than ``MAX_SIZE`` (``engine.core.expr.cost``): the decision fails, named.
+
+    Not an ``EvalError``: no comprehension, ``&&`` or ``||`` absorbs it, and no rule or score
+    is quietly undefined; the same facts fail the same way on every replay."""
+
+    code = "V008"
+
+    def __init__(self, message: str, *, expression: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.expression = expression  # the comprehension or concatenation that went over
