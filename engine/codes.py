@@ -177,6 +177,7 @@ CODES: dict[str, str] = {
     "F304": "a list in the facts or the request has more than 10,000 items (the bound of every expression's cost)",
     "F305": "`…` holds a lone surrogate, which no log or JSON can hold",
     "F306": "`…` is a whole number past 64 bits",
+    "F307": "a text in the facts or the request has more than 1,000,000 characters (what a condition reads is bounded)",
     "H001": "the decision log's hash chain breaks: a record was edited, removed, reordered or inserted",
     "H002": "a checkpoint signing key, public key or checkpoints file cannot be used (the base of checkpoint errors)",
     "H003": "no checkpoint signing key or public key at the path given, or it cannot be read",

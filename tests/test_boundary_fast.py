@@ -1,7 +1,7 @@
 """The boundary's fast test (``engine.core.state._clean``, orjson's encoder) admits only what
 the exact walk (``_walk``) admits: reserved keys at any depth, lone surrogates in keys and
 texts, whole numbers past 64 bits and lists past ``MAX_ITEMS`` still reach the walk, which
-refuses them; and facts that the walk admits are admitted whichever test decides."""
+refuses them (texts past ``MAX_TEXT`` too); and facts that the walk admits are admitted whichever test decides."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.core.state import MAX_ITEMS, _admit, _clean, _walk
+from engine.core.state import MAX_ITEMS, MAX_TEXT, _admit, _clean, _walk
 from engine.errors import FactErrors
 
 _texts = st.one_of(
@@ -63,6 +63,7 @@ def test_the_fast_test_admits_only_what_the_walk_admits(facts: dict[str, Any]) -
         ({"n": [2**63]}, "F306"),
         ({"n": -(2**63) - 1}, "F306"),
         ({"items": list(range(MAX_ITEMS + 1))}, "F304"),
+        ({"notes": [{"body": "x" * (MAX_TEXT + 1)}]}, "F307"),  # a text past the bound of what conditions read
     ],
 )
 def test_what_the_fast_test_passes_on_is_refused_by_the_walk(facts: dict[str, Any], code: str) -> None:

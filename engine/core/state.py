@@ -135,7 +135,8 @@ def decide(
     facts holding a key the decision log writes itself (``RESERVED_KEYS``, at any depth: F301),
     and a decision whose subject (the customer id the log keys its records and data keys by)
     is longer than ``MAX_SUBJECT`` characters (F302) or holds a control character or a lone
-    surrogate (F303)."""
+    surrogate (F303); a list of more than ``MAX_ITEMS`` items (F304) and a text of more than
+    ``MAX_TEXT`` characters (F307), which bound what a condition can read."""
     _admit(facts)
     decision = program.evaluate(facts, now, explain=explain)
     subject = decision.subject
@@ -159,12 +160,17 @@ _SEALED, _WITHHELD = "$sealed", "$withheld"
 RESERVED_KEYS = frozenset({_SEALED, _WITHHELD})
 MAX_SUBJECT = 200  # characters of a decision's subject (a customer id)
 MAX_ITEMS = cost.MAX_ITEMS  # items of any list in a decision's facts
+MAX_TEXT = 1_000_000  # characters of any text in a decision's facts (what a condition reads is bounded)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class _TooLong(Exception):
     """A list in the facts has more than ``MAX_ITEMS`` items (``_admit`` names it)."""
+
+
+class _TextTooLong(Exception):
+    """A text in the facts has more than ``MAX_TEXT`` characters (``_admit`` names it)."""
 
 
 class _Unencodable(Exception):
@@ -194,6 +200,8 @@ def _admit(facts: Any) -> None:
         _walk(facts)
     except _TooLong:
         raise _too_long(facts) from None
+    except _TextTooLong:
+        raise _text_too_long(facts) from None
     except _Unencodable:
         raise _unencodable(facts) from None
 
@@ -235,6 +243,8 @@ def _walk(facts: Mapping[str, Any]) -> None:
         for item in items:
             kind = type(item)
             if kind is str:
+                if len(item) > MAX_TEXT:
+                    raise _TextTooLong
                 if not item.isascii() and not _utf8(item):
                     raise _Unencodable
             elif kind is int:
@@ -301,6 +311,28 @@ def _too_long(facts: Mapping[str, Any]) -> FactErrors:
                 return FactErrors([error], subject=_shown(facts.get("id")))
             stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
     return FactErrors([FactError("a list is too long", field="", code="F304")], subject=_shown(facts.get("id")))
+
+
+def _text_too_long(facts: Mapping[str, Any]) -> FactErrors:
+    """F307 naming the first text found with more than ``MAX_TEXT`` characters."""
+    stack: list[tuple[Any, str]] = [(facts, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, Mapping):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+        elif isinstance(value, str) and len(value) > MAX_TEXT:
+            error = FactError(
+                f"`{path}` is a text of {len(value):,} characters, more than the {MAX_TEXT:,} a text may have",
+                field=path,
+                value=f"a text of {len(value):,} characters",
+                rule=f"maxlength: {MAX_TEXT}",
+                code="F307",
+                hint=f"send at most {MAX_TEXT:,} characters: keep documents out of the facts",
+            )
+            return FactErrors([error], subject=_shown(facts.get("id")))
+    return FactErrors([FactError("a text is too long", field="", code="F307")], subject=_shown(facts.get("id")))
 
 
 def _plain(text: str) -> bool:
