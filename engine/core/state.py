@@ -11,7 +11,7 @@ the policy files a log stored, in memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -291,48 +291,53 @@ def _reserved(facts: Mapping[str, Any]) -> FactErrors:
     )
 
 
-def _too_long(facts: Mapping[str, Any]) -> FactErrors:
-    """The error naming the first list found with more than ``MAX_ITEMS`` items."""
+def _first(facts: Mapping[str, Any], found: Callable[[Any], bool]) -> tuple[str, Any] | None:
+    """The path and value of the first value in ``facts`` (objects and lists walked, any depth)
+    for which ``found`` is true."""
     stack: list[tuple[Any, str]] = [(facts, "")]
     while stack:
         value, path = stack.pop()
+        if path and found(value):
+            return path, value
         if isinstance(value, Mapping):
             stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
         elif isinstance(value, list | tuple):
-            if len(value) > MAX_ITEMS:
-                error = FactError(
-                    f"`{path}` has {len(value)} items, more than the {MAX_ITEMS} a list may have",
-                    field=path,
-                    value=f"a list of {len(value)} items",
-                    rule=f"maxitems: {MAX_ITEMS}",
-                    code="F304",
-                    hint=f"send at most {MAX_ITEMS} items; split the customer's history if it is longer",
-                )
-                return FactErrors([error], subject=_shown(facts.get("id")))
             stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
-    return FactErrors([FactError("a list is too long", field="", code="F304")], subject=_shown(facts.get("id")))
+    return None
+
+
+def _too_long(facts: Mapping[str, Any]) -> FactErrors:
+    """The error naming the first list found with more than ``MAX_ITEMS`` items."""
+    hit = _first(facts, lambda v: isinstance(v, list | tuple) and len(v) > MAX_ITEMS)
+    if hit is None:
+        return FactErrors([FactError("a list is too long", field="", code="F304")], subject=_shown(facts.get("id")))
+    path, value = hit
+    error = FactError(
+        f"`{path}` has {len(value)} items, more than the {MAX_ITEMS} a list may have",
+        field=path,
+        value=f"a list of {len(value)} items",
+        rule=f"maxitems: {MAX_ITEMS}",
+        code="F304",
+        hint=f"send at most {MAX_ITEMS} items; split the customer's history if it is longer",
+    )
+    return FactErrors([error], subject=_shown(facts.get("id")))
 
 
 def _text_too_long(facts: Mapping[str, Any]) -> FactErrors:
     """F307 naming the first text found with more than ``MAX_TEXT`` characters."""
-    stack: list[tuple[Any, str]] = [(facts, "")]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, Mapping):
-            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
-        elif isinstance(value, list | tuple):
-            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
-        elif isinstance(value, str) and len(value) > MAX_TEXT:
-            error = FactError(
-                f"`{path}` is a text of {len(value):,} characters, more than the {MAX_TEXT:,} a text may have",
-                field=path,
-                value=f"a text of {len(value):,} characters",
-                rule=f"maxlength: {MAX_TEXT}",
-                code="F307",
-                hint=f"send at most {MAX_TEXT:,} characters: keep documents out of the facts",
-            )
-            return FactErrors([error], subject=_shown(facts.get("id")))
-    return FactErrors([FactError("a text is too long", field="", code="F307")], subject=_shown(facts.get("id")))
+    hit = _first(facts, lambda v: isinstance(v, str) and len(v) > MAX_TEXT)
+    if hit is None:
+        return FactErrors([FactError("a text is too long", field="", code="F307")], subject=_shown(facts.get("id")))
+    path, value = hit
+    error = FactError(
+        f"`{path}` is a text of {len(value):,} characters, more than the {MAX_TEXT:,} a text may have",
+        field=path,
+        value=f"a text of {len(value):,} characters",
+        rule=f"maxlength: {MAX_TEXT}",
+        code="F307",
+        hint=f"send at most {MAX_TEXT:,} characters: keep documents out of the facts",
+    )
+    return FactErrors([error], subject=_shown(facts.get("id")))
 
 
 def _plain(text: str) -> bool:
