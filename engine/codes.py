@@ -345,7 +345,8 @@ CODES: dict[str, str] = {
         " (`within`, `then`, `absent`, `unless`)"
     ),
     "P196": "no plugin provides the event backend `…`",
-    "P197": "escalation: a calendar with a date that is not a date, or a working day that ends before it starts",
+    "P197": "escalation: a calendar with a date that is not a date, a working day that ends before it starts, or a"
+    " date that is both a holiday and a make-up working day",
     "P198": "unknown tier `…`",
     "P199": "`…` is past the largest whole number a decision holds (64 bits)",
     "P901": "`charter fmt` cannot format this file",

@@ -21,6 +21,7 @@ those timestamps and the caller's ``now``; nothing reads a clock.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,11 @@ SCHEMA: dict[str, Any] = {
                 "from": _hhmm,
                 "to": _hhmm,
                 "holidays": {"type": "array", "items": {"type": "string", "format": "date"}},
+                "workdays": {
+                    "type": "array",
+                    "items": {"type": "string", "format": "date"},
+                    "description": "make-up working days: dates worked although their weekday is not in `days`",
+                },
                 "description": _text,
             },
         },
@@ -165,13 +171,16 @@ def seconds(text: str) -> int:
 
 @dataclass(frozen=True)
 class Calendar:
-    """Working time: 24x7 when ``days`` is empty; else those days, ``start``-``end`` local time."""
+    """Working time: 24x7 when ``days`` is empty; else those days, ``start``-``end`` local time,
+    less ``holidays`` and plus ``workdays`` (make-up working days on a day otherwise off, as
+    official calendars move a working day onto a weekend beside a holiday)."""
 
     offset: timedelta = timedelta(0)
     days: frozenset[int] = frozenset()
     start: time = time(0)
     end: time = time(0)
     holidays: frozenset[date] = frozenset()
+    workdays: frozenset[date] = frozenset()
 
     # each local day's working window, or None for a day off: computed once per day (bounded)
     _days: dict[date, tuple[datetime, datetime] | None] = field(
@@ -181,7 +190,7 @@ class Calendar:
     _always: bool = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_always", not self.days and not self.holidays)
+        object.__setattr__(self, "_always", not self.days and not self.holidays and not self.workdays)
 
     @property
     def always(self) -> bool:
@@ -194,7 +203,7 @@ class Calendar:
         except KeyError:
             pass
         window = None
-        if (not self.days or day.weekday() in self.days) and day not in self.holidays:
+        if day in self.workdays or ((not self.days or day.weekday() in self.days) and day not in self.holidays):
             tz = timezone(self.offset)
             lo = datetime.combine(day, self.start, tz)
             hi = (
@@ -440,23 +449,34 @@ def _calendar(ctx: CheckContext, name: str, spec: Mapping[str, Any]) -> Calendar
     off = spec.get("utc_offset", "+00:00")
     sign = -1 if off[0] == "-" else 1
     hh, mm = int(off[1:3]), int(off[4:6])
-    holidays = set()
-    for j, text in enumerate(spec.get("holidays", ())):
-        try:
-            holidays.add(date.fromisoformat(text))
-        except ValueError:
-            ctx.error(
-                f"`{text}` is not a date",
-                ("calendars", name, "holidays", j),
-                "P197",
-                calendar_hint(text) or "write it like `2025-10-01`",
-            )
+    dates: dict[str, set[date]] = {"holidays": set(), "workdays": set()}
+    for key, found in dates.items():
+        for j, text in enumerate(spec.get(key, ())):
+            try:
+                found.add(date.fromisoformat(text))
+            except ValueError:
+                ctx.error(
+                    f"`{text}` is not a date",
+                    ("calendars", name, key, j),
+                    "P197",
+                    calendar_hint(text) or "write it like `2025-10-01`",
+                )
+    holidays, workdays = dates["holidays"], dates["workdays"]
+    for j, text in enumerate(spec.get("workdays", ())):
+        with contextlib.suppress(ValueError):
+            if date.fromisoformat(text) in holidays:
+                ctx.error(
+                    f"`{text}` is both a holiday and a make-up working day",
+                    ("calendars", name, "workdays", j),
+                    "P197",
+                    "keep it in one of `holidays:` and `workdays:`",
+                )
     start = time.fromisoformat(spec.get("from", "00:00"))
     end = time.fromisoformat(spec.get("to", "00:00"))
     if end != time(0) and end <= start:
         ctx.error("the working day ends before it starts", ("calendars", name, "to"), "P197", "swap `from` and `to`")
     days = frozenset(DAYS.index(d) for d in spec.get("days", DAYS))
-    return Calendar(sign * timedelta(hours=hh, minutes=mm), days, start, end, frozenset(holidays))
+    return Calendar(sign * timedelta(hours=hh, minutes=mm), days, start, end, frozenset(holidays), frozenset(workdays))
 
 
 def lint(ctx: Any, policy: Policy) -> None:
@@ -1137,7 +1157,7 @@ ESCALATION = Domain(
         "churn_patterns",
     ),
     key_order={
-        "calendars.*": "description utc_offset days from to holidays",
+        "calendars.*": "description utc_offset days from to holidays workdays",
         "clocks[]": "id stops within categories severities complexity calendar message title description owner clause",
         "priority[]": "tier factor message title description owner clause",
         "ladder[]": "level owner at after actions message title description clause",
