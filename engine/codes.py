@@ -338,7 +338,7 @@ CODES: dict[str, str] = {
     ),
     "P191": "unknown record type `…`",
     "P192": "two ladder steps have level …",
-    "P193": "escalation: an unknown category or severity",
+    "P193": "escalation: an unknown category, severity or scope of impact",
     "P194": "unknown calendar `…`",
     "P195": (
         "escalation: a churn pattern with a part it cannot have, or without one it needs"

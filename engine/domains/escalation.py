@@ -59,6 +59,10 @@ _hhmm = {"type": "string", "pattern": "^([01]\\d|2[0-3]):[0-5]\\d$", "descriptio
 SCHEMA: dict[str, Any] = {
     "categories": _names,
     "severities": _names,
+    "impacts": {
+        **_names,
+        "description": "the scopes of impact a ticket may have (`ticket.impact`), the first the default",
+    },
     "warning_at": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
     "calendars": {
         "type": "object",
@@ -96,6 +100,7 @@ SCHEMA: dict[str, Any] = {
                 "categories": _names,
                 "severities": _names,
                 "complexity": _names,
+                "impacts": _names,
                 **_meta,
             },
         },
@@ -270,6 +275,7 @@ class Clock:
     location: Location
     message: str = ""
     clause: str = ""
+    impacts: tuple[str, ...] = (ANY,)
 
 
 @dataclass(frozen=True)
@@ -310,11 +316,13 @@ class Escalation:
     pattern_actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     priority_clauses: dict[str, str] = field(default_factory=dict)
     closing: Closing | None = None
+    impacts: tuple[str, ...] = ()  # declared scopes of impact, the first the default
 
 
 def check(ctx: CheckContext) -> Escalation:
     data = ctx.data
     categories, severities = tuple(data["categories"]), tuple(data["severities"])
+    impacts = tuple(data.get("impacts", ()))
     calendars: dict[str, Calendar] = {"24x7": Calendar()}
     for name, spec in data.get("calendars", {}).items():
         calendars[name] = _calendar(ctx, name, spec)
@@ -322,11 +330,11 @@ def check(ctx: CheckContext) -> Escalation:
     for i, spec in enumerate(data["clocks"]):
         path = ("clocks", i)
         ctx.claim_id(spec["id"], path)
-        for key, known in (("categories", categories), ("severities", severities)):
+        for key, known in (("categories", categories), ("severities", severities), ("impacts", impacts)):
             for j, v in enumerate(spec.get(key, ())):
                 if v != ANY and v not in known:
                     ctx.error(
-                        f"unknown {key[:-3]}y `{v}`" if key == "categories" else f"unknown severity `{v}`",
+                        f"unknown {_NOUN[key]} `{v}`",
                         (*path, key, j),
                         "P193",
                         did_you_mean(v, known) or f"declare it under `{key}:`",
@@ -351,6 +359,7 @@ def check(ctx: CheckContext) -> Escalation:
                 ctx.doc.location(path),
                 str(spec.get("message", "")),
                 str(spec.get("clause", "")),
+                tuple(spec.get("impacts", (ANY,))),
             )
         )
     priority = {
@@ -430,7 +439,11 @@ def check(ctx: CheckContext) -> Escalation:
         actions,
         {str(p["tier"]): str(p.get("clause", "")) for p in data.get("priority", [])},
         _closing(ctx, data.get("closing")),
+        impacts,
     )
+
+
+_NOUN = {"categories": "category", "severities": "severity", "impacts": "impact"}
 
 
 def _closing(ctx: CheckContext, spec: Mapping[str, Any] | None) -> Closing | None:
@@ -562,6 +575,7 @@ class _Compiled:
                         "category": {"type": "string", "required": True, "allowed": list(model.categories)},
                         "severity": {"type": "string", "required": True, "allowed": list(model.severities)},
                         "complexity": {"type": "string"},
+                        "impact": {"type": "string", **({"allowed": list(model.impacts)} if model.impacts else {})},
                         "opened_at": {**_TS, "required": True},
                         **{name: _TS_OPT for name in STAMPS},
                         "pauses": {
@@ -630,9 +644,12 @@ class _Compiled:
             )
             for tier, (factor, message, where) in model.priority.items()
         }
-        self._scoped: dict[tuple[Any, Any, Any], frozenset[str]] = {}  # the clocks a ticket's scope gets
+        self._scoped: dict[tuple[Any, Any, Any, Any], frozenset[str]] = {}  # the clocks a ticket's scope gets
         self._stops = tuple(dict.fromkeys(c.stops for c in model.clocks))
         self._categories, self._severities = frozenset(model.categories), frozenset(model.severities)
+        # a ticket's scope of impact: one of those declared (the first when it names none)
+        self._impact = model.impacts[0] if model.impacts else ANY
+        self._impacts = frozenset(model.impacts) if model.impacts else frozenset({ANY})
         self._prepared: dict[int, _Prepared] = {}  # evaluate_batch: requests read ahead, by id
         self.matcher: EventMatcher | None = None
         if model.patterns:
@@ -724,6 +741,7 @@ class _Compiled:
             and severity in self._severities
             and isinstance(ticket.get("id"), str)
             and isinstance(ticket.get("complexity", ""), str)
+            and ticket.get("impact", self._impact) in self._impacts
             and isinstance(ticket.get("first_contact", ""), str)
             and type(ticket.get("pauses", ())) in (list, tuple)
             and type(facts.get("events", ())) in (list, tuple)
@@ -779,7 +797,7 @@ class _Compiled:
     ) -> tuple[dict[str, dict[str, Any]], list[FiredRule], str, datetime | None]:
         """Each clock that applies to the ticket: its entry, the rule as fired, the worst state
         and the earliest breach."""
-        scope = (ticket["category"], ticket["severity"], ticket.get("complexity", "simple"))
+        scope = (ticket["category"], ticket["severity"], ticket.get("complexity", "simple"), self._impact_of(ticket))
         applying = self._scoped.get(scope)
         if applying is None:
             applying = frozenset(c.id for c in self.model.clocks if self._applies(c, ticket))
@@ -811,14 +829,18 @@ class _Compiled:
                 breached_at = min(breached_at or entry["due"], entry["due"])
         return clocks, fired, worst, breached_at
 
-    @staticmethod
-    def _scope_tests(clock: Clock, ticket: Mapping[str, Any]) -> tuple[Test, ...]:
-        """Whether the clock names the ticket's category, severity and complexity, as far as tested."""
+    def _impact_of(self, ticket: Mapping[str, Any]) -> Any:
+        return ticket.get("impact", self._impact)
+
+    def _scope_tests(self, clock: Clock, ticket: Mapping[str, Any]) -> tuple[Test, ...]:
+        """Whether the clock names the ticket's category, severity, complexity and scope of
+        impact, as far as tested."""
         tests: list[Test] = []
         for noun, names, value in (
             ("category", clock.categories, ticket["category"]),
             ("severity", clock.severities, ticket["severity"]),
             ("complexity", clock.complexity, ticket.get("complexity", "simple")),
+            ("impact", clock.impacts, self._impact_of(ticket)),
         ):
             tests.append(scope_test(noun, names, value))
             if not tests[-1][2]:
@@ -859,12 +881,12 @@ class _Compiled:
             steps.append(TraceStep("ladder", f"ladder-{s.level}", s is chosen, tuple(tests)))
         return steps
 
-    @staticmethod
-    def _applies(clock: Clock, ticket: Mapping[str, Any]) -> bool:
+    def _applies(self, clock: Clock, ticket: Mapping[str, Any]) -> bool:
         return (
             (ANY in clock.categories or ticket["category"] in clock.categories)
             and (ANY in clock.severities or ticket["severity"] in clock.severities)
             and (ANY in clock.complexity or ticket.get("complexity", "simple") in clock.complexity)
+            and (ANY in clock.impacts or self._impact_of(ticket) in clock.impacts)
         )
 
     def _clock(
@@ -1147,6 +1169,7 @@ ESCALATION = Domain(
     sections=(
         "categories",
         "severities",
+        "impacts",
         "warning_at",
         "calendars",
         "clocks",
@@ -1158,7 +1181,8 @@ ESCALATION = Domain(
     ),
     key_order={
         "calendars.*": "description utc_offset days from to holidays workdays",
-        "clocks[]": "id stops within categories severities complexity calendar message title description owner clause",
+        "clocks[]": "id stops within categories severities complexity impacts calendar message title description owner"
+        " clause",
         "priority[]": "tier factor message title description owner clause",
         "ladder[]": "level owner at after actions message title description clause",
         "closing": "actions message title description owner clause",
