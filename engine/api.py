@@ -24,7 +24,6 @@ stay quiet.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import threading
@@ -260,11 +259,13 @@ class Engine:
             try:
                 decision = decide(program, shadow, facts, now, explain)
             except (FactErrors, EvaluationError) as exc:
-                if isinstance(exc, FactErrors) and errors == "yield":
-                    pending.append(exc)
-                    continue
-                if isinstance(exc, EvaluationError) and failures == "yield":
-                    pending.append(_whose(exc, facts, program))
+                held = isinstance(exc, FactErrors) and errors == "yield"
+                if held or (isinstance(exc, EvaluationError) and failures == "yield"):
+                    pending.append(exc if isinstance(exc, FactErrors) else _whose(exc, facts, program))
+                    if len(pending) >= self.log_batch:  # a run of errors alone is streamed too
+                        log.record(items, state.bundle, self.registry, classification)
+                        yield from pending
+                        pending, items = [], []
                     continue
                 log.record(items, state.bundle, self.registry, classification)  # what was decided is kept
                 yield from pending
@@ -505,6 +506,10 @@ def _whose(exc: EvaluationError, facts: Any, program: Program) -> EvaluationErro
     if isinstance(facts, Mapping):
         domain = program.compiled.domain
         subject = domain.customer_id(facts) if domain is not None else facts.get("id")
-    made = copy.copy(exc)  # the same error may be raised for every request (a program that cannot bind)
+    # a copy: the same error may be raised for every request (a program that cannot bind); made
+    # without calling the class (a subclass may take other arguments than its message)
+    made = type(exc).__new__(type(exc))
+    made.__dict__.update(exc.__dict__)
+    made.args = exc.args
     made.subject = None if subject is None else str(subject)
     return made

@@ -128,3 +128,38 @@ def test_charter_evaluate_reports_a_history_the_worker_dies_on_and_decides_the_r
     assert failure["subject"] == lines[poisoned]["customer"]["id"] and failure["error"]["code"].startswith("X")
     assert f"{facts}:{poisoned + 1}: " in done.stderr and "could not be decided" in done.stderr
     assert all(r.get("record_id") for i, r in enumerate(results) if i != poisoned)  # the others logged
+
+
+def test_a_budget_failure_is_yielded_in_place_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.core.expr.cost import Meter
+
+    (tmp_path / "tiering.yaml").write_text(
+        "charter: 1\nkind: tiering\nid: t\nfacts:\n  tags: {type: list, items: string, default: []}\n"
+        "outputs:\n  tier: {type: string, values: [gold, silver]}\ntables:\n  - id: t\n    hit: first\n"
+        "    output: tier\n    rules:\n      - {id: gold, when: 'customer.tags.exists(t, t == \"vip\")', then: gold}\n"
+        "      - {id: silver, when: 'true', then: silver}\n",
+        encoding="utf-8",
+    )
+    engine = Engine(tmp_path)
+    monkeypatch.setattr(Meter, "budget", 100)
+    batch = [{"id": "a", "tags": ["vip"]}, {"id": "b", "tags": ["x"] * 200}, {"id": "c", "tags": []}]
+    got = list(engine.evaluate_batch("tiering", batch, now=NOW, failures="yield"))
+    assert isinstance(got[1], EvaluationError) and got[1].code == "V008" and got[1].subject == "b"
+    assert [g.outputs["tier"] for g in got if isinstance(g, Decision)] == ["gold", "silver"]
+
+
+def test_a_run_of_failures_is_streamed_not_held(tmp_path: Path, fragile: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = Engine(fragile, plugins=[_Plugin()], log=DecisionLog(store, Protector(store, os.urandom(32))), log_batch=4)
+    read = 0
+
+    def requests() -> Any:
+        nonlocal read
+        for _ in range(40):
+            read += 1
+            yield {"id": "bad"}
+
+    results = engine.evaluate_batch("fragile", requests(), now=NOW, failures="yield")
+    first = next(results)
+    assert isinstance(first, EvaluationError) and read <= 4  # yielded once a batch's worth is in hand
+    assert sum(1 for _ in results) == 39
