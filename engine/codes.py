@@ -196,6 +196,8 @@ CODES: dict[str, str] = {
     "K008": "the keyring does not hold the key-encryption key a data key is wrapped under (missing, or another one)",
     "K009": "the keyring `…` cannot be read, written or locked, is damaged, or is open to its group or others",
     "K010": "replay: a customer's data key is missing and was never erased (deleted behind the log's back)",
+    "K011": "replay: a sealed value does not open under the key of a customer who was erased and decided again"
+    " since: sealed under the erased key, or altered (`charter log verify` against checkpoints tells)",
     "L001": "no row of table `…` matches ……: its outputs are left empty",
     "L002": "rule `…` can never …: … … whenever it does",
     "L003": "rule `…` can never …: …",

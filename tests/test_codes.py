@@ -24,7 +24,7 @@ SHARED = {
     "F099",  # rejected without a named field: facts or a request
     "K001",  # no log key: the sealer, or replay meeting a sealed value
     "K004",  # erased: raised by the sealer, recognised by replay
-    "K005",  # a value that does not open: raised by the sealer, recognised by replay (an erased key)
+    "K005",  # a value that does not open: raised by the sealer, recognised by replay (K011)
     "D004",  # a store could not write: the SQL stores (charter_plugins.sql) or the JSONL one
     "D003",  # a store cannot be opened: the SQL stores or the JSONL one
     "P009",  # a policy file that cannot be read: when listing or when loading

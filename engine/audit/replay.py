@@ -471,13 +471,21 @@ class Replayer:
             new = self.decide(body, logged=self.against is None, collect=True)
             self._plugins_differ(report)
         except SealError as exc:
-            lost = exc.code == "K004" and not self._erased(str(body.get("subject")))
-            # a value that does not open under the customer's key, where that customer was erased:
-            # sealed under the erased key (decided again since, they have a new one). The record's
-            # bytes are the chain's, so it is not an alteration
-            resealed = exc.code == "K005" and self._erased(str(body.get("subject")))
-            if (exc.code in ("K004", "K006") and not lost) or resealed:  # unreadable by design
+            subject = str(body.get("subject"))
+            lost = exc.code == "K004" and not self._erased(subject)
+            if exc.code in ("K004", "K006") and not lost:  # erased, or logged without a key: unreadable by design
                 report.unreadable += 1
+            elif exc.code == "K005" and self._erased(subject):  # said as it is, never counted as unreadable:
+                report.errors.append(  # a value sealed under the erased key and an altered one look alike
+                    {
+                        "seq": seq,
+                        "id": rid,
+                        "error": f"{exc.message}: `{subject}` was erased and has a new key since, and a value"
+                        " sealed under the erased key cannot be told from an altered one (check the chain with"
+                        " `charter log verify` against signed checkpoints) [K011]",
+                        "code": "K011",
+                    }
+                )
             elif lost:  # a key deleted behind the log's back: the record cannot be reproduced, and should
                 report.errors.append(
                     {
