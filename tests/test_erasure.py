@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -336,5 +337,30 @@ def test_a_running_process_forgets_a_key_another_process_erased(tmp_path: Path) 
         # is (K011), never counted as unreadable, since an altered value looks the same
         assert (report.total, report.same, report.unreadable) == (3, 2, 0), report.to_dict()
         assert [e["code"] for e in report.errors] == ["K011"] and gone in report.errors[0]["error"]
+    finally:
+        store.close()
+
+
+def test_a_running_process_forgets_a_key_erased_from_a_log_without_a_keyring(tmp_path: Path) -> None:
+    """A log from before keyrings gets one at its first erasure: a process open through it asks
+    for the keyring row again (at most once a second) and forgets its cached keys."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    key_file = tmp_path / "charter.key"
+    master = load_key(key_file, create=True)
+    people = _people(2)
+    gone = str(people[0]["id"])
+    store = open_store(url)
+    try:
+        running = Protector(store, master, keyring=False)  # keys under the master key alone, as logs were
+        _log(store, running, people)
+        sealed = _sealed_id(store, gone)
+        assert running.open(gone, "id", sealed) == gone
+        erase = [sys.executable, "-m", "engine.cli", "log", "erase", gone, "--store", url, "--key-file", str(key_file)]
+        done = subprocess.run(erase, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        time.sleep(1.1)  # the keyring row is asked for at most once a second
+        with pytest.raises(SealError) as err:
+            running.open(gone, "id", sealed)
+        assert err.value.code == "K004"
     finally:
         store.close()

@@ -39,6 +39,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from binascii import a2b_base64, b2a_base64
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -323,14 +324,21 @@ class Protector:
         self._keys_cache: OrderedDict[str, AESGCM | None] = OrderedDict()
         self._lock = threading.Lock()
         self._cached_under: tuple[Path, tuple[int, int, int]] | None = None  # the keyring as the cache saw it
+        self._mark_asked = 0.0  # when the store was last asked for its keyring row (none known yet)
 
     def _fresh(self) -> None:
         """Forget the cached data keys when the keyring's file changed since they were read:
         an erasure (by this process or another: ``charter log erase`` beside a running
         service) rewrites it, and the erased customer's key must not open here either. One
-        ``stat`` of the file per batch of keys; a log without a keyring is not watched."""
+        ``stat`` of the file per batch of keys. A log without a keyring yet is asked for its
+        keyring row at most once a second (its first erasure makes one)."""
         if self._mark is None:
-            return
+            if not self._keys_cache or time.monotonic() - self._mark_asked < 1.0:
+                return
+            self._mark_asked = time.monotonic()
+            self._mark = self.store.get_keys([KEYRING_MARK]).get(KEYRING_MARK)
+            if self._mark is None:
+                return
         try:
             named, _ = _parse_mark(self._mark)
         except SealError:
