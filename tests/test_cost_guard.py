@@ -237,3 +237,21 @@ def test_a_score_over_the_budget_is_treated_alike_on_every_path(
 
     fast, traced = outcome(False), outcome(True)
     assert fast == traced and "goes over the 50 steps" in repr(fast)
+
+
+def test_one_condition_of_two_comprehensions_spends_one_count_on_every_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generated code calls such a condition's closure whole (one count for all of it), as
+    the exact and traced paths do: 61 + 61 steps are over a budget of 100 on every path."""
+    both = 'customer.tags.exists(t, t == "vip") || customer.tags.exists(t, t == "vvip")'
+    engine = engine_for(tmp_path, both)
+    monkeypatch.setattr(Meter, "budget", 100)
+    customer = {"id": "c1", "clv": 1.0, "tags": [f"t{i}" for i in range(60)]}
+    for explain in (False, True):
+        with pytest.raises(BudgetExceeded) as info:
+            engine.evaluate("tiering", customer, now=NOW, explain=explain)
+        assert info.value.code == "V008", explain
+    monkeypatch.setattr(Meter, "budget", 200)
+    decided = {explain: engine.evaluate("tiering", customer, now=NOW, explain=explain).outputs for explain in (0, 1)}
+    assert decided[0] == decided[1] == {"tier": "silver"}

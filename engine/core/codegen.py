@@ -54,6 +54,8 @@ from engine.core.expr import (
     compile_expr,
     dotted,
 )
+from engine.core.expr.ast import children
+from engine.core.expr.compiler import metered
 from engine.core.facts import FactChecker, Reject, as_float, parse_timestamp
 from engine.core.model import BandsDecl, FactDecl, TableDecl
 from engine.core.pycode import build
@@ -70,6 +72,7 @@ class _Gen:
         self.cp = compiled
         self.lines: list[str] = []
         self.names: dict[str, Any] = {}
+        self.metered: dict[int, bool] = {}  # by node (id): whether its closure counts its work
 
     def ref(self, prefix: str, value: Any) -> str:
         name = f"{prefix}{len(self.names)}"
@@ -82,9 +85,22 @@ class _Gen:
     # -- expressions -------------------------------------------------------------------------
 
     def expr(self, node: Node) -> str:
-        """Python text for ``node`` with CEL's meaning, or a call to its exact closure."""
-        text = self._expr(node)
+        """Python text for ``node`` with CEL's meaning, or a call to its exact closure (always,
+        for an expression that counts its work: one count for all of it, as on the exact path)."""
+        text = None if self._metered(node) else self._expr(node)
         return text if text is not None else f"{self.ref('X', compile_expr(node))}(env)"
+
+    def _metered(self, node: Node) -> bool:
+        found = self.metered.get(id(node))
+        if found is None:
+            found = self.metered[id(node)] = metered(node)
+            if not found:  # nothing inside it counts either: asked once for the whole tree
+                stack = list(children(node))
+                while stack:
+                    n = stack.pop()
+                    self.metered[id(n)] = False
+                    stack.extend(children(n))
+        return found
 
     def _expr(self, node: Node) -> str | None:
         if isinstance(node, Lit):

@@ -604,6 +604,15 @@ def _text(value: Any) -> str:
     return value
 
 
+def metered(node: Node) -> bool:
+    """Whether ``node``'s closure counts its work (a comprehension, or a ``+`` that may join
+    texts or lists, anywhere in it): code generated around it must call that closure whole, so
+    that the expression spends from one count, as on the exact path."""
+    compiler = _Compiler(trace=False, root=node)
+    compiler.emit(node)
+    return compiler.metered
+
+
 def compile_expr(node: Node, env: TypeEnv | None = None) -> Compiled:
     """A fast closure for a checked expression: ``fn(activation) -> value``.
 
