@@ -62,3 +62,13 @@ def test_without_a_closing_section_nothing_is_added(tmp_path: Path) -> None:
     (d / "escalation.yaml").write_text(text[:start] + text[end:], encoding="utf-8")
     decision = _engine(d).evaluate("escalation", {"ticket": HANDLED, "customer": CUSTOMER}, now=NOW)
     assert decision.outputs["actions"] == [] and "closing" not in decision.fired_ids
+
+
+def test_a_cancelled_case_gets_no_closing_actions(shipped: Engine) -> None:
+    # its first response was made (that clock succeeded), then it was cancelled
+    cancelled = {**HANDLED, "cancelled_at": "2025-06-28T16:00:00Z"}
+    del cancelled["handled_at"]
+    d = shipped.evaluate("escalation", {"ticket": cancelled, "customer": CUSTOMER}, now=NOW)
+    states = {c["state"] for c in d.outputs["clocks"].values()}
+    assert states == {"succeeded", "cancelled"}, d.outputs["clocks"]
+    assert "customer_feedback" not in d.outputs["actions"] and "closing" not in d.fired_ids

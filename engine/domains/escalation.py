@@ -694,13 +694,14 @@ class _Compiled:
         if step is not None:
             fired.append(self._step_fired[id(step)])
         closing = self.model.closing
-        if closing is not None and clocks and worst == "succeeded":  # handled: feedback, satisfaction check
+        handled = bool(clocks) and all(c["state"] == "succeeded" for c in clocks.values())  # none cancelled
+        if closing is not None and handled:  # handled: feedback to the customer, satisfaction check
             out["actions"] += [a for a in closing.actions if a not in out["actions"]]
             assert self._closing_fired is not None
             fired.append(self._closing_fired)
         if trace is not None and closing is not None and clocks:
-            stopped = ("every clock has stopped", (worst,), worst == "succeeded")
-            trace.append(TraceStep("closing", "closing", worst == "succeeded", (stopped,)))
+            states = tuple(sorted({c["state"] for c in clocks.values()}))
+            trace.append(TraceStep("closing", "closing", handled, (("every clock succeeded", states, handled),)))
         raw = facts.get("events") or []
         alerts = ready.churn()
         out["churn_alerts"] = alerts
