@@ -110,7 +110,21 @@ def test_the_shipped_messages_agree_with_their_figures(capsys: pytest.CaptureFix
         ("churn warning points of 0.6 or more", [("number", 0.6)]),
         ("first purchase less than 180 days ago", [("time", 180.0)]),
         ("the first contact owns the case (source, 首问负责制)", []),
+        ("a tenure score of 50,000 or more", [("number", 50000.0)]),  # a thousands separator: one number
+        ("24/7 support under Article 17", []),  # neither a ratio nor a citation is a figure
+        ("paid in the first half of the month", []),
     ],
 )
 def test_the_figures_a_message_states(message: str, figures: list[tuple[str, float]]) -> None:
     assert [(s.kind, s.count) for s in stated(message)] == figures
+
+
+def test_a_time_agrees_with_a_number_counted_in_another_unit() -> None:
+    from engine.analysis.figures import Figure, _agrees
+
+    six_months = stated("no order in the last 6 months")[0]
+    assert _agrees(six_months, Figure.number(180, "180"))  # `days_since_order > 180`
+    assert _agrees(six_months, Figure.number(6, "6"))  # `months_quiet > 6`
+    assert not _agrees(six_months, Figure.number(90, "90"))
+    two_years = stated("customer for two years")[0]
+    assert _agrees(two_years, Figure.number(24, "24"))  # `tenure_months >= 24`

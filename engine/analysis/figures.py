@@ -94,16 +94,19 @@ _EVERY = {
     "yearly": (365 * 24, 366 * 24),
     "annually": (365 * 24, 366 * 24),
 }
-_NUMBER = r"(?P<n>\d+(?:\.\d+)?|" + "|".join(_WORDS) + r")"
+_NUMBER = r"(?P<n>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|" + "|".join(_WORDS) + r")"
 _FIGURE = re.compile(
-    rf"(?<![\w.§-]){_NUMBER}(?:\s*(?P<pct>%)|\s+(?P<work>working|business)\s+days?|"
-    rf"[\s-]+(?P<unit>hour|day|week|month|year)s?\b|(?P<plain>(?![\w.%-])))"
+    rf"(?<![\w.§/,-]){_NUMBER}(?:\s*(?P<pct>%)|\s+(?P<work>working|business)\s+days?|"
+    rf"[\s-]+(?P<unit>hour|day|week|month|year)s?\b|(?P<plain>(?![\w.%/,-])))"
     rf"|\b(?P<every>{'|'.join(_EVERY)})\b"
     r"|\b(?P<one>an?)\s+(?P<one_unit>hour|day|week|month|year)\b"
-    r"|\b(?P<half>half)\b",
+    r"|(?<!first )(?<!second )(?<!last )\b(?P<half>half)\b",
     re.IGNORECASE,
 )
-_SOURCE = re.compile(r"\((?:source|default)[^)]*\)|§\s*[\d.]+|\bArt\.\s*\d+|\b(?:19|20)\d\d\b")
+_SOURCE = re.compile(
+    r"\((?:source|default)[^)]*\)|§\s*[\d.]+|\b(?:Art\.|Article|Section|Clause|No\.)\s*\d+|\b(?:19|20)\d\d\b",
+    re.IGNORECASE,
+)
 
 
 def stated(message: str) -> list[Stated]:
@@ -125,7 +128,7 @@ def stated(message: str) -> list[Stated]:
         if m.group("work"):
             continue  # a working day lasts what the calendar says
         raw = m.group("n").lower()
-        count = float(_WORDS[raw]) if raw in _WORDS else float(raw)
+        count = float(_WORDS[raw]) if raw in _WORDS else float(raw.replace(",", ""))
         if m.group("pct"):
             out.append(Stated(m.group(), m.start(), "percent", count))
         elif m.group("unit"):
@@ -140,10 +143,17 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
+# a plain number read as an amount of time, in each unit a fact may count in (hours, days,
+# weeks, months, years: `days_since_order > 180` is "6 months"), shortest to longest hours
+_AS_TIME = ((1, 1), (24, 24), (168, 168), (28 * 24, 31 * 24), (365 * 24, 366 * 24))
+
+
 def _agrees(s: Stated, f: Figure) -> bool:
     if s.kind == "time":
-        return (f.hours and s.low <= f.high + 1e-9 and f.low <= s.high + 1e-9) or (
-            not f.hours and _close(s.count, f.low)
+        if f.hours:
+            return s.low <= f.high + 1e-9 and f.low <= s.high + 1e-9
+        return _close(s.count, f.low) or any(
+            f.low * lo <= s.high + 1e-9 and s.low <= f.low * hi + 1e-9 for lo, hi in _AS_TIME
         )
     if f.hours:
         return False
