@@ -325,13 +325,15 @@ class Protector:
         self._lock = threading.Lock()
         self._cached_under: tuple[Path, tuple[int, int, int]] | None = None  # the keyring as the cache saw it
         self._mark_asked = 0.0  # when the store was last asked for its keyring row (none known yet)
+        self._watched: dict[bytes, Path] = {}  # the keyring file a keyring row names (read once)
+        self._stamp_checked = 0.0  # when the keyring file was last looked at
 
     def _fresh(self) -> None:
         """Forget the cached data keys when the keyring's file changed since they were read:
         an erasure (by this process or another: ``charter log erase`` beside a running
-        service) rewrites it, and the erased customer's key must not open here either. One
-        ``stat`` of the file per batch of keys. A log without a keyring yet is asked for its
-        keyring row at most once a second (its first erasure makes one)."""
+        service) rewrites it, and the erased customer's key must not open here either. The
+        file is looked at (one ``stat``) at most every 50 ms. A log without a keyring yet is
+        asked for its keyring row at most once a second (its first erasure makes one)."""
         if self._mark is None:
             if not self._keys_cache or time.monotonic() - self._mark_asked < 1.0:
                 return
@@ -339,11 +341,17 @@ class Protector:
             self._mark = self.store.get_keys([KEYRING_MARK]).get(KEYRING_MARK)
             if self._mark is None:
                 return
-        try:
-            named, _ = _parse_mark(self._mark)
-        except SealError:
+        moment = time.monotonic()
+        if moment - self._stamp_checked < 0.05:  # at most 20 stats a second, however many records
             return
-        path = self._given() or named
+        self._stamp_checked = moment
+        path = self._watched.get(self._mark)
+        if path is None:
+            try:
+                named, _ = _parse_mark(self._mark)
+            except SealError:
+                return
+            path = self._watched[self._mark] = self._given() or named
         seen = (path, _stamp(path))
         if seen != self._cached_under:
             with self._lock:
