@@ -72,3 +72,16 @@ def test_a_cancelled_case_gets_no_closing_actions(shipped: Engine) -> None:
     states = {c["state"] for c in d.outputs["clocks"].values()}
     assert states == {"succeeded", "cancelled"}, d.outputs["clocks"]
     assert "customer_feedback" not in d.outputs["actions"] and "closing" not in d.fired_ids
+
+
+@pytest.mark.parametrize("impact", [["public"], {"a": 1}, 3, "pubic"])
+def test_a_wrong_scope_of_impact_is_a_located_fact_error(shipped: Engine, impact: object) -> None:
+    from engine.errors import FactErrors
+
+    ticket = {**HANDLED, "impact": impact}
+    with pytest.raises(FactErrors) as got:
+        shipped.evaluate("escalation", {"ticket": ticket, "customer": CUSTOMER}, now=NOW)
+    err = got.value.errors[0]
+    assert err.field == "ticket.impact" and err.code in ("F202", "F205"), err
+    if impact == "pubic":
+        assert err.hint == "did you mean `public`?"

@@ -742,7 +742,8 @@ class _Compiled:
             and severity in self._severities
             and isinstance(ticket.get("id"), str)
             and isinstance(ticket.get("complexity", ""), str)
-            and ticket.get("impact", self._impact) in self._impacts
+            and type(impact := ticket.get("impact", self._impact)) is str
+            and impact in self._impacts
             and isinstance(ticket.get("first_contact", ""), str)
             and type(ticket.get("pauses", ())) in (list, tuple)
             and type(facts.get("events", ())) in (list, tuple)
