@@ -2,14 +2,15 @@
 #
 #   docker build -t charter .
 #   docker run -p 8080:8080 \
-#     -v charter-data:/data \
+#     -v charter-data:/data -v charter-keys:/keys \
 #     -v "$PWD/tokens.yaml:/run/secrets/charter/tokens.yaml:ro" \
 #     charter
 #
-# /data (a volume) holds the SQLite decision log and its key: keep it, and back it up.
-# It also holds the keyring (charter.key.keyring) that `charter log erase` rotates: a backup of
-# the keyring taken before an erase can open the erased customer's values again, so keep
-# keyring backups no longer than the erasure policy allows (docs/audit.md, "Erasure").
+# /data (a volume) holds the SQLite decision log; /keys (another volume, never beside the data)
+# its master key and the keyring (charter.key.keyring) that `charter log erase` rotates. Keep
+# and back up both, apart: a copy of /data alone opens nothing. A backup of the keyring taken
+# before an erase can open the erased customer's values again, so keep keyring backups no
+# longer than the erasure policy allows (docs/audit.md, "Erasure").
 # The tokens file (digests only: `charter serve token new NAME --scopes decide --add tokens.yaml`)
 # is mounted read-only; the service reads it again when it changes. Serving 0.0.0.0 needs
 # tokens (or TLS with client certificates): without them the service refuses to start (C087).
@@ -33,14 +34,15 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels charter \
     && rm -rf /wheels \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin charter \
-    && mkdir -p /data /run/secrets/charter \
-    && chown charter /data
+    && mkdir -p /data /keys /run/secrets/charter \
+    && chown charter /data /keys \
+    && chmod 700 /keys
 WORKDIR /app
 COPY --chown=root:root policies ./policies
 USER charter
-VOLUME ["/data"]
+VOLUME ["/data", "/keys"]
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2)"]
 STOPSIGNAL SIGTERM
-CMD ["charter", "serve", "--host", "0.0.0.0", "--port", "8080", "--policies", "/app/policies", "--store", "sqlite:////data/charter.db", "--key-file", "/data/charter.key", "--tokens", "/run/secrets/charter/tokens.yaml", "--log-format", "json"]
+CMD ["charter", "serve", "--host", "0.0.0.0", "--port", "8080", "--policies", "/app/policies", "--store", "sqlite:////data/charter.db", "--key-file", "/keys/charter.key", "--tokens", "/run/secrets/charter/tokens.yaml", "--log-format", "json"]

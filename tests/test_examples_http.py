@@ -144,10 +144,10 @@ def test_the_dockerfile_parses_and_its_command_is_one_charter_serve_accepts() ->
     assert cmds[0] == ["charter", "serve", *cmds[0][2:]]
     args = _parser().parse_args(cmds[0][1:])
     assert args.run is cmd_serve and args.host == "0.0.0.0"
-    assert args.tokens and args.store.startswith("sqlite:////data/") and args.key_file.startswith("/data/")
+    assert args.tokens and args.store.startswith("sqlite:////data/") and args.key_file.startswith("/keys/")
     assert args.log_format == "json"
     volumes = [json.loads(rest) for word, rest in steps if word == "VOLUME"]
-    assert volumes == [["/data"]]
+    assert volumes == [["/data", "/keys"]]  # the key never beside the data
 
 
 def test_the_dockerignore_lets_in_what_the_dockerfile_copies() -> None:
