@@ -258,21 +258,15 @@ class Engine:
         for facts in customers:
             try:
                 decision = decide(program, shadow, facts, now, explain)
+                pending.append(decision)
+                items.append((decision, facts, program, shadow))
             except (FactErrors, EvaluationError) as exc:
-                held = isinstance(exc, FactErrors) and errors == "yield"
-                if held or (isinstance(exc, EvaluationError) and failures == "yield"):
-                    pending.append(exc if isinstance(exc, FactErrors) else _whose(exc, facts, program))
-                    if len(pending) >= self.log_batch:  # a run of errors alone is streamed too
-                        log.record(items, state.bundle, self.registry, classification)
-                        yield from pending
-                        pending, items = [], []
-                    continue
-                log.record(items, state.bundle, self.registry, classification)  # what was decided is kept
-                yield from pending
-                raise
-            pending.append(decision)
-            items.append((decision, facts, program, shadow))
-            if len(pending) >= self.log_batch:
+                if (errors if isinstance(exc, FactErrors) else failures) == "raise":
+                    log.record(items, state.bundle, self.registry, classification)  # what was decided is kept
+                    yield from pending
+                    raise
+                pending.append(exc if isinstance(exc, FactErrors) else _whose(exc, facts, program))
+            if len(pending) >= self.log_batch:  # errors count too: a run of them alone is streamed
                 log.record(items, state.bundle, self.registry, classification)  # durable before yielded
                 yield from pending
                 pending, items = [], []

@@ -292,12 +292,12 @@ def _reserved(facts: Mapping[str, Any]) -> FactErrors:
 
 
 def _first(facts: Mapping[str, Any], found: Callable[[Any], bool]) -> tuple[str, Any] | None:
-    """The path and value of the first value in ``facts`` (objects and lists walked, any depth)
-    for which ``found`` is true."""
+    """The path (``""``: the facts themselves) and value of the first value in ``facts``
+    (objects and lists walked, any depth) for which ``found`` is true."""
     stack: list[tuple[Any, str]] = [(facts, "")]
     while stack:
         value, path = stack.pop()
-        if path and found(value):
+        if found(value):
             return path, value
         if isinstance(value, Mapping):
             stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
@@ -309,34 +309,39 @@ def _first(facts: Mapping[str, Any], found: Callable[[Any], bool]) -> tuple[str,
 def _too_long(facts: Mapping[str, Any]) -> FactErrors:
     """The error naming the first list found with more than ``MAX_ITEMS`` items."""
     hit = _first(facts, lambda v: isinstance(v, list | tuple) and len(v) > MAX_ITEMS)
-    if hit is None:
-        return FactErrors([FactError("a list is too long", field="", code="F304")], subject=_shown(facts.get("id")))
-    path, value = hit
-    error = FactError(
-        f"`{path}` has {len(value)} items, more than the {MAX_ITEMS} a list may have",
-        field=path,
-        value=f"a list of {len(value)} items",
-        rule=f"maxitems: {MAX_ITEMS}",
-        code="F304",
-        hint=f"send at most {MAX_ITEMS} items; split the customer's history if it is longer",
+    path, value = hit if hit is not None else ("", ())  # (not reached: _walk found one)
+    return _named(
+        facts,
+        FactError(
+            f"`{path}` has {len(value)} items, more than the {MAX_ITEMS} a list may have",
+            field=path,
+            value=f"a list of {len(value)} items",
+            rule=f"maxitems: {MAX_ITEMS}",
+            code="F304",
+            hint=f"send at most {MAX_ITEMS} items; split the customer's history if it is longer",
+        ),
     )
-    return FactErrors([error], subject=_shown(facts.get("id")))
 
 
 def _text_too_long(facts: Mapping[str, Any]) -> FactErrors:
     """F307 naming the first text found with more than ``MAX_TEXT`` characters."""
     hit = _first(facts, lambda v: isinstance(v, str) and len(v) > MAX_TEXT)
-    if hit is None:
-        return FactErrors([FactError("a text is too long", field="", code="F307")], subject=_shown(facts.get("id")))
-    path, value = hit
-    error = FactError(
-        f"`{path}` is a text of {len(value):,} characters, more than the {MAX_TEXT:,} a text may have",
-        field=path,
-        value=f"a text of {len(value):,} characters",
-        rule=f"maxlength: {MAX_TEXT}",
-        code="F307",
-        hint=f"send at most {MAX_TEXT:,} characters: keep documents out of the facts",
+    path, value = hit if hit is not None else ("", "")  # (not reached: _walk found one)
+    return _named(
+        facts,
+        FactError(
+            f"`{path}` is a text of {len(value):,} characters, more than the {MAX_TEXT:,} a text may have",
+            field=path,
+            value=f"a text of {len(value):,} characters",
+            rule=f"maxlength: {MAX_TEXT}",
+            code="F307",
+            hint=f"send at most {MAX_TEXT:,} characters: keep documents out of the facts",
+        ),
     )
+
+
+def _named(facts: Mapping[str, Any], error: FactError) -> FactErrors:
+    """``error`` as the boundary raises it: for the customer the facts name."""
     return FactErrors([error], subject=_shown(facts.get("id")))
 
 
@@ -355,33 +360,31 @@ def _plain(text: str) -> bool:
 def _unencodable(facts: Mapping[str, Any]) -> FactErrors:
     """F305 naming the first text (or key) that holds a lone surrogate, F306 the first whole
     number past 64 bits."""
-    stack: list[tuple[Any, str]] = [(facts, "")]
-    while stack:
-        value, path = stack.pop()
+
+    def found(value: Any) -> bool:
         if isinstance(value, Mapping):
-            for k, v in value.items():
-                where = f"{path}.{k}" if path else str(k)
-                if isinstance(k, str) and not _utf8(k):
-                    return _surrogate(path or "(the facts)", "a key")
-                stack.append((v, where))
-        elif isinstance(value, list | tuple):
-            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
-        elif isinstance(value, str) and not _utf8(value):
-            return _surrogate(path, "the text")
-        elif type(value) is int and not _INT_MIN <= value <= _INT_MAX:
-            return FactErrors(
-                [
-                    FactError(
-                        f"`{path}` is a whole number past 64 bits (of {value.bit_length()} bits)",
-                        field=path,
-                        value=None,
-                        rule="range",
-                        code="F306",
-                        hint=f"whole numbers run from {_INT_MIN:,} to {_INT_MAX:,}; send a larger amount as a decimal",
-                    )
-                ]
+            return any(isinstance(k, str) and not _utf8(k) for k in value)
+        if isinstance(value, str):
+            return not _utf8(value)
+        return type(value) is int and not _INT_MIN <= value <= _INT_MAX
+
+    path, value = _first(facts, found) or ("", "")  # (not reached without one: _walk found it)
+    if isinstance(value, Mapping):
+        return _surrogate(path or "(the facts)", "a key")
+    if isinstance(value, str):
+        return _surrogate(path, "the text")
+    return FactErrors(
+        [
+            FactError(
+                f"`{path}` is a whole number past 64 bits (of {value.bit_length()} bits)",
+                field=path,
+                value=None,
+                rule="range",
+                code="F306",
+                hint=f"whole numbers run from {_INT_MIN:,} to {_INT_MAX:,}; send a larger amount as a decimal",
             )
-    return _surrogate("", "a text")  # not reached: _walk found one
+        ]
+    )
 
 
 def _surrogate(path: str, what: str) -> FactErrors:

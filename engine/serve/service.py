@@ -294,24 +294,16 @@ class Service:
             raise shape_error("`facts` must be a JSON array: one object per customer or request")
         now = request_now(body)
         results: list[dict[str, Any]] = []
-        start, done, bad = time.perf_counter(), 0, 0
+        start, bad = time.perf_counter(), 0
         outcomes: list[str] = []
-        while done < len(items):  # a decision that cannot be made is reported in place; the rest go on
-            try:
-                for result in self._batch(domain, items[done:], now, explain):
-                    if isinstance(result, FactErrors):
-                        results.append({"index": done, "error": error_body(result)})
-                        outcomes.append("bad_facts")
-                        bad += 1
-                    else:
-                        results.append({"index": done, **decision_json(result)})
-                        outcomes.append(outcome_of(result.outputs, domain))
-                    done += 1
-            except EvaluationError as exc:
-                results.append({"index": done, "error": error_body(exc)})
-                outcomes.append("error")
+        for index, result in enumerate(self._batch(domain, items, now, explain)):  # a failure in its place
+            if isinstance(result, CharterError):
+                results.append({"index": index, "error": error_body(result)})
+                outcomes.append("bad_facts" if isinstance(result, FactErrors) else "error")
                 bad += 1
-                done += 1
+            else:
+                results.append({"index": index, **decision_json(result)})
+                outcomes.append(outcome_of(result.outputs, domain))
         share = (time.perf_counter() - start) / max(1, len(items))
         for outcome in outcomes:
             self.metrics.decided(domain, outcome, share)
@@ -327,9 +319,11 @@ class Service:
             "results": results,
         }
 
-    def _batch(self, domain: str, items: list[Any], now: datetime, explain: bool) -> Iterator[Decision | FactErrors]:
+    def _batch(
+        self, domain: str, items: list[Any], now: datetime, explain: bool
+    ) -> Iterator[Decision | FactErrors | EvaluationError]:
         with durable():
-            yield from self.engine.evaluate_batch(domain, items, now=now, explain=explain)
+            yield from self.engine.evaluate_batch(domain, items, now=now, explain=explain, failures="yield")
 
     def customer(self, body: Any, *, explain: bool = False) -> dict[str, Any]:
         """``POST /v1/customer``: every decision about one customer (see docs/serve.md)."""
